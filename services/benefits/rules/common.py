@@ -1,0 +1,190 @@
+"""Result types and helpers shared by the rule families.
+
+Convention (documented choice): a family returns an entitlement for every programme
+that *applies* to the household or person (the pack enables it and the subject is
+in the programme's population, e.g. a student for education, a worker for
+employment), with `eligible=False`, amount 0 and the failed condition in the
+explanation when a condition fails. Programmes whose population the household is
+not in are omitted. Removed households get nothing at all.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.money import ZERO, Money, yuan
+from shared.snapshot import Household, Person
+
+Unit = Literal["once", "month", "year", "term", "claim"]
+
+KNOWN_PROGRAMS: frozenset[str] = frozenset({
+    "industry.crop_livestock", "industry.land_transfer_out", "industry.machinery", "industry.double_rice_oil",
+    "industry.deep_poverty_special", "industry.covid_unsold", "industry.relocated_facility",
+    "employment.job_subsidy", "employment.workshop_subsidy", "employment.hiring_subsidy", "employment.transport",
+    "employment.public_post", "employment.training", "employment.job_referral", "employment.startup",
+    "health.insurance_premium", "health.one_stop_settlement", "health.bedridden_nursing", "health.child_rehab",
+    "health.chronic_outpatient",
+    "housing.renovation", "water.self_supply",
+    "education.preschool", "education.boarding", "education.non_boarding", "education.senior_tuition",
+    "education.senior_grant", "education.vocational_tuition", "education.vocational_grant",
+    "education.university_entry", "education.university_travel", "education.student_loan",
+    "safety_net.dibao", "safety_net.tekun", "safety_net.disability", "safety_net.temporary_assistance",
+    "credit.microloan", "credit.interest_subsidy",
+    "assessment.exit_readiness", "assessment.identification", "assessment.village_exit",
+    "assessment.monitoring_risk",
+})
+
+
+class Citation(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    seed: str
+    lines: str
+
+
+class Condition(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    condition: str
+    value: Any = None
+    passed: bool
+
+
+class Entitlement(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    program: str
+    person_id: str | None = None
+    eligible: bool
+    amount: Money = ZERO
+    unit: Unit
+    period: str
+    explanation: list[Condition] = Field(default_factory=list)
+    source: Citation | None = None
+
+
+class Assessment(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    kind: str
+    result: bool
+    unmet: list[str] = Field(default_factory=list)
+    explanation: list[Condition] = Field(default_factory=list)
+    source: Citation | None = None
+
+
+def plain(value: Any) -> Any:
+    """Explanation values in JSON-friendly form (Decimal as text, never float)."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, (dt.date,)):
+        return value.isoformat()
+    if isinstance(value, (list, tuple)):
+        return [plain(item) for item in value]
+    if isinstance(value, dict):
+        return {str(key): plain(item) for key, item in value.items()}
+    return value
+
+
+def cond(condition: str, value: Any, passed: bool) -> Condition:
+    return Condition(condition=condition, value=plain(value), passed=bool(passed))
+
+
+def cite(seed: str, lines: str) -> Citation:
+    return Citation(seed=seed, lines=lines)
+
+
+def citation_of(policy, parameter: str, fallback: Citation | None = None) -> Citation | None:
+    source = policy.source(parameter) if policy.has(parameter) else None
+    return Citation(**source) if source else fallback
+
+
+def entitlement(program: str, *, conditions: list[Condition], amount: Decimal, unit: Unit, period: str,
+                source: Citation | None, person_id: str | None = None) -> Entitlement:
+    """Eligible iff every condition passed; an ineligible entitlement always carries 0."""
+    eligible = all(item.passed for item in conditions)
+    paid = yuan(max(amount, ZERO)) if eligible else ZERO
+    return Entitlement(program=program, person_id=person_id, eligible=eligible, amount=paid, unit=unit,
+                       period=period, explanation=conditions, source=source)
+
+
+def capped(amount: Decimal, cap: Decimal | None) -> Decimal:
+    return amount if cap is None else min(amount, cap)
+
+
+def dec(value: Any) -> Decimal:
+    return value if isinstance(value, Decimal) else Decimal(str(value))
+
+
+# --- status --------------------------------------------------------------------------
+
+def post_exit_window_open(household: Household, policy, as_of: dt.date) -> bool:
+    """Exited households keep their policies while the pack's post-exit window is open."""
+    until = policy.param("post_exit_policy_until", None)
+    if until is not None and as_of <= until:
+        return True
+    years = int(policy.param("post_exit_policy_years", Decimal(0)))
+    if years > 0 and household.exit_date is not None:
+        return as_of < _add_years(household.exit_date, years)
+    return False
+
+
+def _add_years(day: dt.date, years: int) -> dt.date:
+    try:
+        return day.replace(year=day.year + years)
+    except ValueError:  # 29 February
+        return day.replace(year=day.year + years, day=28)
+
+
+def is_marginal_household(household: Household) -> bool:
+    return "marginal" in household.categories and household.status in ("candidate", "monitored")
+
+
+def is_exited_household(household: Household) -> bool:
+    """Exited, or under monitoring after exit (a monitored household without category `marginal`)."""
+    return household.status == "exited" or (household.status == "monitored" and "marginal" not in household.categories)
+
+
+def registered_in_effect(household: Household, policy, as_of: dt.date) -> bool:
+    """'Registered' of PROGRAMS.md: registered, returned (返贫), or exited within the window."""
+    if household.status in ("registered", "returned"):
+        return True
+    return is_exited_household(household) and post_exit_window_open(household, policy, as_of)
+
+
+def not_yet_exited(household: Household) -> bool:
+    return household.status in ("registered", "returned")
+
+
+def is_other_poor(household: Household) -> bool:
+    """Poor but not registered: 低保, 特困 or marginal households (education's 'other poor')."""
+    return bool({"dibao", "tekun_dispersed", "tekun_concentrated", "marginal"} & set(household.categories))
+
+
+def registration_condition(household: Household, policy, as_of: dt.date) -> Condition:
+    return cond("household registered (建档立卡, incl. returned and exited within the post-exit window)",
+                household.status, registered_in_effect(household, policy, as_of))
+
+
+def age_on(person: Person, day: dt.date) -> int | None:
+    if person.birth_date is None:
+        return None
+    born = person.birth_date
+    return day.year - born.year - ((day.month, day.day) < (born.month, born.day))
+
+
+def person_key(person: Person, index: int) -> str:
+    """Members without a registry id (what-if evaluation) are named by position."""
+    return person.id if person.id else f"member-{index + 1}"
+
+
+def school_year(as_of: dt.date) -> str:
+    start = as_of.year if as_of.month >= 9 else as_of.year - 1
+    return f"{start}/{start + 1}"
+
+
+def calendar_year(as_of: dt.date) -> str:
+    return str(as_of.year)
+
+
+def calendar_month(as_of: dt.date) -> str:
+    return as_of.strftime("%Y-%m")

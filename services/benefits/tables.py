@@ -1,0 +1,103 @@
+"""The benefits service's own tables."""
+from __future__ import annotations
+
+from sqlalchemy import (BigInteger, Boolean, Column, DateTime, Index, Integer, JSON, MetaData, Numeric,
+                        String, Table, Text)
+
+from shared.outbox import define_outbox
+
+metadata = MetaData()
+
+outbox = define_outbox(metadata)
+
+# Latest snapshot per household as carried by registry events (event-carried state).
+household_snapshots = Table(
+    "household_snapshots", metadata,
+    Column("household_id", String(40), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("region_code", String(12), nullable=False),
+    Column("village_code", String(16), nullable=True, index=True),
+    Column("township_code", String(16), nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("snapshot", JSON, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# Events already applied: a redelivered event finds its id here and changes nothing.
+processed_events = Table(
+    "processed_events", metadata,
+    Column("event_id", String(64), primary_key=True),
+    Column("processed_at", DateTime(timezone=True), nullable=False),
+)
+
+entitlements = Table(
+    "entitlements", metadata,
+    Column("household_id", String(40), primary_key=True),
+    Column("program", String(64), primary_key=True),
+    Column("person_key", String(40), primary_key=True),  # person id, or "" for household-level
+    Column("person_id", String(40), nullable=True),
+    Column("eligible", Boolean, nullable=False),
+    Column("amount", Numeric(14, 2), nullable=False),
+    Column("unit", String(8), nullable=False),
+    Column("period", String(32), nullable=True),
+    Column("household_version", Integer, nullable=False),
+    Column("pack", String(64), nullable=False),
+    Column("pack_version", String(32), nullable=False),
+    Column("explanation", JSON, nullable=False),
+    Column("source", JSON, nullable=False),
+    Column("region_code", String(12), nullable=False),
+    Column("township_code", String(16), nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_entitlements_program_region", "program", "region_code"),
+)
+
+entitlement_history = Table(
+    "entitlement_history", metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("household_id", String(40), nullable=False, index=True),
+    Column("program", String(64), nullable=False),
+    Column("person_id", String(40), nullable=True),
+    Column("change", String(16), nullable=False),  # granted | changed | revoked
+    Column("before", JSON, nullable=True),
+    Column("after", JSON, nullable=True),
+    Column("household_version", Integer, nullable=False),
+    Column("pack", String(64), nullable=False),
+    Column("pack_version", String(32), nullable=False),
+    Column("cause_event_id", String(64), nullable=True),
+    Column("decision_event_id", String(64), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+)
+
+assessments = Table(
+    "assessments", metadata,
+    Column("household_id", String(40), primary_key=True),
+    Column("kind", String(32), primary_key=True),
+    Column("result", Boolean, nullable=False),
+    Column("unmet", JSON, nullable=False),
+    Column("explanation", JSON, nullable=False),
+    Column("source", JSON, nullable=False),
+    Column("household_version", Integer, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+villages = Table(
+    "villages", metadata,
+    Column("code", String(16), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("data", JSON, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+recompute_jobs = Table(
+    "recompute_jobs", metadata,
+    Column("id", String(40), primary_key=True),
+    Column("scope", JSON, nullable=False),
+    Column("status", String(16), nullable=False),  # pending | running | done | failed
+    Column("total", Integer, nullable=False),
+    Column("processed", Integer, nullable=False),
+    Column("changed", Integer, nullable=False),
+    Column("last_household_id", String(40), nullable=True),  # resume point
+    Column("error", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)

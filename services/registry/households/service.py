@@ -1,0 +1,255 @@
+"""Household registration, reads and merge-patch updates: every change bumps the
+version, keeps the old one and stages its event in the same transaction."""
+from __future__ import annotations
+
+import base64
+import uuid
+from datetime import date
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.registry.households.merge_patch import apply_merge_patch, changed_paths
+from services.registry.outbox import publish_household_event
+from services.registry.tables import household_versions, households, person_index
+from shared.auth import Principal
+from shared.events import utcnow
+from shared.idcard import InvalidIdNumber, check_consistency, mask_id_number, validate_id_number
+from shared.problems import Problem
+from shared.snapshot import Household, HouseholdCreate
+
+# Fields only procedures (transitions) may change; a patch cannot.
+PROCEDURE_FIELDS = ("status", "exit_date")
+
+
+def new_household_id() -> str:
+    return f"hh-{uuid.uuid4().hex[:16]}"
+
+
+def new_person_id() -> str:
+    return f"p-{uuid.uuid4().hex[:12]}"
+
+
+def area_code_of(snapshot: dict) -> str:
+    village = snapshot.get("village") or {}
+    return village.get("code") or snapshot.get("region_code") or ""
+
+
+def check_area(principal: Principal, snapshot: dict) -> None:
+    if not principal.sees_area(area_code_of(snapshot)):
+        raise Problem(403, "Outside your area", f"Your token is limited to area {principal.area}.",
+                      type_="https://jingzhun.dev/problems/forbidden")
+
+
+def validation_problem(exc: ValidationError) -> Problem:
+    errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+    return Problem(422, "Invalid household", "The household does not match the snapshot contract.",
+                   type_="https://jingzhun.dev/problems/validation", errors=errors)
+
+
+def _validated_snapshot(body: dict, household_id: str, version: int) -> dict:
+    """Strict validation of a written household, then its canonical snapshot form."""
+    try:
+        HouseholdCreate.model_validate(body)
+        household = Household.model_validate({**body, "id": household_id, "version": version})
+    except ValidationError as exc:
+        raise validation_problem(exc) from exc
+    snapshot = household.model_dump(mode="json")
+    for member in snapshot["members"]:
+        member["id"] = member.get("id") or new_person_id()
+    _check_members(snapshot["members"])
+    return snapshot
+
+
+def _check_members(members: list[dict]) -> None:
+    errors, seen = [], {}
+    for index, member in enumerate(members):
+        number = member.get("id_number")
+        if not number:
+            continue
+        try:
+            info = validate_id_number(number)
+            member["id_number"] = info.number
+            birth = member.get("birth_date")
+            check_consistency(info.number, date.fromisoformat(birth) if birth else None, member.get("sex"))
+        except InvalidIdNumber as exc:
+            errors.append({"loc": ["body", "members", index, "id_number"], "msg": str(exc)})
+            continue
+        if info.number in seen:
+            errors.append({"loc": ["body", "members", index, "id_number"],
+                           "msg": f"same ID number as member {seen[info.number]}"})
+        seen[info.number] = index
+    ids = [m["id"] for m in members]
+    if len(ids) != len(set(ids)):
+        errors.append({"loc": ["body", "members"], "msg": "member ids must be unique"})
+    if errors:
+        raise Problem(422, "Invalid household", "Some members are invalid.",
+                      type_="https://jingzhun.dev/problems/validation", errors=errors)
+
+
+async def _claim_persons(session: AsyncSession, household_id: str, members: list[dict]) -> None:
+    """Re-index the household's living members; a person living elsewhere is a conflict."""
+    living = {m["id_number"]: m["id"] for m in members if m.get("id_number") and not m.get("deceased")}
+    if living:
+        rows = (await session.execute(select(person_index.c.id_number, person_index.c.household_id)
+                                      .where(person_index.c.id_number.in_(list(living)),
+                                             person_index.c.household_id != household_id))).all()
+        if rows:
+            raise Problem(409, "Person already in another household",
+                          "A living person belongs to at most one household.",
+                          type_="https://jingzhun.dev/problems/person-conflict",
+                          conflicts=[{"id_number": mask_id_number(r.id_number), "household_id": r.household_id}
+                                     for r in rows])
+    await session.execute(delete(person_index).where(person_index.c.household_id == household_id))
+    if living:
+        await session.execute(insert(person_index), [
+            {"id_number": number, "household_id": household_id, "person_id": pid} for number, pid in living.items()])
+
+
+def _row_values(snapshot: dict) -> dict:
+    village = snapshot.get("village") or {}
+    return {"version": snapshot["version"], "region_code": snapshot["region_code"],
+            "village_code": village.get("code"), "township_code": village.get("township_code"),
+            "status": snapshot["status"], "snapshot": snapshot}
+
+
+async def _record_version(session: AsyncSession, snapshot: dict, event_type: str, paths: list[str],
+                          actor: str | None, note: str | None = None) -> None:
+    await session.execute(insert(household_versions).values(
+        household_id=snapshot["id"], version=snapshot["version"], event_type=event_type, changed_paths=paths,
+        snapshot=snapshot, actor=actor, note=note, at=utcnow()))
+
+
+async def create_household(session: AsyncSession, body: dict[str, Any], principal: Principal,
+                           *, household_id: str | None = None) -> dict:
+    if body.get("status", "candidate") != "candidate" and not principal.is_admin:
+        raise Problem(403, "Status needs admin",
+                      "Only an admin may create a household in a status other than candidate "
+                      "(bringing in an existing ledger); others start as candidate and use transitions.",
+                      type_="https://jingzhun.dev/problems/forbidden")
+    household_id = household_id or new_household_id()
+    snapshot = _validated_snapshot(body, household_id, 1)
+    check_area(principal, snapshot)
+    if await session.scalar(select(households.c.id).where(households.c.id == household_id)):
+        raise Problem(409, "Household exists", f"Household {household_id} already exists.")
+    await _claim_persons(session, household_id, snapshot["members"])
+    now = utcnow()
+    await session.execute(insert(households).values(id=household_id, created_by=principal.subject,
+                                                    created_at=now, updated_at=now, **_row_values(snapshot)))
+    note = "created with status by admin (ledger import)" if snapshot["status"] != "candidate" else None
+    await _record_version(session, snapshot, "household.registered", [], principal.subject, note)
+    await publish_household_event(session, "household.registered", snapshot, actor=principal.subject)
+    return snapshot
+
+
+async def load_household(session: AsyncSession, household_id: str, principal: Principal,
+                         *, for_update: bool = False) -> dict:
+    query = select(households.c.snapshot).where(households.c.id == household_id)
+    if for_update:
+        query = query.with_for_update()
+    snapshot = await session.scalar(query)
+    if snapshot is None:
+        raise Problem(404, "Household not found", f"No household {household_id}.")
+    check_area(principal, snapshot)
+    return snapshot
+
+
+def check_if_match(if_match: str | None, current_version: int) -> None:
+    if if_match is None:
+        return
+    wanted = if_match.strip().strip('"').removeprefix("W/").strip('"')
+    if wanted != str(current_version):
+        raise Problem(412, "Version mismatch",
+                      f"If-Match {if_match} but the household is at version {current_version}; "
+                      "read it again and reapply your change.",
+                      type_="https://jingzhun.dev/problems/stale-version", current_version=current_version)
+
+
+async def save_new_version(session: AsyncSession, before: dict, after_body: dict, *, event_type: str,
+                           actor: str | None, note: str | None = None, extra: dict | None = None,
+                           strict: bool = True) -> dict:
+    """Validate, bump the version (optimistically locked) and stage the event."""
+    new_version = before["version"] + 1
+    body = {k: v for k, v in after_body.items() if k not in ("id", "version")}
+    snapshot = (_validated_snapshot(body, before["id"], new_version) if strict
+                else Household.model_validate({**body, "id": before["id"], "version": new_version})
+                .model_dump(mode="json"))
+    paths = [p for p in changed_paths({k: v for k, v in before.items() if k != "version"},
+                                      {k: v for k, v in snapshot.items() if k != "version"})]
+    await _claim_persons(session, before["id"], snapshot["members"])
+    result = await session.execute(update(households).where(
+        households.c.id == before["id"], households.c.version == before["version"]).values(
+        updated_at=utcnow(), **_row_values(snapshot)))
+    if result.rowcount != 1:
+        raise Problem(412, "Version mismatch", "The household changed while this request ran; retry.",
+                      type_="https://jingzhun.dev/problems/stale-version")
+    await _record_version(session, snapshot, event_type, paths, actor, note)
+    await publish_household_event(session, event_type, snapshot, actor=actor,
+                                  extra={"changed_paths": paths, **(extra or {})})
+    return snapshot
+
+
+async def patch_household(session: AsyncSession, household_id: str, patch: dict, if_match: str | None,
+                          principal: Principal) -> dict:
+    if not isinstance(patch, dict):
+        raise Problem(422, "Invalid merge patch", "A JSON merge patch must be an object.",
+                      type_="https://jingzhun.dev/problems/validation",
+                      errors=[{"loc": ["body"], "msg": "must be a JSON object"}])
+    forbidden = [f for f in ("id", "version", *PROCEDURE_FIELDS) if f in patch]
+    if forbidden:
+        raise Problem(422, "Field not patchable", "Status and exit date change only through transitions; "
+                      "id and version are assigned by the registry.",
+                      type_="https://jingzhun.dev/problems/validation",
+                      errors=[{"loc": ["body", f], "msg": "not patchable"} for f in forbidden])
+    before = await load_household(session, household_id, principal, for_update=True)
+    check_if_match(if_match, before["version"])
+    after = apply_merge_patch(before, patch)
+    check_area(principal, after)
+    return await save_new_version(session, before, after, event_type="household.updated",
+                                  actor=principal.subject)
+
+
+def encode_cursor(value: str) -> str:
+    return base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except Exception as exc:  # noqa: BLE001
+        raise Problem(400, "Invalid cursor", "The cursor is not one this API returned.") from exc
+
+
+async def list_households(session: AsyncSession, principal: Principal, *, village_code: str | None,
+                          township_code: str | None, region_code: str | None, status: str | None,
+                          cursor: str | None, limit: int) -> tuple[list[dict], str | None]:
+    query = select(households.c.id, households.c.snapshot).order_by(households.c.id).limit(limit + 1)
+    if village_code:
+        query = query.where(households.c.village_code == village_code)
+    if township_code:
+        query = query.where(households.c.township_code == township_code)
+    if region_code:
+        query = query.where(households.c.region_code == region_code)
+    if status:
+        query = query.where(households.c.status == status)
+    if principal.area and not principal.is_admin:
+        query = query.where(households.c.village_code.startswith(principal.area, autoescape=True)
+                            | households.c.region_code.startswith(principal.area, autoescape=True))
+    if cursor:
+        query = query.where(households.c.id > decode_cursor(cursor))
+    rows = (await session.execute(query)).all()
+    items = [row.snapshot for row in rows[:limit]]
+    next_cursor = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
+    return items, next_cursor
+
+
+def present(snapshot: dict, principal: Principal) -> dict:
+    """Responses mask ID numbers unless the caller holds admin."""
+    if principal.is_admin:
+        return snapshot
+    masked = dict(snapshot)
+    masked["members"] = [{**m, "id_number": mask_id_number(m.get("id_number")) if m.get("id_number") else None}
+                         for m in snapshot.get("members", [])]
+    return masked

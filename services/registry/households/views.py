@@ -1,0 +1,74 @@
+"""Household endpoints: thin; the work is in service.py."""
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Header, Query, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.registry.households import service
+from shared.auth import Principal, require_scopes
+from shared.db import transaction
+from shared.problems import PROBLEM_RESPONSES
+from shared.snapshot import Household, HouseholdCreate
+
+router = APIRouter(prefix="/v1/households", tags=["households"], responses=PROBLEM_RESPONSES)
+
+HouseholdPage = dict[str, Any]
+
+
+def _snapshot_response(snapshot: dict, principal: Principal, status: int = 200,
+                       headers: dict | None = None) -> JSONResponse:
+    headers = {"ETag": f'"{snapshot["version"]}"', **(headers or {})}
+    return JSONResponse(service.present(snapshot, principal), status_code=status, headers=headers)
+
+
+@router.post("", status_code=201, response_model=None,
+             summary="Register a household (建档立卡)",
+             responses={201: {"model": Household, "description": "The registered household"},
+                        409: {"description": "A member already lives in another household"}})
+async def create_household(request: Request, body: HouseholdCreate,
+                           principal: Principal = Depends(require_scopes("registry:write"))) -> JSONResponse:
+    async with transaction(request.app.state.sessionmaker) as session:
+        snapshot = await service.create_household(session, body.model_dump(mode="json", exclude_unset=True),
+                                                  principal)
+    return _snapshot_response(snapshot, principal, 201, {"Location": f"/v1/households/{snapshot['id']}"})
+
+
+@router.get("/{household_id}", response_model=None, responses={200: {"model": Household}}, summary="Read a household snapshot")
+async def get_household(request: Request, household_id: str,
+                        principal: Principal = Depends(require_scopes("registry:read"))) -> JSONResponse:
+    async with request.app.state.sessionmaker() as session:
+        snapshot = await service.load_household(session, household_id, principal)
+    return _snapshot_response(snapshot, principal)
+
+
+@router.patch("/{household_id}", response_model=None,
+              summary="Change a household (JSON merge patch, RFC 7386)",
+              openapi_extra={"requestBody": {"content": {"application/merge-patch+json": {
+                  "schema": {"type": "object"},
+                  "example": {"income": {"year": 2020, "per_capita_net": "4200.00"},
+                              "housing": {"safety_grade": "A"}}}}}},
+              responses={200: {"model": Household},
+                         412: {"description": "If-Match does not name the current version"}})
+async def patch_household(request: Request, household_id: str,
+                          patch: Annotated[Any, Body(media_type="application/merge-patch+json")],
+                          if_match: Annotated[str | None, Header(alias="If-Match")] = None,
+                          principal: Principal = Depends(require_scopes("registry:write"))) -> JSONResponse:
+    async with transaction(request.app.state.sessionmaker) as session:
+        snapshot = await service.patch_household(session, household_id, patch, if_match, principal)
+    return _snapshot_response(snapshot, principal)
+
+
+@router.get("", summary="List households (cursor pagination)")
+async def list_households(request: Request,
+                          village_code: str | None = None, township_code: str | None = None,
+                          region_code: str | None = None, status: str | None = None,
+                          cursor: str | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 100,
+                          principal: Principal = Depends(require_scopes("registry:read"))) -> HouseholdPage:
+    async with request.app.state.sessionmaker() as session:
+        items, next_cursor = await service.list_households(
+            session, principal, village_code=village_code, township_code=township_code,
+            region_code=region_code, status=status, cursor=cursor, limit=limit)
+    return {"items": [service.present(i, principal) for i in items], "next_cursor": next_cursor}

@@ -1,0 +1,96 @@
+"""What every service's FastAPI app shares: auth, problems, health, metrics, logs, lifecycle."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from prometheus_fastapi_instrumentator import Instrumentator
+
+from shared.auth import TokenVerifier
+from shared.bus import broker_reachable
+from shared.config import ServiceSettings
+from shared.db import make_engine, make_sessionmaker, ping
+from shared.logs import RequestIdMiddleware, configure_logging
+from shared.migrate import upgrade_to_head
+from shared.problems import PROBLEM_MEDIA_TYPE, install_problem_handlers
+
+log = logging.getLogger("app")
+
+BackgroundTask = Callable[[FastAPI], Awaitable[None]]
+
+
+@dataclass
+class ServiceSpec:
+    name: str
+    title: str
+    description: str
+    routers: list = field(default_factory=list)
+    background: list[BackgroundTask] = field(default_factory=list)
+    on_startup: list[Callable[[FastAPI], Awaitable[None]]] = field(default_factory=list)
+    on_shutdown: list[Callable[[FastAPI], Awaitable[None]]] = field(default_factory=list)
+    openapi_tags: list[dict] = field(default_factory=list)
+
+
+def create_service_app(spec: ServiceSpec, settings: ServiceSettings, *, configure_logs: bool = True) -> FastAPI:
+    if configure_logs:
+        configure_logging(spec.name, settings.log_level, settings.log_json)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.resolved_database_url())
+        app.state.engine = engine
+        app.state.sessionmaker = make_sessionmaker(engine)
+        if settings.should_auto_migrate():
+            await upgrade_to_head(spec.name, engine)
+        for hook in spec.on_startup:
+            await hook(app)
+        tasks = [asyncio.create_task(task(app), name=f"{spec.name}:{task.__name__}") for task in spec.background]
+        app.state.background_tasks = tasks
+        log.info("%s ready on %s:%s", spec.name, settings.host, settings.port)
+        try:
+            yield
+        finally:
+            for hook in spec.on_shutdown:
+                await hook(app)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await engine.dispose()
+
+    app = FastAPI(title=spec.title, description=spec.description, version="0.1.0", lifespan=lifespan,
+                  openapi_tags=spec.openapi_tags or None)
+    app.state.settings = settings
+    app.state.token_verifier = TokenVerifier(settings)
+    app.add_middleware(RequestIdMiddleware)
+    install_problem_handlers(app)
+
+    @app.get("/healthz", tags=["operations"], summary="Liveness: the process is serving")
+    async def healthz() -> dict:
+        return {"status": "ok", "service": spec.name}
+
+    @app.get("/readyz", tags=["operations"], summary="Readiness: database and broker reachable")
+    async def readyz():
+        checks = {"database": "ok", "broker": "ok"}
+        try:
+            await ping(app.state.engine)
+        except Exception as exc:  # noqa: BLE001
+            checks["database"] = f"error: {type(exc).__name__}"
+        if not await broker_reachable(settings.kafka_bootstrap):
+            checks["broker"] = "unreachable"
+        ok = all(v == "ok" for v in checks.values())
+        if ok:
+            return {"status": "ok", "checks": checks}
+        return JSONResponse({"type": "about:blank", "title": "Not ready", "status": 503,
+                             "detail": "A dependency is unreachable.", "checks": checks},
+                            status_code=503, media_type=PROBLEM_MEDIA_TYPE)
+
+    for router in spec.routers:
+        app.include_router(router)
+    Instrumentator(excluded_handlers=["/metrics"]).instrument(app).expose(
+        app, include_in_schema=True, tags=["operations"])
+    return app

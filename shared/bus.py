@@ -1,0 +1,178 @@
+"""Kafka producer and consumer wrappers on aiokafka.
+
+The bundled development broker has no idempotent producer, so idempotence is off;
+the outbox plus idempotent consumers give exactly-once effects.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import traceback
+from collections.abc import Awaitable, Callable
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.structs import ConsumerRecord, TopicPartition
+
+from shared.config import TOPICS, CommonSettings, dlq_topic
+
+log = logging.getLogger("bus")
+
+
+def make_producer(bootstrap: str, **kwargs) -> AIOKafkaProducer:
+    return AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, acks="all",
+                            linger_ms=kwargs.pop("linger_ms", 2), request_timeout_ms=10000, **kwargs)
+
+
+async def broker_reachable(bootstrap: str, timeout: float = 1.0) -> bool:
+    host, _, port = bootstrap.split(",")[0].rpartition(":")
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), timeout)
+    except (OSError, asyncio.TimeoutError):
+        return False
+    writer.close()
+    return True
+
+
+async def ensure_topics(bootstrap: str, partitions: int, topics=TOPICS) -> list[str]:
+    """Create each topic and its ``.dlq`` twin; returns the names that did not exist yet."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [t for topic in topics for t in (topic, dlq_topic(topic))]
+        missing = [t for t in wanted if t not in existing]
+        if missing:
+            try:
+                await admin.create_topics([NewTopic(t, partitions, 1) for t in missing])
+            except TopicAlreadyExistsError:
+                pass
+        return missing
+    finally:
+        await admin.close()
+
+
+class PoisonMessage(Exception):
+    """A handler raises this when retrying cannot help (e.g. unparsable payload)."""
+
+
+Handler = Callable[[ConsumerRecord], Awaitable[None]]
+
+
+class Consumer:
+    """Consumes topics in a group, one message at a time per partition.
+
+    The handler does its own database transaction; the offset is committed only after
+    the handler returned, i.e. after the database commit. A message that keeps failing
+    after bounded retries goes to the topic's ``.dlq`` twin with the error, then its
+    offset is committed: nothing is dropped and the partition keeps moving.
+    """
+
+    def __init__(self, settings: CommonSettings, topics: list[str], group_id: str, handler: Handler,
+                 *, name: str = "consumer") -> None:
+        self.settings, self.topics, self.group_id, self.handler, self.name = settings, topics, group_id, handler, name
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._stopping = asyncio.Event()
+        self.processed = 0
+        self.dead_lettered = 0
+
+    async def _start_clients(self) -> None:
+        self._consumer = AIOKafkaConsumer(
+            *self.topics, bootstrap_servers=self.settings.kafka_bootstrap, group_id=self.group_id,
+            enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=200,
+            session_timeout_ms=10000, heartbeat_interval_ms=1000)
+        self._producer = make_producer(self.settings.kafka_bootstrap)
+        await self._consumer.start()
+        await self._producer.start()
+
+    async def _stop_clients(self) -> None:
+        for client in (self._consumer, self._producer):
+            if client is not None:
+                try:
+                    await client.stop()
+                except Exception:  # noqa: BLE001 - shutting down anyway
+                    log.warning("error stopping kafka client", exc_info=True)
+        self._consumer = self._producer = None
+
+    async def run(self) -> None:
+        """Run until ``stop()``; reconnects with backoff while the broker is away."""
+        backoff = 0.5
+        while not self._stopping.is_set():
+            try:
+                await self._start_clients()
+                backoff = 0.5
+                await self._loop()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - broker outages must not kill the service
+                log.warning("%s: broker error, reconnecting", self.name, exc_info=True)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10)
+            finally:
+                await self._stop_clients()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def _loop(self) -> None:
+        assert self._consumer is not None
+        while not self._stopping.is_set():
+            batches = await self._consumer.getmany(timeout_ms=200, max_records=200)
+            for tp, records in batches.items():
+                for record in records:
+                    await self._handle_with_retries(record)
+                    await self._consumer.commit({tp: record.offset + 1})
+                    self.processed += 1
+
+    async def _handle_with_retries(self, record: ConsumerRecord) -> None:
+        attempts = self.settings.consumer_max_retries
+        for attempt in range(1, attempts + 1):
+            try:
+                await self.handler(record)
+                return
+            except PoisonMessage as exc:
+                await self._dead_letter(record, exc)
+                return
+            except Exception as exc:  # noqa: BLE001 - every failure is retried, then dead-lettered
+                if attempt == attempts:
+                    await self._dead_letter(record, exc)
+                    return
+                log.warning("%s: attempt %d failed for %s@%d/%d: %s", self.name, attempt, record.topic,
+                            record.partition, record.offset, exc)
+                await asyncio.sleep(self.settings.consumer_retry_backoff_s * 2 ** (attempt - 1))
+
+    async def _dead_letter(self, record: ConsumerRecord, exc: Exception) -> None:
+        assert self._producer is not None
+        error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        headers = list(record.headers or []) + [
+            ("error", error.encode()[:4000]), ("source_topic", record.topic.encode()),
+            ("source_partition", str(record.partition).encode()), ("source_offset", str(record.offset).encode()),
+            ("consumer_group", self.group_id.encode())]
+        await self._producer.send_and_wait(dlq_topic(record.topic), record.value, key=record.key, headers=headers)
+        self.dead_lettered += 1
+        log.error("%s: sent %s@%d/%d to DLQ: %s", self.name, record.topic, record.partition, record.offset, error)
+
+
+async def consumer_lag(bootstrap: str, group_id: str, topics: list[str]) -> int:
+    """Messages the group has not committed yet (used by the ordered shutdown)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await admin.start()
+    await consumer.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group_id)
+        partitions = [TopicPartition(t, p) for t in topics for p in (consumer.partitions_for_topic(t) or [])]
+        if not partitions:
+            return 0
+        ends = await consumer.end_offsets(partitions)
+        lag = 0
+        for tp, end in ends.items():
+            meta = committed.get(tp)
+            lag += end - (meta.offset if meta is not None and meta.offset >= 0 else 0)
+        return lag
+    finally:
+        await consumer.stop()
+        await admin.close()

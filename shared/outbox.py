@@ -1,0 +1,59 @@
+"""The transactional outbox: events are rows written in the same transaction as the change."""
+from __future__ import annotations
+
+import zlib
+from datetime import datetime
+
+from sqlalchemy import (BigInteger, Column, DateTime, Index, Integer, MetaData, String, Table, Text,
+                        insert)
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.events import Envelope, utcnow
+
+#: Rows are spread over lanes by key; a relay owns a whole lane while it publishes,
+#: which keeps per-key order even when several relays share one outbox.
+OUTBOX_LANES = 16
+
+
+def lane_of(key: str) -> int:
+    return zlib.crc32(key.encode()) % OUTBOX_LANES
+
+
+def define_outbox(metadata: MetaData) -> Table:
+    return Table(
+        "outbox", metadata,
+        Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+        Column("event_id", String(64), nullable=False, unique=True),
+        Column("topic", String(128), nullable=False),
+        Column("key", String(128), nullable=False),
+        Column("lane", Integer, nullable=False),
+        Column("payload", Text, nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("published_at", DateTime(timezone=True), nullable=True),
+        Column("attempts", Integer, nullable=False, default=0),
+        Column("last_error", Text, nullable=True),
+        Index("ix_outbox_pending", "lane", "published_at", "id"),
+        Index("ix_outbox_published_at", "published_at"),
+    )
+
+
+async def add_to_outbox(session: AsyncSession, outbox: Table, topic: str, key: str,
+                        envelope: Envelope) -> None:
+    """Stage an event; it is published only if the surrounding transaction commits."""
+    await session.execute(insert(outbox).values(
+        event_id=envelope.id, topic=topic, key=key, lane=lane_of(key),
+        payload=envelope.to_bytes().decode(), created_at=utcnow(), attempts=0))
+    if session.bind is not None and session.bind.dialect.name == "postgresql":
+        from sqlalchemy import text
+        await session.execute(text("SELECT pg_notify('jz_outbox', :topic)"), {"topic": topic})
+
+
+def outbox_pending_count_sql() -> str:
+    return "SELECT count(*) FROM outbox WHERE published_at IS NULL"
+
+
+def as_aware(value: datetime | None) -> datetime | None:
+    from datetime import timezone
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value

@@ -1,0 +1,69 @@
+"""RFC 9457 problem+json errors for every service."""
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+
+class Problem(Exception):
+    """Raise from services/routes to answer with a problem+json body."""
+
+    def __init__(self, status: int, title: str, detail: str | None = None, *,
+                 type_: str = "about:blank", **extra: Any) -> None:
+        super().__init__(detail or title)
+        self.status, self.title, self.detail, self.type, self.extra = status, title, detail, type_, extra
+
+    def body(self) -> dict[str, Any]:
+        body = {"type": self.type, "title": self.title, "status": self.status}
+        if self.detail:
+            body["detail"] = self.detail
+        body.update(self.extra)
+        return body
+
+
+def problem_response(problem: Problem, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(problem.body(), status_code=problem.status,
+                        media_type=PROBLEM_MEDIA_TYPE, headers=headers)
+
+
+def _loc(loc) -> list:
+    return [part for part in loc]
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    @app.exception_handler(Problem)
+    async def _problem(_: Request, exc: Problem):
+        return problem_response(exc, getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError):
+        errors = [{"loc": _loc(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+                  for e in exc.errors()]
+        return problem_response(Problem(422, "Invalid request", "The request body or parameters are invalid.",
+                                        type_="https://jingzhun.dev/problems/validation", errors=errors))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException):
+        problem = Problem(exc.status_code, _title(exc.status_code), str(exc.detail) if exc.detail else None)
+        return problem_response(problem, dict(exc.headers) if exc.headers else None)
+
+
+def _title(status: int) -> str:
+    from http import HTTPStatus
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+PROBLEM_RESPONSES = {
+    401: {"description": "Missing or invalid bearer token", "content": {PROBLEM_MEDIA_TYPE: {}}},
+    403: {"description": "Token lacks the scope or area", "content": {PROBLEM_MEDIA_TYPE: {}}},
+    422: {"description": "Invalid input (problem+json with errors[])", "content": {PROBLEM_MEDIA_TYPE: {}}},
+}
