@@ -7,6 +7,7 @@ can configure the whole system without name clashes.
 from __future__ import annotations
 
 from functools import lru_cache
+from datetime import date
 from pathlib import Path
 from typing import Literal
 
@@ -87,6 +88,9 @@ class BenefitsSettings(ServiceSettings):
     service_name: str = "benefits"
     port: int = DEFAULT_PORTS["benefits"]
     policies_dir: Path | None = None
+    # The policy date event-driven recomputes use; unset means today. The demo district
+    # runs on the 2020 packs, so the embedded launcher sets 2020-06-30 unless told otherwise.
+    evaluation_date: date | None = None
 
 
 class AuditSettings(ServiceSettings):

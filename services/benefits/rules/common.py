@@ -188,3 +188,29 @@ def calendar_year(as_of: dt.date) -> str:
 
 def calendar_month(as_of: dt.date) -> str:
     return as_of.strftime("%Y-%m")
+
+
+class RuleContext:
+    """What every rule needs, computed once per evaluation."""
+
+    __slots__ = ("household", "policy", "as_of", "registered", "members")
+
+    def __init__(self, household: Household, policy, as_of: dt.date):
+        self.household = household
+        self.policy = policy
+        self.as_of = as_of
+        self.registered = registered_in_effect(household, policy, as_of)
+        self.members = [
+            (person_key(person, index), person)
+            for index, person in enumerate(household.members) if not person.deceased
+        ]
+
+    def param(self, name: str, default: Any = ...) -> Any:
+        return self.policy.param(name, default)
+
+    def enabled(self, program: str) -> bool:
+        return self.policy.enabled(program)
+
+    def registration(self) -> Condition:
+        return cond("household registered (建档立卡, incl. returned and exited within the post-exit window)",
+                    self.household.status, self.registered)

@@ -65,7 +65,6 @@ __all__ = [
     "IDENTIFICATION_STEPS",
     "allowed_actions",
     "apply_action",
-    "position_of",
 ]
 
 # "公示" lasts 7 days unless the pack says otherwise (default, not in seeds).
@@ -173,7 +172,9 @@ class Transition:
     privileged: bool = False  # only callers holding `admin`
     starts_notice: bool = False
     requires_notice_elapsed: bool = False
-    checks_exit_readiness: bool = False  # True: readiness must be passed in
+    # exit-readiness gate: "required" (assessment must be passed in), "if_given"
+    # (re-check whatever the caller passes: the proposal's assessment may be stale), None
+    exit_readiness: str | None = None
     sets_exit_date: bool = False
     sets_identified_year: bool = False
     extra_events: tuple[str, ...] = ()
@@ -224,17 +225,23 @@ TRANSITIONS: dict[tuple[Position, str], tuple[Transition, ...]] = {
     # exit (脱贫退出)
     (REGISTERED, "propose_exit"): (
         Transition(
-            REGISTERED_EXIT_PROPOSED, "exit_proposed", starts_notice=True, checks_exit_readiness=True
+            REGISTERED_EXIT_PROPOSED, "exit_proposed", starts_notice=True, exit_readiness="required"
         ),
     ),
     (RETURNED, "propose_exit"): (
         Transition(
-            RETURNED_EXIT_PROPOSED, "exit_proposed", starts_notice=True, checks_exit_readiness=True
+            RETURNED_EXIT_PROPOSED, "exit_proposed", starts_notice=True, exit_readiness="required"
         ),
     ),
     **{
         (p, "approve_exit"): (
-            Transition(EXITED, "exited", requires_notice_elapsed=True, sets_exit_date=True),
+            Transition(
+                EXITED,
+                "exited",
+                requires_notice_elapsed=True,
+                sets_exit_date=True,
+                exit_readiness="if_given",
+            ),
         )
         for p in _EXIT_PROPOSED_POSITIONS
     },
@@ -328,10 +335,6 @@ class ProcedureState:
         if self.notice_started_at is None:
             return None
         return self.notice_ends_at or self.notice_started_at + notice_period
-
-
-def position_of(state: ProcedureState) -> Position:
-    return state.position
 
 
 GUARDS: dict[str, Callable[[ProcedureState], bool]] = {
@@ -550,7 +553,9 @@ def _check_exit_readiness(
     if not context.override:
         raise ExitNotReady(unmet)
     if context.clean_reason is None:
-        raise ReasonRequired(action, f"overriding unmet exit criteria ({', '.join(unmet)}) requires a reason")
+        raise ReasonRequired(
+            action, f"overriding unmet exit criteria ({', '.join(unmet)}) requires a reason"
+        )
     return True, tuple(unmet)
 
 
@@ -594,10 +599,9 @@ def apply_action(
             raise NoticePeriodNotElapsed(until)
 
     override, overridden = False, ()
-    if row.checks_exit_readiness or action == "approve_exit":
-        # approve_exit re-checks only what it is given: the assessment may be stale
+    if row.exit_readiness is not None:
         override, overridden = _check_exit_readiness(
-            action, context, required=row.checks_exit_readiness
+            action, context, required=row.exit_readiness == "required"
         )
 
     to = row.to

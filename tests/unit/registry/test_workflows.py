@@ -357,8 +357,10 @@ def test_notice_period_boundaries(name, action):
             apply_action(s, action, now=too_early, context=c)
         assert exc.value.until == end
         assert end.isoformat() in str(exc.value)
-    assert apply_action(s, action, now=end, context=c).new_state.procedure is None
-    assert apply_action(s, action, now=end + timedelta(seconds=1), context=c).new_state.procedure is None
+    for on_or_after in (end, end + timedelta(microseconds=1), end + timedelta(days=30)):
+        after = apply_action(s, action, now=on_or_after, context=c).new_state
+        assert after.step != s.step
+        assert after.notice_started_at is None and after.notice_ends_at is None
 
 
 def test_notice_period_fixed_when_it_started():

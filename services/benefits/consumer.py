@@ -1,0 +1,116 @@
+"""Consumes ``jz.registry.v1``: keeps the latest snapshot per household and recomputes.
+
+Idempotent twice over: an event id already processed changes nothing, and a household
+version at or below the stored one is ignored (redelivery, replay, reordering).
+"""
+from __future__ import annotations
+
+import logging
+from datetime import date
+
+from fastapi import FastAPI
+from pydantic import ValidationError
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.benefits.entitlements.service import recompute_household
+from services.benefits.tables import household_snapshots, processed_events, villages
+from shared.bus import Consumer, PoisonMessage
+from shared.config import TOPIC_REGISTRY, BenefitsSettings
+from shared.db import transaction
+from shared.events import Envelope, utcnow
+
+log = logging.getLogger("benefits.consumer")
+
+GROUP_ID = "benefits"
+
+
+def evaluation_date(settings: BenefitsSettings) -> date:
+    return settings.evaluation_date or date.today()
+
+
+async def _already_processed(session: AsyncSession, event_id: str) -> bool:
+    if await session.scalar(select(processed_events.c.event_id).where(processed_events.c.event_id == event_id)):
+        return True
+    await session.execute(insert(processed_events).values(event_id=event_id, processed_at=utcnow()))
+    return False
+
+
+async def store_snapshot(session: AsyncSession, snapshot: dict) -> bool:
+    """Upsert the snapshot if it is newer than the stored one; True when it was."""
+    stored = await session.scalar(select(household_snapshots.c.version)
+                                  .where(household_snapshots.c.household_id == snapshot["id"]))
+    if stored is not None and stored >= snapshot["version"]:
+        return False
+    village = snapshot.get("village") or {}
+    values = {"version": snapshot["version"], "region_code": snapshot["region_code"],
+              "village_code": village.get("code"), "township_code": village.get("township_code"),
+              "status": snapshot["status"], "snapshot": snapshot, "updated_at": utcnow()}
+    if stored is None:
+        await session.execute(insert(household_snapshots).values(household_id=snapshot["id"], **values))
+    else:
+        await session.execute(update(household_snapshots)
+                              .where(household_snapshots.c.household_id == snapshot["id"]).values(**values))
+    return True
+
+
+async def apply_registry_event(session: AsyncSession, envelope: Envelope, as_of: date) -> int:
+    if await _already_processed(session, envelope.id):
+        return 0
+    if envelope.type.startswith(("household.", "person.")) and "household" in envelope.data:
+        snapshot = envelope.data["household"]
+        if not await store_snapshot(session, snapshot):
+            return 0
+        return await recompute_household(session, snapshot, as_of, cause_event_id=envelope.id,
+                                         actor=envelope.actor)
+    if envelope.type == "village.updated":
+        return await _apply_village(session, envelope, as_of)
+    return 0  # visits and other facts that do not change entitlements by themselves
+
+
+async def _apply_village(session: AsyncSession, envelope: Envelope, as_of: date) -> int:
+    """A village change fans out to every household of the village."""
+    village, version = envelope.data["village"], envelope.data.get("version", envelope.sequence or 0)
+    stored = await session.scalar(select(villages.c.version).where(villages.c.code == village["code"]))
+    if stored is not None and stored >= version:
+        return 0
+    if stored is None:
+        await session.execute(insert(villages).values(code=village["code"], version=version, data=village,
+                                                      updated_at=utcnow()))
+    else:
+        await session.execute(update(villages).where(villages.c.code == village["code"])
+                              .values(version=version, data=village, updated_at=utcnow()))
+    decisions = 0
+    rows = (await session.execute(select(household_snapshots.c.household_id, household_snapshots.c.snapshot)
+                                  .where(household_snapshots.c.village_code == village["code"]))).all()
+    for row in rows:
+        snapshot = {**row.snapshot, "village": {**(row.snapshot.get("village") or {}), **village}}
+        await session.execute(update(household_snapshots).where(household_snapshots.c.household_id == row.household_id)
+                              .values(snapshot=snapshot, updated_at=utcnow()))
+        decisions += await recompute_household(session, snapshot, as_of, cause_event_id=envelope.id,
+                                               actor=envelope.actor)
+    return decisions
+
+
+def make_handler(sessionmaker: async_sessionmaker[AsyncSession], settings: BenefitsSettings):
+    async def handle(record) -> None:
+        try:
+            envelope = Envelope.from_bytes(record.value)
+        except (ValueError, ValidationError) as exc:
+            raise PoisonMessage(f"unparsable registry event: {exc}") from exc
+        async with transaction(sessionmaker) as session:
+            await apply_registry_event(session, envelope, evaluation_date(settings))
+    return handle
+
+
+async def run_registry_consumer(app: FastAPI) -> None:
+    settings: BenefitsSettings = app.state.settings
+    if not settings.run_consumer:
+        return
+    consumer = Consumer(settings, [TOPIC_REGISTRY], GROUP_ID, make_handler(app.state.sessionmaker, settings),
+                        name="benefits-consumer")
+    app.state.consumer = consumer
+    try:
+        await consumer.run()
+    finally:
+        consumer.stop()

@@ -1,0 +1,84 @@
+"""The pure benefits engine: household snapshot + date (+ packs) -> entitlements and assessments.
+
+No I/O. Deterministic: entitlements are sorted by (program, person_id) and
+assessments by kind, and nothing depends on dict/set iteration of input data or
+on the clock. Removed households (剔除) get no entitlements; their evaluation
+carries only the policy reference.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Iterable, Iterator
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.snapshot import Household
+from services.benefits.packs import PackRegistry, ResolvedPolicy, default_registry
+from services.benefits.rules import assessments, credit, education, employment, health, housing, industry, safety_net
+from services.benefits.rules.common import Assessment, Entitlement, RuleContext
+
+ENTITLEMENT_FAMILIES = (industry, employment, health, housing, education, safety_net, credit)
+
+
+class PolicyRef(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    pack: str
+    version: str
+    chain: list[str]
+
+
+class Evaluation(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    policy: PolicyRef
+    entitlements: list[Entitlement] = Field(default_factory=list)
+    assessments: list[Assessment] = Field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def entitlement(self, program: str, person_id: str | None = None) -> Entitlement | None:
+        return next((e for e in self.entitlements if entitlement_key(e) == (program, person_id)), None)
+
+    def assessment(self, kind: str) -> Assessment | None:
+        return next((a for a in self.assessments if a.kind == kind), None)
+
+
+def entitlement_key(entitlement: Entitlement) -> tuple[str, str | None]:
+    """Identity of an entitlement across evaluations, for diffing old and new results."""
+    return (entitlement.program, entitlement.person_id)
+
+
+def _sort_key(entitlement: Entitlement) -> tuple[str, str]:
+    return (entitlement.program, entitlement.person_id or "")
+
+
+def as_household(household: Household | dict) -> Household:
+    return household if isinstance(household, Household) else Household.model_validate(household)
+
+
+def evaluate_with_policy(household: Household, policy: ResolvedPolicy, as_of: dt.date) -> Evaluation:
+    reference = PolicyRef(pack=policy.pack, version=policy.version, chain=list(policy.chain))
+    if household.status == "removed":
+        return Evaluation(policy=reference)
+    ctx = RuleContext(household, policy, as_of)
+    found: list[Entitlement] = []
+    for family in ENTITLEMENT_FAMILIES:
+        found.extend(family.evaluate(ctx))
+    found.sort(key=_sort_key)
+    judged = sorted(assessments.evaluate(ctx), key=lambda a: a.kind)
+    return Evaluation(policy=reference, entitlements=found, assessments=judged)
+
+
+def evaluate(household: Household | dict, as_of: dt.date, packs: PackRegistry | None = None) -> Evaluation:
+    snapshot = as_household(household)
+    registry = packs or default_registry()
+    policy = registry.resolve(snapshot.region_code, as_of)
+    return evaluate_with_policy(snapshot, policy, as_of)
+
+
+def evaluate_many(households: Iterable[Household | dict], as_of: dt.date,
+                  packs: PackRegistry | None = None) -> Iterator[Evaluation]:
+    """Lazy, so a bulk recompute can stream households without holding them all."""
+    registry = packs or default_registry()
+    for household in households:
+        yield evaluate(household, as_of, registry)

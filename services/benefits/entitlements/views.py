@@ -1,0 +1,59 @@
+"""Evaluation and entitlement reads: thin; the work is in the engine and service.py."""
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, Field
+
+from services.benefits.entitlements import service
+from shared.auth import Principal, require_scopes
+from shared.problems import PROBLEM_RESPONSES, Problem
+from shared.snapshot import NANKANG_FARMER_EXAMPLE, Household
+
+router = APIRouter(tags=["entitlements"], responses=PROBLEM_RESPONSES)
+
+
+class EvaluateRequest(BaseModel):
+    household: Household
+    as_of: date = Field(description="Policy date: the pack valid on this date applies")
+
+    model_config = {"json_schema_extra": {"examples": [{"household": NANKANG_FARMER_EXAMPLE, "as_of": "2020-06-30"}]}}
+
+
+@router.post("/v1/evaluate", summary="Evaluate a household under the policy in force (pure, stores nothing)")
+async def evaluate(body: EvaluateRequest,
+                   principal: Principal = Depends(require_scopes("benefits:evaluate"))) -> dict[str, Any]:
+    from services.benefits.engine import evaluate as run_engine
+    return run_engine(body.household, body.as_of).model_dump(mode="json")
+
+
+async def _visible(request: Request, household_id: str, principal: Principal) -> dict:
+    async with request.app.state.sessionmaker() as session:
+        result = await service.household_entitlements(session, household_id)
+    if result is None:
+        raise Problem(404, "Household not known to benefits",
+                      f"No registry event for {household_id} has been processed yet.")
+    if not principal.sees_area(result["area_code"]):
+        raise Problem(403, "Outside your area", f"Your token is limited to area {principal.area}.")
+    return result
+
+
+@router.get("/v1/households/{household_id}/entitlements", summary="Current entitlements and assessments")
+async def household_entitlements(request: Request, household_id: str,
+                                 principal: Principal = Depends(require_scopes("benefits:read"))) -> dict[str, Any]:
+    result = await _visible(request, household_id, principal)
+    result.pop("area_code")
+    return result
+
+
+@router.get("/v1/households/{household_id}/entitlements/history",
+            summary="Every entitlement decision for the household, oldest first")
+async def household_entitlement_history(request: Request, household_id: str, cursor: int | None = None,
+                                        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+                                        principal: Principal = Depends(require_scopes("benefits:read"))) -> dict:
+    await _visible(request, household_id, principal)
+    async with request.app.state.sessionmaker() as session:
+        items, next_cursor = await service.entitlement_history_page(session, household_id, cursor, limit)
+    return {"items": items, "next_cursor": str(next_cursor) if next_cursor else None}

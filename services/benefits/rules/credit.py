@@ -1,0 +1,127 @@
+"""Poverty microcredit (扶贫小额信贷): eligibility and quarterly interest subsidy (001 L731-L747, 003 L367)."""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Sequence
+
+from shared.money import ZERO, yuan
+from shared.snapshot import Household
+from services.benefits.rules.common import (
+    Entitlement, RuleContext, cite, citation_of, cond, entitlement, is_exited_household, registered_in_effect,
+)
+
+
+@dataclass(frozen=True)
+class LoanRequest:
+    amount: Decimal
+    term_months: int
+    purpose: str
+
+
+@dataclass(frozen=True)
+class MicroloanDecision:
+    eligible: bool
+    max_amount: Decimal
+    max_term_months: int
+    interest_subsidy_rate: Decimal
+    collateral_required: bool
+    county_pays_interest: bool
+    reasons: list[str] = field(default_factory=list)
+
+
+def household_has_labour(household: Household, policy) -> bool:
+    capacities = policy.param("credit.labour_capacities")
+    return any(person.labour_capacity in capacities for person in household.living_members())
+
+
+def microloan_eligibility(household: Household | None, request: LoanRequest, policy, as_of: dt.date) -> MicroloanDecision:
+    """Pure decision for a bank's request; reasons are stable codes."""
+    max_amount = policy.param("credit.max_amount")
+    county_max = policy.param("credit.county_paid_max_amount", None)
+    ceiling = county_max if county_max is not None else max_amount
+    max_term = int(policy.param("credit.max_term_months"))
+    subsidy_rate = policy.param("credit.interest_subsidy_rate")
+    reasons = microloan_refusals(household, request, policy, as_of, ceiling, max_term)
+    eligible = not reasons
+    return MicroloanDecision(
+        eligible=eligible, max_amount=yuan(ceiling if eligible else ZERO), max_term_months=max_term if eligible else 0,
+        interest_subsidy_rate=subsidy_rate if eligible else Decimal(0), collateral_required=False,
+        county_pays_interest=eligible and request.amount > max_amount, reasons=reasons,
+    )
+
+
+def microloan_refusals(household, request: LoanRequest, policy, as_of, ceiling, max_term) -> list[str]:
+    if household is None:
+        return ["not_registered"]
+    reasons = []
+    # Exited households borrow on equal terms (extension, renewal), 001 L733.
+    if not (registered_in_effect(household, policy, as_of) or is_exited_household(household)):
+        reasons.append("not_registered")
+    if not household_has_labour(household, policy):
+        reasons.append("no_labour_capacity")
+    if request.amount <= 0 or request.amount > ceiling:
+        reasons.append("amount_above_limit" if request.amount > ceiling else "amount_not_positive")
+    if request.term_months <= 0 or request.term_months > max_term:
+        reasons.append("term_above_limit" if request.term_months > max_term else "term_not_positive")
+    if request.purpose in policy.param("credit.excluded_purposes"):
+        reasons.append("purpose_excluded")
+    return reasons
+
+
+def quarter_bounds(year: int, quarter: int) -> tuple[dt.date, dt.date]:
+    if quarter not in (1, 2, 3, 4):
+        raise ValueError("quarter must be 1-4")
+    start = dt.date(year, 3 * quarter - 2, 1)
+    end = dt.date(year + 1, 1, 1) if quarter == 4 else dt.date(year, 3 * quarter + 1, 1)
+    return start, end - dt.timedelta(days=1)
+
+
+def outstanding_on(principal_schedule: Sequence[tuple[dt.date, Decimal]], day: dt.date) -> Decimal:
+    """Principal outstanding at the end of `day`; the schedule lists (date, new outstanding) changes."""
+    outstanding = ZERO
+    for change_date, amount in sorted(principal_schedule):
+        if change_date > day:
+            break
+        outstanding = amount
+    return outstanding
+
+
+def interest_subsidy(principal_schedule: Sequence[tuple[dt.date, Decimal]], rate: Decimal, quarter: tuple[int, int],
+                     eligible_days: Sequence[tuple[dt.date, dt.date]] | None = None, *, day_count_basis: int = 360,
+                     subsidy_share: Decimal = Decimal(1)) -> Decimal:
+    """Interest subsidy for one loan and one quarter.
+
+    principal_schedule: (date, outstanding principal from that date) pairs.
+    rate: annual benchmark rate (0.0475). quarter: (year, 1..4).
+    eligible_days: inclusive (start, end) periods the household was eligible; None = the whole quarter.
+    Interest accrues daily on the outstanding principal at rate / day_count_basis.
+    """
+    start, end = quarter_bounds(*quarter)
+    periods = eligible_days if eligible_days is not None else [(start, end)]
+    daily_rate = Decimal(rate) / Decimal(day_count_basis)
+    interest = ZERO
+    day = start
+    while day <= end:
+        if any(first <= day <= last for first, last in periods):
+            interest += outstanding_on(principal_schedule, day) * daily_rate
+        day += dt.timedelta(days=1)
+    return yuan(interest * subsidy_share)
+
+
+def evaluate(ctx: RuleContext) -> list[Entitlement]:
+    if not ctx.enabled("credit.microloan"):
+        return []
+    household = ctx.household
+    exited = is_exited_household(household)
+    if not (ctx.registered or exited):
+        return []
+    labour = household_has_labour(household, ctx.policy)
+    ceiling = ctx.param("credit.county_paid_max_amount", None) or ctx.param("credit.max_amount")
+    conditions = [cond("registered, or exited (equal terms for extension and renewal, 001 L733)", household.status, True),
+                  cond("household has labour capacity", labour, labour),
+                  cond("credit line without collateral, 100% interest subsidy", ceiling, True)]
+    return [entitlement("credit.microloan", conditions=conditions, amount=ceiling, unit="term",
+                        period=f"{int(ctx.param('credit.max_term_months'))} months",
+                        source=citation_of(ctx.policy, "credit.max_amount", cite("001", "L733-L741")))]
