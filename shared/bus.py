@@ -157,22 +157,22 @@ class Consumer:
 
 
 async def consumer_lag(bootstrap: str, group_id: str, topics: list[str]) -> int:
-    """Messages the group has not committed yet (used by the ordered shutdown)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await admin.start()
-    await consumer.start()
+    """Messages the group has not committed yet (used by the ordered shutdown).
+
+    Reads committed offsets through a consumer of the group (OffsetFetch via the group
+    coordinator), which the development broker supports; it never joins or commits.
+    """
+    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False)
+    await probe.start()
     try:
-        committed = await admin.list_consumer_group_offsets(group_id)
-        partitions = [TopicPartition(t, p) for t in topics for p in (consumer.partitions_for_topic(t) or [])]
+        partitions = [TopicPartition(t, p) for t in topics for p in (probe.partitions_for_topic(t) or [])]
         if not partitions:
             return 0
-        ends = await consumer.end_offsets(partitions)
+        ends = await probe.end_offsets(partitions)
         lag = 0
-        for tp, end in ends.items():
-            meta = committed.get(tp)
-            lag += end - (meta.offset if meta is not None and meta.offset >= 0 else 0)
+        for tp in partitions:
+            committed = await probe.committed(tp)
+            lag += ends[tp] - (committed or 0)
         return lag
     finally:
-        await consumer.stop()
-        await admin.close()
+        await probe.stop()

@@ -1,0 +1,49 @@
+"""Helpers for tests that run services in-process."""
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+
+EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "shared" / "spec" / "examples"
+
+
+def example(name: str) -> dict:
+    return json.loads((EXAMPLES_DIR / f"{name}.json").read_text())
+
+
+def household_body(name: str = "nankang-farmer", **overrides) -> dict:
+    """An example household as a registry create body (no ids, no version)."""
+    household = copy.deepcopy(example(name)["household"])
+    household.pop("id"), household.pop("version")
+    for member in household["members"]:
+        member.pop("id")
+    household["status"] = "candidate"  # only admins may bring a household in with another status
+    household.update(overrides)
+    return household
+
+
+@asynccontextmanager
+async def running_app(app, token: str | None = None):
+    async with app.router.lifespan_context(app):
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test",
+                                     headers=headers) as client:
+            yield client
+
+
+async def eventually(probe, timeout: float = 30.0, interval: float = 0.1):
+    """Poll an async probe until it returns something truthy."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = await probe()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s (last: {last!r})")
