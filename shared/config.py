@@ -91,6 +91,16 @@ class BenefitsSettings(ServiceSettings):
     # The policy date event-driven recomputes use; unset means today. The demo district
     # runs on the 2020 packs, so the embedded launcher sets 2020-06-30 unless told otherwise.
     evaluation_date: date | None = None
+    # Partner APIs (banks, insurers): OAuth2 client credentials, rate limit, person look-up.
+    partner_token_ttl_s: int = 3600
+    partner_rate_limit_enabled: bool = True
+    partner_rate_per_s: float = 10.0  # sustained requests per second per client
+    partner_burst: int = 20  # bucket size: requests a client may send at once
+    partner_status_cache_s: float = 5.0  # how long a disabled client's old tokens may still work
+    # HMAC key for the ID-number look-up index; unset = derived from the development JWT key
+    # (embedded profile only; production must set it and keep it as secret as the database).
+    person_lookup_key: str | None = None
+    credit_decision_valid_days: int = 30
 
 
 class AuditSettings(ServiceSettings):

@@ -54,6 +54,9 @@ class OutboxRelay:
             self._producer = producer
         return self._producer
 
+    async def close(self) -> None:
+        await self._drop_producer()
+
     async def _drop_producer(self) -> None:
         if self._own_producer and self._producer is not None:
             try:

@@ -316,6 +316,26 @@ class PackRegistry:
         best = max(candidates, key=lambda spec: (len(spec.region), spec.valid_from, spec.name))
         return self.resolved(best.name)
 
+    def with_overrides(self, name: str, overrides: dict[str, Any]) -> "PackRegistry":
+        """A copy in which pack ``name`` states these parameter values (policy simulation).
+
+        The override sits in the named pack, as if its file said so: packs extending it
+        inherit the new value unless they set the parameter themselves. A parameter the
+        pack only inherits keeps its citation; values must already be policy values
+        (Decimal for numbers, see ``to_policy_value``).
+        """
+        resolved = self.resolved(name)
+        parameters = dict(self._packs[name].parameters)
+        for key, value in overrides.items():
+            if not resolved.has(key):
+                raise PolicyParameterMissing(f"pack {name} (chain {resolved.chain}) has no parameter {key!r}")
+            current = resolved.parameter(key)
+            parameters[key] = ParameterSpec(value=value, source=current.source,
+                                            default_not_in_seeds=current.default_not_in_seeds,
+                                            note=current.note or None)
+        packs = {**self._packs, name: self._packs[name].model_copy(update={"parameters": parameters})}
+        return PackRegistry(packs, self._files)
+
     def names(self) -> list[str]:
         return sorted(self._packs)
 

@@ -1,7 +1,7 @@
 """The benefits service's own tables."""
 from __future__ import annotations
 
-from sqlalchemy import (BigInteger, Boolean, Column, DateTime, Index, Integer, JSON, MetaData, Numeric,
+from sqlalchemy import (BigInteger, Boolean, Column, Date, DateTime, Index, Integer, JSON, MetaData, Numeric,
                         String, Table, Text)
 
 from shared.outbox import define_outbox
@@ -48,7 +48,11 @@ entitlements = Table(
     Column("region_code", String(12), nullable=False),
     Column("township_code", String(16), nullable=True),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # The household's most specific administrative code (village, else county): office lists
+    # filter by prefix of it, so township and village offices see only their own (0002).
+    Column("area_code", String(16), nullable=True),
     Index("ix_entitlements_program_region", "program", "region_code"),
+    Index("ix_entitlements_area_code", "area_code"),
 )
 
 entitlement_history = Table(
@@ -100,4 +104,11 @@ recompute_jobs = Table(
     Column("error", Text, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # 0002: the policy date of the job, decisions emitted (``changed`` counts households), timings.
+    Column("as_of", Date, nullable=True),
+    Column("decisions", Integer, nullable=False, server_default="0", default=0),
+    Column("batch_size", Integer, nullable=False, server_default="500", default=500),
+    Column("requested_by", String(128), nullable=True),
+    Column("started_at", DateTime(timezone=True), nullable=True),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
 )

@@ -1,7 +1,8 @@
 """The registry's own tables (its database is private to it)."""
 from __future__ import annotations
 
-from sqlalchemy import Column, DateTime, Index, Integer, JSON, MetaData, String, Text, Table
+from sqlalchemy import (BigInteger, Boolean, Column, DateTime, Index, Integer, JSON, MetaData, String, Table,
+                        Text)
 
 from shared.outbox import define_outbox
 
@@ -17,6 +18,8 @@ households = Table(
     Column("village_code", String(16), nullable=True),
     Column("township_code", String(16), nullable=True),
     Column("status", String(16), nullable=False),
+    # ",dibao,marginal," so a category filter is a portable LIKE (0002)
+    Column("categories", String(160), nullable=True),
     Column("snapshot", JSON, nullable=False),
     Column("created_by", String(128), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
@@ -44,4 +47,137 @@ household_versions = Table(
     Column("actor", String(128), nullable=True),
     Column("note", Text, nullable=True),
     Column("at", DateTime(timezone=True), nullable=False),
+)
+
+
+# ------------------------------------------------------------------ registry service tables (0002)
+# Ids that grow without bound use BIGINT on PostgreSQL and INTEGER on SQLite (its rowid alias).
+_BigId = BigInteger().with_variant(Integer, "sqlite")
+
+# Where a household stands in a running procedure (its status lives on `households`).
+household_procedures = Table(
+    "household_procedures", metadata,
+    Column("household_id", String(40), primary_key=True),
+    Column("procedure", String(32), nullable=True),
+    Column("step", String(32), nullable=True),
+    Column("notice_started_at", DateTime(timezone=True), nullable=True),
+    Column("notice_ends_at", DateTime(timezone=True), nullable=True),
+    # The override a running exit proposal was made with: {reason, criteria, actor}.
+    Column("override", JSON, nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# Every procedure step ever taken (actor, time, outcome, note): append-only.
+procedure_steps = Table(
+    "procedure_steps", metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("household_id", String(40), nullable=False),
+    Column("household_version", Integer, nullable=False),
+    Column("procedure", String(32), nullable=True),
+    Column("action", String(32), nullable=False),
+    Column("outcome", String(64), nullable=False),
+    Column("from_status", String(16), nullable=False),
+    Column("to_status", String(16), nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("reason", Text, nullable=True),
+    Column("note", Text, nullable=True),
+    Column("override", Boolean, nullable=False),
+    Column("overridden_criteria", JSON, nullable=False),
+    Column("assessment", JSON, nullable=True),
+    Index("ix_procedure_steps_household", "household_id", "id"),
+)
+
+# Administrative areas: province → city → county → township → village → villager group.
+areas = Table(
+    "areas", metadata,
+    Column("code", String(16), primary_key=True),
+    Column("parent_code", String(16), nullable=True),
+    Column("level", String(16), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("flags", JSON, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_areas_parent", "parent_code", "code"),
+    Index("ix_areas_level", "level", "code"),
+)
+
+cadres = Table(
+    "cadres", metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(64), nullable=False),
+    Column("unit", String(128), nullable=False),
+    Column("role", String(32), nullable=False),
+    Column("phone", String(32), nullable=True),
+    Column("area_code", String(16), nullable=True),
+    Column("version", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# Cadre ↔ household pairing (结对帮扶); an ended pairing is kept (ended_at set).
+pairings = Table(
+    "pairings", metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("household_id", String(40), nullable=False),
+    Column("cadre_id", String(40), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("started_by", String(128), nullable=True),
+    Column("ended_at", DateTime(timezone=True), nullable=True),
+    Column("ended_by", String(128), nullable=True),
+    Column("end_reason", Text, nullable=True),
+    Index("ix_pairings_household", "household_id", "ended_at"),
+    Index("ix_pairings_cadre", "cadre_id", "ended_at"),
+)
+
+# Village work team (驻村工作队) and first secretary (第一书记).
+village_team = Table(
+    "village_team", metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("village_code", String(16), nullable=False),
+    Column("cadre_id", String(40), nullable=False),
+    Column("role", String(32), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("ended_at", DateTime(timezone=True), nullable=True),
+    Index("ix_village_team_village", "village_code", "ended_at"),
+    Index("ix_village_team_cadre", "cadre_id", "ended_at"),
+)
+
+# Home visits (入户走访); `result` is the first response, replayed on resend.
+visits = Table(
+    "visits", metadata,
+    Column("id", String(40), primary_key=True),
+    Column("client_visit_id", String(64), nullable=False, unique=True),
+    Column("household_id", String(40), nullable=False),
+    Column("cadre_id", String(128), nullable=False),
+    Column("visited_at", DateTime(timezone=True), nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("result", JSON, nullable=False),
+    Index("ix_visits_household", "household_id", "visited_at"),
+)
+
+# When each observed household fact (income, guarantees.food, members.<id>.health, …) was last
+# observed and by what, so a late visit never overwrites a newer fact.
+fact_provenance = Table(
+    "fact_provenance", metadata,
+    Column("household_id", String(40), primary_key=True),
+    Column("fact", String(128), primary_key=True),
+    Column("observed_at", DateTime(timezone=True), nullable=False),
+    Column("source", String(80), nullable=False),
+    Column("version", Integer, nullable=False),
+)
+
+# Ledger imports that wrote something (a refused all-or-nothing import leaves no row).
+imports = Table(
+    "imports", metadata,
+    Column("id", String(40), primary_key=True),
+    Column("filename", String(255), nullable=True),
+    Column("actor", String(128), nullable=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("rows", Integer, nullable=False),
+    Column("households", Integer, nullable=False),
+    Column("written", Integer, nullable=False),
+    Column("skipped", Integer, nullable=False),
+    Column("report", JSON, nullable=False),
 )

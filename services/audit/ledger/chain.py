@@ -6,8 +6,10 @@ and no spaces, and ``prev_hash`` is the previous record's hex digest (64 zeros f
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
-from typing import Any, Literal
+import re
+from typing import Any, Callable, Literal
 
 from shared.idcard import mask_id_number
 
@@ -36,14 +38,69 @@ def record_hash(prev_hash: str, record: dict, algorithm: Algorithm = "sha256") -
     return _digest(prev_hash.encode("ascii") + canonical_json(hashed_content(record)), algorithm)
 
 
-def mask_personal_data(value: Any) -> Any:
-    """ID numbers never enter the ledger in clear."""
+IdHasher = Callable[[str], str]
+_CLEAR_ID = re.compile(r"^\d{17}[\dXx]$")
+ID_HASH_FIELD = "id_number_hash"
+
+
+def keyed_id_hasher(key: bytes) -> IdHasher:
+    """HMAC-SHA256 of a normalised ID number: equal numbers compare equal, the number never shows."""
+    def hasher(id_number: str) -> str:
+        return hmac.new(key, id_number.strip().upper().encode("ascii"), hashlib.sha256).hexdigest()
+    return hasher
+
+
+def mask_personal_data(value: Any, id_hasher: IdHasher | None = None) -> Any:
+    """ID numbers never enter the ledger in clear.
+
+    With ``id_hasher`` a clear number also leaves a keyed hash beside its masked form
+    (``id_number_hash``), so supervisors can find one person in two households without
+    anyone reading the number.
+    """
     if isinstance(value, dict):
-        return {k: (mask_id_number(v) if k == "id_number" and isinstance(v, str) else mask_personal_data(v))
-                for k, v in value.items()}
+        out = {}
+        for k, v in value.items():
+            if k == "id_number" and isinstance(v, str):
+                out[k] = mask_id_number(v)
+                if id_hasher is not None and _CLEAR_ID.match(v.strip()) and ID_HASH_FIELD not in value:
+                    out[ID_HASH_FIELD] = id_hasher(v)
+            else:
+                out[k] = mask_personal_data(v, id_hasher)
+        return out
     if isinstance(value, list):
-        return [mask_personal_data(v) for v in value]
+        return [mask_personal_data(v, id_hasher) for v in value]
     return value
+
+
+def digest(payload: bytes, algorithm: Algorithm = "sha256") -> str:
+    return _digest(payload, algorithm)
+
+
+def merkle_root(leaves: list[str], algorithm: Algorithm = "sha256") -> str:
+    """Merkle root over hex leaves (already hashed), pairing left to right; an odd last node
+    is carried up unchanged. Leaf and node hashes are domain-separated (0x00 / 0x01)."""
+    if not leaves:
+        return GENESIS_HASH
+    level = [_digest(b"\x00" + leaf.encode("ascii"), algorithm) for leaf in leaves]
+    while len(level) > 1:
+        nxt = []
+        for i in range(0, len(level), 2):
+            if i + 1 < len(level):
+                nxt.append(_digest(b"\x01" + level[i].encode("ascii") + level[i + 1].encode("ascii"), algorithm))
+            else:
+                nxt.append(level[i])
+        level = nxt
+    return level[0]
+
+
+def chain_head_leaf(chain_id: str, seq: int, head_hash: str, algorithm: Algorithm = "sha256") -> str:
+    return _digest(f"{chain_id}|{seq}|{head_hash}".encode("utf-8"), algorithm)
+
+
+def heads_merkle_root(heads: dict[str, dict], algorithm: Algorithm = "sha256") -> str:
+    """``heads``: chain_id -> {seq, hash}; leaves in chain_id order."""
+    return merkle_root([chain_head_leaf(c, h["seq"], h["hash"], algorithm) for c, h in sorted(heads.items())],
+                       algorithm)
 
 
 class ChainVerifier:

@@ -1,28 +1,41 @@
 """Keeps each household's current entitlements and assessments, and their history.
 
-Recomputing a household compares the new evaluation with what is stored and, for
-each difference, writes a history row and stages one decision event in the outbox,
-all in the caller's transaction.
+Recomputing compares each new evaluation with what is stored and, for each
+difference, writes a history row and stages one decision event in the outbox, all in
+the caller's transaction. One code path serves a single household (registry events)
+and a whole batch (village fan-out, bulk recompute jobs): the current rows of the
+batch are read with one query per table, the diff is pure (`diff_household`), and
+the writes go out as a handful of multi-row statements. A household whose stored
+rows already equal the new evaluation is not written at all, so a no-change bulk run
+costs reads only.
 """
 from __future__ import annotations
 
-from datetime import date
+import base64
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Iterable, Sequence
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import and_, delete, insert, or_, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.benefits.packs import PackRegistry
 from services.benefits.tables import assessments, entitlement_history, entitlements, household_snapshots, outbox
 from shared.config import TOPIC_BENEFITS
 from shared.events import Envelope, utcnow
 from shared.money import format_yuan
-from shared.outbox import add_to_outbox
+from shared.outbox import lane_of
+
+#: Keeps each IN (...) list and multi-row statement well under driver parameter limits.
+_CHUNK = 500
 
 
-def evaluation_as_json(household: dict, as_of: date) -> dict:
+def evaluation_as_json(household: dict, as_of: date, packs: PackRegistry | None = None) -> dict:
     from services.benefits.engine import evaluate
-    return evaluate(household, as_of).model_dump(mode="json")
+    return evaluate(household, as_of, packs).model_dump(mode="json")
 
 
 def _key(item: dict) -> tuple[str, str]:
@@ -42,84 +55,196 @@ def _entitlement_view(row) -> dict:
             "explanation": row.explanation, "source": row.source}
 
 
+def area_code_of(snapshot: dict) -> str:
+    """The most specific administrative code of a household: its village, else its county."""
+    return (snapshot.get("village") or {}).get("code") or snapshot["region_code"]
+
+
 async def current_entitlements(session: AsyncSession, household_id: str) -> list:
     return (await session.execute(select(entitlements).where(entitlements.c.household_id == household_id)
                                   .order_by(entitlements.c.program, entitlements.c.person_key))).all()
 
 
-async def recompute_household(session: AsyncSession, snapshot: dict, as_of: date, *,
-                              cause_event_id: str | None, actor: str | None = None) -> int:
-    """Evaluate the household and persist what changed; returns the number of decisions."""
-    evaluation = evaluation_as_json(snapshot, as_of)
+def _chunks(items: Sequence, size: int = _CHUNK) -> Iterable[Sequence]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+async def load_current(session: AsyncSession, household_ids: Sequence[str]) -> tuple[dict[str, list], dict[str, list]]:
+    """Stored entitlements and assessments of many households: one query per table (per chunk)."""
+    stored_entitlements: dict[str, list] = defaultdict(list)
+    stored_assessments: dict[str, list] = defaultdict(list)
+    for chunk in _chunks(list(household_ids)):
+        for row in (await session.execute(select(entitlements).where(entitlements.c.household_id.in_(chunk)))).all():
+            stored_entitlements[row.household_id].append(row)
+        for row in (await session.execute(select(assessments).where(assessments.c.household_id.in_(chunk)))).all():
+            stored_assessments[row.household_id].append(row)
+    return stored_entitlements, stored_assessments
+
+
+@dataclass
+class HouseholdChanges:
+    """What recomputing one household changes; empty lists and None mean 'leave as stored'."""
+    household_id: str
+    entitlement_rows: list[dict] | None = None  # replacement rows, None = stored rows are current
+    assessment_rows: list[dict] | None = None
+    history: list[dict] = field(default_factory=list)
+    events: list[Envelope] = field(default_factory=list)
+
+    @property
+    def decisions(self) -> int:
+        return len(self.events)
+
+    @property
+    def writes(self) -> bool:
+        return self.entitlement_rows is not None or self.assessment_rows is not None or bool(self.events)
+
+
+_ENTITLEMENT_COMPARED = ("person_id", "eligible", "amount", "unit", "period", "household_version", "pack",
+                         "pack_version", "explanation", "source", "region_code", "township_code", "area_code")
+_ASSESSMENT_COMPARED = ("result", "unmet", "explanation", "source", "household_version")
+
+
+def _same_rows(stored: list, new: list[dict], key_fields: tuple[str, ...], compared: tuple[str, ...]) -> bool:
+    if len(stored) != len(new):
+        return False
+    by_key = {tuple(getattr(r, f) for f in key_fields): r for r in stored}
+    for row in new:
+        old = by_key.get(tuple(row[f] for f in key_fields))
+        if old is None or any(getattr(old, f) != row[f] for f in compared):
+            return False
+    return True
+
+
+def diff_household(snapshot: dict, evaluation: dict, stored_entitlements: list, stored_assessments: list, *,
+                   cause_event_id: str | None, actor: str | None, now: datetime) -> HouseholdChanges:
+    """Pure: the decisions and row replacements that take the stored state to ``evaluation``."""
     household_id, version = snapshot["id"], snapshot["version"]
     village = snapshot.get("village") or {}
     policy = evaluation["policy"]
+    changes = HouseholdChanges(household_id)
+    actor = actor or "benefits-engine"
+
     new = {_key(e): e for e in evaluation["entitlements"] if e.get("eligible")}
-    old_rows = {(r.program, r.person_key): r for r in await current_entitlements(session, household_id)}
-    old = {k: _entitlement_view(r) for k, r in old_rows.items()}
-    now = utcnow()
-    decisions = 0
+    old = {(r.program, r.person_key): _entitlement_view(r) for r in stored_entitlements}
     for key in sorted(set(old) | set(new)):
         before, after = old.get(key), new.get(key)
         if _material(before) == _material(after):
             continue
         change = "granted" if before is None else "revoked" if after is None else "changed"
-        await _decide(session, f"entitlement.{change}", household_id, version, policy, key,
-                      before, after, cause_event_id, actor, now, change)
-        decisions += 1
-    await session.execute(delete(entitlements).where(entitlements.c.household_id == household_id))
-    if new:
-        await session.execute(insert(entitlements), [{
-            "household_id": household_id, "program": e["program"], "person_key": e.get("person_id") or "",
-            "person_id": e.get("person_id"), "eligible": True, "amount": Decimal(str(e["amount"])),
-            "unit": e["unit"], "period": e.get("period"), "household_version": version,
-            "pack": policy["pack"], "pack_version": str(policy["version"]), "explanation": e["explanation"],
-            "source": e.get("source") or {}, "region_code": snapshot["region_code"],
-            "township_code": village.get("township_code"), "updated_at": now} for e in new.values()])
-    decisions += await _store_assessments(session, snapshot, evaluation, policy, cause_event_id, actor, now)
-    return decisions
+        data = {"household_id": household_id, "household_version": version, "program": key[0],
+                "person_id": key[1] or None, "change": change, "before": before, "after": after,
+                "policy": policy, "cause_event_id": cause_event_id}
+        envelope = Envelope(source="benefits", type=f"entitlement.{change}", subject=f"household/{household_id}",
+                            sequence=version, data=data, actor=actor)
+        changes.events.append(envelope)
+        changes.history.append({
+            "household_id": household_id, "program": key[0], "person_id": key[1] or None, "change": change,
+            "before": before, "after": after, "household_version": version, "pack": policy["pack"],
+            "pack_version": str(policy["version"]), "cause_event_id": cause_event_id,
+            "decision_event_id": envelope.id, "at": now})
+    rows = [{"household_id": household_id, "program": e["program"], "person_key": e.get("person_id") or "",
+             "person_id": e.get("person_id"), "eligible": True, "amount": Decimal(str(e["amount"])),
+             "unit": e["unit"], "period": e.get("period"), "household_version": version,
+             "pack": policy["pack"], "pack_version": str(policy["version"]), "explanation": e["explanation"],
+             "source": e.get("source") or {}, "region_code": snapshot["region_code"],
+             "township_code": village.get("township_code"), "area_code": area_code_of(snapshot),
+             "updated_at": now} for e in new.values()]
+    if not _same_rows(stored_entitlements, rows, ("program", "person_key"), _ENTITLEMENT_COMPARED):
+        changes.entitlement_rows = rows
 
-
-async def _decide(session, event_type, household_id, version, policy, key, before, after,
-                  cause_event_id, actor, now, change) -> None:
-    data = {"household_id": household_id, "household_version": version, "program": key[0],
-            "person_id": key[1] or None, "change": change, "before": before, "after": after,
-            "policy": policy, "cause_event_id": cause_event_id}
-    envelope = Envelope(source="benefits", type=event_type, subject=f"household/{household_id}",
-                        sequence=version, data=data, actor=actor or "benefits-engine")
-    await add_to_outbox(session, outbox, TOPIC_BENEFITS, household_id, envelope)
-    await session.execute(insert(entitlement_history).values(
-        household_id=household_id, program=key[0], person_id=key[1] or None, change=change,
-        before=before, after=after, household_version=version, pack=policy["pack"],
-        pack_version=str(policy["version"]), cause_event_id=cause_event_id, decision_event_id=envelope.id,
-        at=now))
-
-
-async def _store_assessments(session, snapshot, evaluation, policy, cause_event_id, actor, now) -> int:
-    household_id, version = snapshot["id"], snapshot["version"]
-    old = {r.kind: r for r in (await session.execute(
-        select(assessments).where(assessments.c.household_id == household_id))).all()}
-    decisions = 0
-    rows = []
+    old_assessments = {r.kind: r for r in stored_assessments}
+    assessment_rows = []
     for item in evaluation["assessments"]:
         kind = item["kind"]
-        previous = old.get(kind)
+        previous = old_assessments.get(kind)
         if previous is None or previous.result != item["result"] or list(previous.unmet) != list(item["unmet"]):
             before = None if previous is None else {"result": previous.result, "unmet": previous.unmet}
-            envelope = Envelope(source="benefits", type="assessment.changed", subject=f"household/{household_id}",
-                                sequence=version, actor=actor or "benefits-engine",
-                                data={"household_id": household_id, "household_version": version, "kind": kind,
-                                      "before": before, "after": item, "policy": policy,
-                                      "cause_event_id": cause_event_id})
-            await add_to_outbox(session, outbox, TOPIC_BENEFITS, household_id, envelope)
-            decisions += 1
-        rows.append({"household_id": household_id, "kind": kind, "result": item["result"],
-                     "unmet": item["unmet"], "explanation": item.get("explanation") or [],
-                     "source": item.get("source") or {}, "household_version": version, "updated_at": now})
-    await session.execute(delete(assessments).where(assessments.c.household_id == household_id))
-    if rows:
-        await session.execute(insert(assessments), rows)
-    return decisions
+            changes.events.append(Envelope(
+                source="benefits", type="assessment.changed", subject=f"household/{household_id}",
+                sequence=version, actor=actor,
+                data={"household_id": household_id, "household_version": version, "kind": kind,
+                      "before": before, "after": item, "policy": policy, "cause_event_id": cause_event_id}))
+        assessment_rows.append({"household_id": household_id, "kind": kind, "result": item["result"],
+                                "unmet": item["unmet"], "explanation": item.get("explanation") or [],
+                                "source": item.get("source") or {}, "household_version": version,
+                                "updated_at": now})
+    if not _same_rows(stored_assessments, assessment_rows, ("kind",), _ASSESSMENT_COMPARED):
+        changes.assessment_rows = assessment_rows
+    return changes
+
+
+async def stage_events(session: AsyncSession, events: list[tuple[str, Envelope]]) -> None:
+    """Stage many decision events in the outbox with multi-row inserts (one wake-up per call)."""
+    if not events:
+        return
+    now = utcnow()
+    rows = [{"event_id": envelope.id, "topic": TOPIC_BENEFITS, "key": key, "lane": lane_of(key),
+             "payload": envelope.to_bytes().decode(), "created_at": now, "attempts": 0}
+            for key, envelope in events]
+    for chunk in _chunks(rows):
+        await session.execute(insert(outbox), list(chunk))
+    if session.bind is not None and session.bind.dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_notify('jz_outbox', :topic)"), {"topic": TOPIC_BENEFITS})
+
+
+async def persist_changes(session: AsyncSession, all_changes: list[HouseholdChanges]) -> None:
+    """Write the changes of many households with a few multi-row statements."""
+    replace_entitlements = [c for c in all_changes if c.entitlement_rows is not None]
+    replace_assessments = [c for c in all_changes if c.assessment_rows is not None]
+    for chunk in _chunks([c.household_id for c in replace_entitlements]):
+        await session.execute(delete(entitlements).where(entitlements.c.household_id.in_(chunk)))
+    new_rows = [row for c in replace_entitlements for row in c.entitlement_rows]
+    for chunk in _chunks(new_rows):
+        await session.execute(insert(entitlements), list(chunk))
+    for chunk in _chunks([c.household_id for c in replace_assessments]):
+        await session.execute(delete(assessments).where(assessments.c.household_id.in_(chunk)))
+    new_rows = [row for c in replace_assessments for row in c.assessment_rows]
+    for chunk in _chunks(new_rows):
+        await session.execute(insert(assessments), list(chunk))
+    history = [row for c in all_changes for row in c.history]
+    for chunk in _chunks(history):
+        await session.execute(insert(entitlement_history), list(chunk))
+    await stage_events(session, [(c.household_id, e) for c in all_changes for e in c.events])
+
+
+@dataclass
+class RecomputeResult:
+    households: int = 0
+    households_changed: int = 0
+    decisions: int = 0
+
+
+async def recompute_households(session: AsyncSession, snapshots: Sequence[dict], as_of: date, *,
+                               cause_event_id: str | None, actor: str | None = None,
+                               packs: PackRegistry | None = None) -> RecomputeResult:
+    """Evaluate many households and persist what changed, in the caller's transaction."""
+    result = RecomputeResult(households=len(snapshots))
+    if not snapshots:
+        return result
+    stored_entitlements, stored_assessments = await load_current(session, [s["id"] for s in snapshots])
+    now = utcnow()
+    all_changes = []
+    for snapshot in snapshots:
+        evaluation = evaluation_as_json(snapshot, as_of, packs)
+        changes = diff_household(snapshot, evaluation, stored_entitlements.get(snapshot["id"], []),
+                                 stored_assessments.get(snapshot["id"], []),
+                                 cause_event_id=cause_event_id, actor=actor, now=now)
+        if changes.writes:
+            all_changes.append(changes)
+            result.households_changed += bool(changes.events)
+            result.decisions += changes.decisions
+    await persist_changes(session, all_changes)
+    return result
+
+
+async def recompute_household(session: AsyncSession, snapshot: dict, as_of: date, *,
+                              cause_event_id: str | None, actor: str | None = None,
+                              packs: PackRegistry | None = None) -> int:
+    """Evaluate the household and persist what changed; returns the number of decisions."""
+    result = await recompute_households(session, [snapshot], as_of, cause_event_id=cause_event_id,
+                                        actor=actor, packs=packs)
+    return result.decisions
 
 
 async def household_entitlements(session: AsyncSession, household_id: str) -> dict[str, Any] | None:
@@ -153,3 +278,46 @@ async def entitlement_history_page(session: AsyncSession, household_id: str, cur
               "pack_version": r.pack_version, "cause_event_id": r.cause_event_id,
               "decision_event_id": r.decision_event_id, "at": r.at.isoformat()} for r in rows[:limit]]
     return items, (rows[limit - 1].id if len(rows) > limit else None)
+
+
+# --- the office list: GET /v1/entitlements?program=&area=&cursor= ----------------------------------
+
+class BadCursor(ValueError):
+    pass
+
+
+def encode_cursor(row) -> str:
+    raw = json.dumps([row.household_id, row.program, row.person_key], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[str, str, str]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        value = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        if not (isinstance(value, list) and len(value) == 3 and all(isinstance(v, str) for v in value)):
+            raise ValueError
+        return value[0], value[1], value[2]
+    except ValueError as exc:
+        raise BadCursor("cursor is not one this service issued") from exc
+
+
+async def entitlements_page(session: AsyncSession, *, program: str | None, area: str | None,
+                            cursor: str | None, limit: int) -> tuple[list[dict], str | None]:
+    """Current entitlements in (household, programme, person) order, keyset-paginated."""
+    query = select(entitlements).order_by(entitlements.c.household_id, entitlements.c.program,
+                                          entitlements.c.person_key).limit(limit + 1)
+    if program:
+        query = query.where(entitlements.c.program == program)
+    if area:
+        query = query.where(entitlements.c.area_code.like(f"{area}%"))
+    if cursor:
+        query = query.where(tuple_(entitlements.c.household_id, entitlements.c.program, entitlements.c.person_key)
+                            > tuple_(*decode_cursor(cursor)))
+    rows = (await session.execute(query)).all()
+    items = [{"household_id": r.household_id, "household_version": r.household_version,
+              "area_code": r.area_code, "township_code": r.township_code, "region_code": r.region_code,
+              **{k: v for k, v in _entitlement_view(r).items() if k != "explanation"},
+              "pack": r.pack, "pack_version": r.pack_version, "updated_at": r.updated_at.isoformat()}
+             for r in rows[:limit]]
+    return items, (encode_cursor(rows[limit - 1]) if len(rows) > limit else None)

@@ -11,9 +11,10 @@ from pydantic import ValidationError
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.registry.households.facts import facts_of, record_facts
 from services.registry.households.merge_patch import apply_merge_patch, changed_paths
 from services.registry.outbox import publish_household_event
-from services.registry.tables import household_versions, households, person_index
+from services.registry.tables import household_versions, households, pairings, person_index
 from shared.auth import Principal
 from shared.events import utcnow
 from shared.idcard import InvalidIdNumber, check_consistency, mask_id_number, validate_id_number
@@ -112,7 +113,13 @@ def _row_values(snapshot: dict) -> dict:
     village = snapshot.get("village") or {}
     return {"version": snapshot["version"], "region_code": snapshot["region_code"],
             "village_code": village.get("code"), "township_code": village.get("township_code"),
-            "status": snapshot["status"], "snapshot": snapshot}
+            "status": snapshot["status"], "categories": categories_column(snapshot.get("categories")),
+            "snapshot": snapshot}
+
+
+def categories_column(categories: list[str] | None) -> str | None:
+    """",dibao,marginal," so that a category filter is a LIKE that works on every database."""
+    return f",{','.join(categories)}," if categories else None
 
 
 async def _record_version(session: AsyncSession, snapshot: dict, event_type: str, paths: list[str],
@@ -169,8 +176,13 @@ def check_if_match(if_match: str | None, current_version: int) -> None:
 
 async def save_new_version(session: AsyncSession, before: dict, after_body: dict, *, event_type: str,
                            actor: str | None, note: str | None = None, extra: dict | None = None,
-                           strict: bool = True) -> dict:
-    """Validate, bump the version (optimistically locked) and stage the event."""
+                           strict: bool = True, observed_at=None, source: str | None = None) -> dict:
+    """Validate, bump the version (optimistically locked) and stage the event.
+
+    Observed facts the change touched (income, guarantees, housing, member health, …) are
+    recorded as observed at ``observed_at`` (default now) by ``source`` (default the event
+    type), so a late field visit cannot overwrite them later.
+    """
     new_version = before["version"] + 1
     body = {k: v for k, v in after_body.items() if k not in ("id", "version")}
     snapshot = (_validated_snapshot(body, before["id"], new_version) if strict
@@ -186,9 +198,42 @@ async def save_new_version(session: AsyncSession, before: dict, after_body: dict
         raise Problem(412, "Version mismatch", "The household changed while this request ran; retry.",
                       type_="https://jingzhun.dev/problems/stale-version")
     await _record_version(session, snapshot, event_type, paths, actor, note)
+    await record_facts(session, before["id"], facts_of(paths, snapshot["members"]),
+                       observed_at=observed_at or utcnow(), source=source or event_type,
+                       version=snapshot["version"])
     await publish_household_event(session, event_type, snapshot, actor=actor,
                                   extra={"changed_paths": paths, **(extra or {})})
     return snapshot
+
+
+def validated_new_household(body: dict[str, Any], household_id: str | None = None) -> dict:
+    """The canonical version-1 snapshot ``create_household`` would store (raises 422 Problem)."""
+    return _validated_snapshot(body, household_id or new_household_id(), 1)
+
+
+async def bulk_create_households(session: AsyncSession, snapshots: list[dict], principal: Principal, *,
+                                 note: str | None = None) -> None:
+    """Insert already validated version-1 snapshots in a few statements (ledger import).
+
+    The caller has checked the ids and persons against the database and within the batch;
+    the primary keys of ``households`` and ``person_index`` still refuse any duplicate.
+    """
+    if not snapshots:
+        return
+    now = utcnow()
+    await session.execute(insert(households), [
+        {"id": s["id"], "created_by": principal.subject, "created_at": now, "updated_at": now, **_row_values(s)}
+        for s in snapshots])
+    persons = [{"id_number": m["id_number"], "household_id": s["id"], "person_id": m["id"]}
+               for s in snapshots for m in s["members"] if m.get("id_number") and not m.get("deceased")]
+    if persons:
+        await session.execute(insert(person_index), persons)
+    await session.execute(insert(household_versions), [
+        {"household_id": s["id"], "version": s["version"], "event_type": "household.registered",
+         "changed_paths": [], "snapshot": s, "actor": principal.subject, "note": note, "at": now}
+        for s in snapshots])
+    for snapshot in snapshots:
+        await publish_household_event(session, "household.registered", snapshot, actor=principal.subject)
 
 
 async def patch_household(session: AsyncSession, household_id: str, patch: dict, if_match: str | None,
@@ -224,8 +269,14 @@ def decode_cursor(cursor: str) -> str:
 
 async def list_households(session: AsyncSession, principal: Principal, *, village_code: str | None,
                           township_code: str | None, region_code: str | None, status: str | None,
-                          cursor: str | None, limit: int) -> tuple[list[dict], str | None]:
+                          cursor: str | None, limit: int, category: str | None = None,
+                          cadre_id: str | None = None) -> tuple[list[dict], str | None]:
     query = select(households.c.id, households.c.snapshot).order_by(households.c.id).limit(limit + 1)
+    if category:
+        query = query.where(households.c.categories.contains(f",{category},", autoescape=True))
+    if cadre_id:
+        query = query.where(households.c.id.in_(select(pairings.c.household_id).where(
+            pairings.c.cadre_id == cadre_id, pairings.c.ended_at.is_(None))))
     if village_code:
         query = query.where(households.c.village_code == village_code)
     if township_code:

@@ -10,8 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.registry.households import service
 from shared.auth import Principal, require_scopes
 from shared.db import transaction
-from shared.problems import PROBLEM_RESPONSES
-from shared.snapshot import Household, HouseholdCreate
+from shared.problems import PROBLEM_RESPONSES, Problem
+from shared.snapshot import Category, Household, HouseholdCreate, HouseholdStatus
 
 router = APIRouter(prefix="/v1/households", tags=["households"], responses=PROBLEM_RESPONSES)
 
@@ -64,11 +64,19 @@ async def patch_household(request: Request, household_id: str,
 @router.get("", summary="List households (cursor pagination)")
 async def list_households(request: Request,
                           village_code: str | None = None, township_code: str | None = None,
-                          region_code: str | None = None, status: str | None = None,
+                          region_code: str | None = None,
+                          county_code: Annotated[str | None, Query(description="County code (= region_code)")] = None,
+                          status: HouseholdStatus | None = None, category: Category | None = None,
+                          cadre_id: Annotated[str | None, Query(description="Households paired with this cadre")] = None,
                           cursor: str | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 100,
                           principal: Principal = Depends(require_scopes("registry:read"))) -> HouseholdPage:
+    if county_code and region_code and county_code != region_code:
+        raise Problem(422, "Conflicting filters", "county_code and region_code name the same field.",
+                      type_="https://jingzhun.dev/problems/validation",
+                      errors=[{"loc": ["query", "county_code"], "msg": "differs from region_code"}])
     async with request.app.state.sessionmaker() as session:
         items, next_cursor = await service.list_households(
             session, principal, village_code=village_code, township_code=township_code,
-            region_code=region_code, status=status, cursor=cursor, limit=limit)
+            region_code=region_code or county_code, status=status, cursor=cursor, limit=limit,
+            category=category, cadre_id=cadre_id)
     return {"items": [service.present(i, principal) for i in items], "next_cursor": next_cursor}

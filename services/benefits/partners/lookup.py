@@ -1,0 +1,208 @@
+"""Find a person by ID number without keeping ID numbers in a searchable clear column.
+
+``person_lookup`` is keyed by HMAC-SHA256(look-up key, normalised ID number). The
+index is maintained in the transaction that stores a household snapshot
+(``index_persons``, called from ``consumer.store_snapshot``), together with the
+household's status history (day-by-day credit eligibility) and the insurers'
+roster sequence (a person's row gets a new ``roster_seq`` whenever what the roster
+shows about them changes).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.benefits.partners.tables import household_status_history, partner_sequences, person_lookup
+from services.benefits.tables import household_snapshots
+from shared.config import service_settings
+from shared.events import utcnow
+from shared.idcard import mask_id_number
+
+#: Household statuses under which a person can be on the insurers' roster (coverage is
+#: then decided by the pack and date when the roster is read).
+ROSTER_STATUSES = ("registered", "returned", "exited", "monitored")
+
+
+@lru_cache(maxsize=1)
+def lookup_key() -> bytes:
+    settings = service_settings("benefits")
+    if settings.person_lookup_key:
+        return settings.person_lookup_key.encode()
+    if settings.profile == "production":
+        raise RuntimeError("JZ_BENEFITS_PERSON_LOOKUP_KEY must be set in the production profile")
+    # Embedded profile: derive from the development signing key, a secret that already lives in var/.
+    from cryptography.hazmat.primitives import serialization
+    from shared.auth import load_or_create_dev_key
+    key = load_or_create_dev_key(settings.dev_key_file)
+    material = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                                 serialization.NoEncryption())
+    return hmac.new(b"jingzhun/person-lookup/v1", material, hashlib.sha256).digest()
+
+
+def normalise(id_number: str) -> str:
+    return id_number.strip().upper()
+
+
+def id_hash(id_number: str) -> str:
+    return hmac.new(lookup_key(), normalise(id_number).encode(), hashlib.sha256).hexdigest()
+
+
+def _date(value: Any) -> dt.date | None:
+    if value is None or isinstance(value, dt.date):
+        return value
+    return dt.date.fromisoformat(str(value)[:10])
+
+
+def roster_relevant(row: dict) -> bool:
+    """Could the person be covered (status-wise)? The pack and the date decide the rest."""
+    return (row["in_household"] and not row["deceased"] and row["status"] in ROSTER_STATUSES
+            and not (row["status"] == "monitored" and "marginal" in row["categories"]))
+
+
+def person_rows(snapshot: dict) -> list[dict]:
+    """Look-up rows for every member with an ID number (pure)."""
+    rows = []
+    for member in snapshot.get("members") or []:
+        number, person_id = member.get("id_number"), member.get("id")
+        if not number or not person_id:
+            continue
+        rows.append({"id_hash": id_hash(number), "household_id": snapshot["id"], "person_id": person_id,
+                     "id_masked": mask_id_number(normalise(number)), "region_code": snapshot["region_code"],
+                     "status": snapshot["status"], "exit_date": _date(snapshot.get("exit_date")),
+                     "identified_year": snapshot.get("identified_year"),
+                     "categories": sorted(snapshot.get("categories") or []),
+                     "deceased": bool(member.get("deceased")), "in_household": True})
+    return rows
+
+
+_ROSTER_FIELDS = ("household_id", "person_id", "region_code", "status", "exit_date", "identified_year",
+                  "categories", "deceased", "in_household")
+
+
+def _roster_view(row: dict) -> tuple:
+    return tuple(row[name] for name in _ROSTER_FIELDS) if roster_relevant(row) else ("not_covered",)
+
+
+async def next_sequence(session: AsyncSession, name: str, count: int = 1) -> int:
+    """Reserve ``count`` values; the UPDATE's row lock serialises writers until commit."""
+    await session.execute(update(partner_sequences).where(partner_sequences.c.name == name)
+                          .values(value=partner_sequences.c.value + count))
+    value = await session.scalar(select(partner_sequences.c.value).where(partner_sequences.c.name == name))
+    if value is None:  # first use on a database created without the seed row
+        await session.execute(insert(partner_sequences).values(name=name, value=count))
+        value = count
+    return value - count + 1
+
+
+async def index_persons(session: AsyncSession, snapshot: dict) -> None:
+    """Refresh the look-up rows, status history and roster sequence of one household snapshot."""
+    now = utcnow()
+    await _record_status(session, snapshot, now)
+    new_rows = {row["id_hash"]: row for row in person_rows(snapshot)}
+    old_rows = {row.id_hash: dict(row._mapping) for row in (await session.execute(
+        select(person_lookup).where((person_lookup.c.household_id == snapshot["id"])
+                                    | person_lookup.c.id_hash.in_(list(new_rows))))).all()}
+    changes: list[tuple[str, dict, bool]] = []  # (id_hash, values, insert?)
+    for key, old in old_rows.items():
+        if key not in new_rows and old["household_id"] == snapshot["id"] and old["in_household"]:
+            changes.append((key, {**old, "in_household": False}, False))  # left the household
+    for key, row in new_rows.items():
+        old = old_rows.get(key)
+        changes.append((key, {**(old or {"roster_listed": False, "roster_seq": None}), **row}, old is None))
+    bump = []
+    for key, values, _ in changes:
+        old = old_rows.get(key)
+        relevant = roster_relevant(values)
+        if (old is None and relevant) or (old is not None and _roster_view(old) != _roster_view(values)
+                                          and (relevant or old["roster_listed"])):
+            bump.append(key)
+    first = await next_sequence(session, "roster", len(bump)) if bump else 0
+    seqs = {key: first + index for index, key in enumerate(bump)}
+    for key, values, is_new in changes:
+        if key in seqs:
+            values["roster_seq"], values["roster_listed"] = seqs[key], True
+        values["updated_at"] = now
+        values.pop("id_hash", None)
+        if is_new:
+            await session.execute(insert(person_lookup).values(id_hash=key, **values))
+        else:
+            await session.execute(update(person_lookup).where(person_lookup.c.id_hash == key).values(**values))
+
+
+async def _record_status(session: AsyncSession, snapshot: dict, now) -> None:
+    last = (await session.execute(
+        select(household_status_history.c.status, household_status_history.c.exit_date,
+               household_status_history.c.categories)
+        .where(household_status_history.c.household_id == snapshot["id"])
+        .order_by(household_status_history.c.version.desc()).limit(1))).first()
+    status, exit_date = snapshot["status"], _date(snapshot.get("exit_date"))
+    categories = sorted(snapshot.get("categories") or [])
+    if last is not None and (last.status, last.exit_date, sorted(last.categories or [])) == (status, exit_date,
+                                                                                              categories):
+        return
+    if last is None:
+        effective = None  # first status known: in force since ever
+    elif status in ("exited", "monitored") and exit_date is not None and last.status in ("registered", "returned"):
+        effective = exit_date
+    else:
+        effective = now.date()
+    await session.execute(insert(household_status_history).values(
+        household_id=snapshot["id"], version=snapshot["version"], status=status, exit_date=exit_date,
+        categories=categories, effective_on=effective, recorded_at=now))
+
+
+@dataclass(frozen=True)
+class FoundPerson:
+    household_id: str
+    person_id: str
+    snapshot: dict
+    person: dict
+
+    @property
+    def region_code(self) -> str:
+        return self.snapshot["region_code"]
+
+
+async def find_person(session: AsyncSession, id_number: str) -> FoundPerson | None:
+    """The person currently holding this ID number in a stored household, or None."""
+    row = (await session.execute(
+        select(person_lookup.c.household_id, person_lookup.c.person_id, household_snapshots.c.snapshot)
+        .join(household_snapshots, household_snapshots.c.household_id == person_lookup.c.household_id)
+        .where(person_lookup.c.id_hash == id_hash(id_number), person_lookup.c.in_household.is_(True)))).first()
+    if row is None:
+        return None
+    person = next((m for m in row.snapshot.get("members") or [] if m.get("id") == row.person_id), None)
+    if person is None:
+        return None
+    return FoundPerson(row.household_id, row.person_id, row.snapshot, person)
+
+
+async def status_history(session: AsyncSession, household_id: str) -> list:
+    return (await session.execute(
+        select(household_status_history.c.status, household_status_history.c.exit_date,
+               household_status_history.c.categories, household_status_history.c.effective_on)
+        .where(household_status_history.c.household_id == household_id)
+        .order_by(household_status_history.c.version))).all()
+
+
+async def reindex_all(session: AsyncSession, batch: int = 500) -> int:
+    """Rebuild the index from the stored snapshots, a page at a time (after a key change)."""
+    await session.execute(delete(person_lookup))
+    done, after = 0, ""
+    while True:
+        rows = (await session.execute(select(household_snapshots.c.household_id, household_snapshots.c.snapshot)
+                                      .where(household_snapshots.c.household_id > after)
+                                      .order_by(household_snapshots.c.household_id).limit(batch))).all()
+        if not rows:
+            return done
+        for row in rows:
+            await index_persons(session, row.snapshot)
+        done += len(rows)
+        after = rows[-1].household_id

@@ -1,0 +1,353 @@
+"""The deployment files are checked by parsing them: no Docker engine runs in CI.
+
+docker-compose.yml, deploy/Dockerfile and deploy/k8s/*.yaml must only use settings that
+shared.config really reads, give every long-running process a health check, start the
+apps only on a migrated schema, and run Kafka in KRaft mode.
+"""
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+import yaml
+
+from shared.config import DEFAULT_PORTS, SERVICES, TOPICS, CommonSettings, all_env_names
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+DOCKERFILE = ROOT / "deploy" / "Dockerfile"
+K8S_DIR = ROOT / "deploy" / "k8s"
+
+JZ_NAME = re.compile(r"\bJZ_[A-Z0-9_]+\b")
+INTERPOLATION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?[-?+]([^}]*))?\}")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def services(compose) -> dict[str, dict]:
+    return compose["services"]
+
+
+@pytest.fixture(scope="module")
+def env_names() -> set[str]:
+    return all_env_names()
+
+
+def environment(service: dict) -> dict[str, str]:
+    """A service's environment as a dict, whether written as a mapping or a list."""
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        return dict(item.split("=", 1) if "=" in item else (item, None) for item in env)
+    return dict(env)
+
+
+def resolve(value) -> str:
+    """Compose interpolation with defaults only (what `docker compose config` gives with no .env)."""
+    text = str(value)
+    text = INTERPOLATION.sub(lambda m: m.group(2) or "", text.replace("$$", "\0"))
+    return text.replace("\0", "$")
+
+
+def command(service: dict) -> list[str]:
+    cmd = service.get("command") or []
+    return shlex.split(cmd) if isinstance(cmd, str) else [str(part) for part in cmd]
+
+
+def is_one_shot(service: dict) -> bool:
+    return service.get("restart") == "no"
+
+
+def uses_app_image(service: dict) -> bool:
+    return "JZ_PROFILE" in environment(service)
+
+
+def published_container_ports(service: dict) -> dict[int, int]:
+    """container port -> host port."""
+    published = {}
+    for port in service.get("ports") or []:
+        if isinstance(port, dict):
+            published[int(port["target"])] = int(port.get("published", port["target"]))
+        else:
+            parts = resolve(port).split("/")[0].split(":")
+            published[int(parts[-1])] = int(parts[-2]) if len(parts) > 1 else int(parts[-1])
+    return published
+
+
+def test_compose_parses_and_has_the_whole_stack(services):
+    expected = {"postgres", "kafka", "kafka-init", "migrate", "relay", *SERVICES}
+    assert expected <= set(services), f"missing: {expected - set(services)}"
+
+
+# (a) -------------------------------------------------------------------------------
+def test_every_jz_variable_in_compose_is_a_real_setting(services, env_names):
+    unknown = {(name, key) for name, svc in services.items()
+               for key in environment(svc) if key.startswith("JZ_") and key not in env_names}
+    assert not unknown, f"settings that shared.config does not read: {sorted(unknown)}"
+
+
+def test_every_jz_name_anywhere_in_compose_is_a_real_setting(env_names):
+    # Also catches ${JZ_...} interpolations and names in commands or comments.
+    unknown = set(JZ_NAME.findall(COMPOSE_FILE.read_text(encoding="utf-8"))) - env_names
+    assert not unknown, f"unknown JZ_ names in docker-compose.yml: {sorted(unknown)}"
+
+
+def test_app_containers_run_the_production_profile(services):
+    for name in ("migrate", "relay", *SERVICES):
+        env = environment(services[name])
+        assert env.get("JZ_PROFILE") == "production", name
+        assert env.get("JZ_KAFKA_BOOTSTRAP") == "kafka:9092", name
+        for key in ("JZ_JWT_JWKS_URL", "JZ_JWT_ISSUER", "JZ_JWT_AUDIENCE"):
+            assert str(env.get(key, "")).startswith("${" + key), f"{name}: {key} must be overridable"
+            assert resolve(env[key]), f"{name}: {key} needs a default"
+
+
+def test_each_process_gets_the_database_urls_it_uses(services):
+    needs = {"migrate": SERVICES, "relay": ("registry", "benefits"), **{s: (s,) for s in SERVICES}}
+    for name, dbs in needs.items():
+        env = environment(services[name])
+        for db in dbs:
+            url = resolve(env.get(f"JZ_{db.upper()}_DATABASE_URL", ""))
+            assert url.startswith("postgresql+asyncpg://jingzhun:"), f"{name}: {db} url {url!r}"
+            assert url.endswith(f"@postgres:5432/jz_{db}"), f"{name}: {db} url {url!r}"
+    for svc in SERVICES:
+        assert environment(services[svc]).get(f"JZ_{svc.upper()}_HOST") == "0.0.0.0"
+
+
+def test_registry_reaches_benefits_by_service_name(services):
+    env = environment(services["registry"])
+    assert env["JZ_REGISTRY_BENEFITS_URL"] == f"http://benefits:{DEFAULT_PORTS['benefits']}"
+
+
+# (b) -------------------------------------------------------------------------------
+def test_long_running_services_have_a_healthcheck(services):
+    for name, svc in services.items():
+        if is_one_shot(svc):
+            continue
+        check = svc.get("healthcheck") or {}
+        assert not check.get("disable"), name
+        test = check.get("test")
+        assert test and test not in (["NONE"], "NONE"), f"{name} has no healthcheck test"
+
+
+def test_one_shot_jobs_do_not_restart(services):
+    for name in ("migrate", "kafka-init"):
+        # Quoted in YAML: a bare `no` would parse as false.
+        assert services[name].get("restart") == "no", name
+
+
+def test_app_healthchecks_probe_their_own_healthz(services):
+    for svc in SERVICES:
+        test = " ".join(services[svc]["healthcheck"]["test"])
+        assert "urllib" in test and f"127.0.0.1:{DEFAULT_PORTS[svc]}/healthz" in test, svc
+
+
+def test_postgres_and_kafka_healthchecks(services):
+    assert "pg_isready" in " ".join(services["postgres"]["healthcheck"]["test"])
+    kafka_test = " ".join(services["kafka"]["healthcheck"]["test"])
+    assert "kafka-topics.sh" in kafka_test and "--bootstrap-server localhost:9092" in kafka_test
+    assert "--list" in kafka_test
+
+
+# (c) -------------------------------------------------------------------------------
+def test_app_services_build_from_deploy_dockerfile(services):
+    app_services = [name for name, svc in services.items() if uses_app_image(svc)]
+    assert set(app_services) == {"migrate", "relay", *SERVICES}
+    images = set()
+    for name in app_services:
+        build = services[name].get("build")
+        assert isinstance(build, dict), f"{name} must build from deploy/Dockerfile"
+        context = ROOT / build.get("context", ".")
+        dockerfile = context / build.get("dockerfile", "Dockerfile")
+        assert dockerfile.resolve() == DOCKERFILE.resolve(), name
+        assert dockerfile.is_file(), dockerfile
+        images.add(services[name].get("image"))
+    assert len(images) == 1, f"one image for every app container, got {images}"
+
+
+def test_postgres_init_script_is_mounted_and_creates_every_database(services):
+    volumes = [v for v in services["postgres"]["volumes"] if "docker-entrypoint-initdb.d" in v]
+    assert volumes, "init script not mounted"
+    script = ROOT / volumes[0].split(":")[0]
+    assert script == ROOT / "deploy/postgres/init-databases.sql" or script.resolve() == (
+        ROOT / "deploy/postgres/init-databases.sql").resolve()
+    sql = script.read_text(encoding="utf-8")
+    for svc in SERVICES:
+        assert re.search(rf"CREATE DATABASE\s+jz_{svc}\b", sql), svc
+    assert services["postgres"]["image"].startswith("postgres:16")
+
+
+# (d) -------------------------------------------------------------------------------
+def test_apps_publish_their_ports(services):
+    for svc in SERVICES:
+        port = DEFAULT_PORTS[svc]
+        assert published_container_ports(services[svc]).get(port) == port, svc
+        cmd = command(services[svc])
+        assert cmd[cmd.index("--port") + 1] == str(port), svc
+        assert cmd[cmd.index("--host") + 1] == "0.0.0.0", svc
+        assert int(environment(services[svc]).get(f"JZ_{svc.upper()}_PORT", port)) == port
+
+
+def test_commands_point_at_real_entry_points(services):
+    from jingzhun_cli.main import app as cli
+
+    cli_commands = {c.name or c.callback.__name__ for c in cli.registered_commands}
+    for name, svc in services.items():
+        cmd = command(svc)
+        if cmd[:1] == ["jingzhun"]:
+            assert cmd[1] in cli_commands, f"{name}: no CLI command {cmd[1]!r}"
+        if "uvicorn" in cmd:
+            assert "--factory" in cmd, name
+            module, _, factory = next(c for c in cmd if c.startswith("services.")).partition(":")
+            source = ROOT / (module.replace(".", "/") + ".py")
+            assert source.is_file() and f"def {factory}(" in source.read_text(encoding="utf-8"), name
+    assert command(services["migrate"])[:2] == ["jingzhun", "migrate"]
+    assert command(services["relay"])[:2] == ["jingzhun", "relay"]
+
+
+# (e) -------------------------------------------------------------------------------
+def test_kafka_runs_in_kraft_mode(services):
+    assert not any("zookeeper" in name or "zookeeper" in str(svc.get("image", ""))
+                   for name, svc in services.items())
+    env = {k: str(v) for k, v in environment(services["kafka"]).items()}
+    assert not any("ZOOKEEPER" in key for key in env)
+    roles = {r.strip() for r in env["KAFKA_PROCESS_ROLES"].split(",")}
+    assert roles == {"broker", "controller"}
+    node_id = env["KAFKA_NODE_ID"]
+    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"].startswith(f"{node_id}@kafka:")
+    assert env["KAFKA_CONTROLLER_LISTENER_NAMES"] in env["KAFKA_LISTENERS"]
+    assert "PLAINTEXT://kafka:9092" in env["KAFKA_ADVERTISED_LISTENERS"].split(",")
+    assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
+    assert resolve(env["CLUSTER_ID"])
+
+
+def test_kafka_init_creates_every_topic_and_dlq(services):
+    init = services["kafka-init"]
+    assert init["depends_on"]["kafka"]["condition"] == "service_healthy"
+    script = " ".join(command(init))
+    for topic in TOPICS:
+        assert topic in script, topic
+    assert ".dlq" in script and "--if-not-exists" in script
+    partitions = resolve(environment(init)["TOPIC_PARTITIONS"])
+    assert int(partitions) == CommonSettings.model_fields["topic_partitions"].default
+    for name in ("relay", *SERVICES):
+        assert resolve(environment(services[name])["JZ_TOPIC_PARTITIONS"]) == partitions
+
+
+# (f) -------------------------------------------------------------------------------
+def test_apps_start_after_migrations_and_kafka(services):
+    for name in ("relay", *SERVICES):
+        depends = services[name]["depends_on"]
+        assert depends["migrate"]["condition"] == "service_completed_successfully", name
+        assert depends["kafka-init"]["condition"] == "service_completed_successfully", name
+        assert depends["kafka"]["condition"] == "service_healthy", name
+    assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+
+
+def test_every_dependency_exists_with_a_valid_condition(services):
+    valid = {"service_started", "service_healthy", "service_completed_successfully"}
+    for name, svc in services.items():
+        depends = svc.get("depends_on") or {}
+        for dep, spec in (depends.items() if isinstance(depends, dict) else ((d, {}) for d in depends)):
+            assert dep in services, f"{name} depends on unknown {dep}"
+            condition = spec.get("condition", "service_started")
+            assert condition in valid, (name, dep, condition)
+            if condition == "service_healthy":
+                assert services[dep].get("healthcheck"), f"{name} waits for {dep}, which has no healthcheck"
+            if condition == "service_completed_successfully":
+                assert is_one_shot(services[dep]), f"{dep} is not a one-shot job"
+
+
+# (g) -------------------------------------------------------------------------------
+def k8s_documents() -> list[tuple[str, dict]]:
+    docs = []
+    for path in sorted(K8S_DIR.glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")):
+            if doc:
+                docs.append((path.name, doc))
+    return docs
+
+
+def test_k8s_manifests_parse_and_cover_every_app():
+    docs = k8s_documents()
+    kinds = {(doc["kind"], doc.get("metadata", {}).get("name")) for _, doc in docs}
+    for svc in SERVICES:
+        assert ("Deployment", svc) in kinds and ("Service", svc) in kinds, svc
+    assert any(kind == "Job" for kind, _ in kinds)
+    assert any(kind == "ConfigMap" for kind, _ in kinds)
+    for file, doc in docs:
+        assert "apiVersion" in doc and "kind" in doc, file
+
+
+def test_k8s_jz_names_are_real_settings(env_names):
+    names: set[str] = set()
+    for _, doc in k8s_documents():
+        if doc["kind"] == "ConfigMap":
+            names |= {k for k in doc.get("data", {}) if k.startswith("JZ_")}
+        spec = doc.get("spec", {}).get("template", {}).get("spec", {})
+        for container in spec.get("containers", []):
+            names |= {e["name"] for e in container.get("env", []) if e["name"].startswith("JZ_")}
+    assert names, "no JZ_ settings found in deploy/k8s"
+    unknown = names - env_names
+    assert not unknown, f"k8s uses settings shared.config does not read: {sorted(unknown)}"
+    raw = "".join(p.read_text(encoding="utf-8") for p in K8S_DIR.glob("*.yaml"))
+    assert not set(JZ_NAME.findall(raw)) - env_names
+
+
+def test_k8s_containers_run_as_non_root():
+    for file, doc in k8s_documents():
+        pod = doc.get("spec", {}).get("template", {}).get("spec")
+        if pod:
+            assert pod.get("securityContext", {}).get("runAsNonRoot") is True, file
+            assert pod["securityContext"].get("runAsUser", 0) != 0, file
+
+
+# (h) -------------------------------------------------------------------------------
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    text = DOCKERFILE.read_text(encoding="utf-8").replace("\\\n", " ")
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            keyword, _, rest = line.partition(" ")
+            out.append((keyword.upper(), rest.strip()))
+    return out
+
+
+def test_dockerfile_runs_as_non_root():
+    users = [rest for keyword, rest in dockerfile_instructions() if keyword == "USER"]
+    assert users, "Dockerfile has no USER line"
+    final_user = users[-1].split(":")[0]
+    assert final_user not in ("root", "0"), final_user
+
+
+def test_dockerfile_is_multi_stage_and_installs_the_project():
+    instructions = dockerfile_instructions()
+    stages = [rest for keyword, rest in instructions if keyword == "FROM"]
+    assert len(stages) >= 2, "expected a multi-stage build"
+    args = {rest.split("=", 1)[0]: rest.split("=", 1)[1] for keyword, rest in instructions
+            if keyword == "ARG" and "=" in rest}
+    assert all("python:3.11-slim" in re.sub(r"\$\{(\w+)\}", lambda m: args.get(m.group(1), ""), s)
+               for s in stages)
+    runs = " ".join(rest for keyword, rest in instructions if keyword == "RUN")
+    assert re.search(r"pip install (\S+ )*\.(\s|&|$)", runs), "project not installed with `pip install .`"
+    exposed = {p for keyword, rest in instructions if keyword == "EXPOSE" for p in rest.split()}
+    assert {str(p) for p in DEFAULT_PORTS.values()} <= exposed
+    cmd = [rest for keyword, rest in instructions if keyword == "CMD"]
+    assert cmd and cmd[-1] == '["jingzhun", "--help"]'
+    assert ("HEALTHCHECK", "NONE") in instructions
+
+
+def test_dockerfile_env_uses_real_settings(env_names):
+    assert not set(JZ_NAME.findall(DOCKERFILE.read_text(encoding="utf-8"))) - env_names
+
+
+def test_dockerignore_keeps_local_state_out_of_the_image():
+    ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()}
+    for entry in (".venv", "var", ".git", ".pytest_cache", ".hypothesis"):
+        assert entry in ignored, entry
