@@ -156,6 +156,30 @@ class Consumer:
         log.error("%s: sent %s@%d/%d to DLQ: %s", self.name, record.topic, record.partition, record.offset, error)
 
 
+async def true_end_offsets(bootstrap: str, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+    """End offsets that also hold on the development broker.
+
+    Tansu may answer ListOffsets with the base offset of the last record batch rather
+    than one past its last record, so read the tail from there and take the highest
+    offset actually seen (on Apache Kafka this reads nothing and changes nothing).
+    """
+    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    await reader.start()
+    try:
+        ends = dict(await reader.end_offsets(partitions))
+        reader.assign(partitions)
+        for tp in partitions:
+            reader.seek(tp, ends[tp])
+        while True:
+            batches = await reader.getmany(timeout_ms=300)
+            if not batches:
+                return ends
+            for tp, records in batches.items():
+                ends[tp] = max(ends[tp], records[-1].offset + 1)
+    finally:
+        await reader.stop()
+
+
 async def consumer_lag(bootstrap: str, group_id: str, topics: list[str]) -> int:
     """Messages the group has not committed yet (used by the ordered shutdown).
 
@@ -168,11 +192,11 @@ async def consumer_lag(bootstrap: str, group_id: str, topics: list[str]) -> int:
         partitions = [TopicPartition(t, p) for t in topics for p in (probe.partitions_for_topic(t) or [])]
         if not partitions:
             return 0
-        ends = await probe.end_offsets(partitions)
+        ends = await true_end_offsets(bootstrap, partitions)
         lag = 0
         for tp in partitions:
             committed = await probe.committed(tp)
-            lag += ends[tp] - (committed or 0)
+            lag += max(0, ends[tp] - (committed or 0))
         return lag
     finally:
         await probe.stop()
