@@ -88,6 +88,13 @@ class OutboxRelay:
                                                {"ns": _ADVISORY_NAMESPACE, "lane": lane})
                     if not got:
                         return 0  # another relay owns this lane right now
+                # On SQLite, count the attempt first: this write takes the database's write lock, so
+                # a second relay waits here and then finds the rows already published.
+                batch_ids = (select(_OUTBOX.c.id).where(_OUTBOX.c.lane == lane, _OUTBOX.c.published_at.is_(None))
+                             .order_by(_OUTBOX.c.id).limit(self.settings.outbox_batch_size))
+                if not self.is_postgres:
+                    await session.execute(update(_OUTBOX).where(_OUTBOX.c.id.in_(batch_ids.scalar_subquery()))
+                                          .values(attempts=_OUTBOX.c.attempts + 1))
                 query = (select(_OUTBOX.c.id, _OUTBOX.c.topic, _OUTBOX.c.key, _OUTBOX.c.payload)
                          .where(_OUTBOX.c.lane == lane, _OUTBOX.c.published_at.is_(None))
                          .order_by(_OUTBOX.c.id).limit(self.settings.outbox_batch_size))
