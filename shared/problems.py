@@ -48,6 +48,14 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem_response(Problem(422, "Invalid request", "The request body or parameters are invalid.",
                                         type_="https://jingzhun.dev/problems/validation", errors=errors))
 
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception):
+        import logging
+        from shared.logs import request_id_var
+        logging.getLogger("app").exception("unhandled error")
+        return problem_response(Problem(500, "Internal error", "The error has been logged.",
+                                        request_id=request_id_var.get()))
+
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException):
         problem = Problem(exc.status_code, _title(exc.status_code), str(exc.detail) if exc.detail else None)
