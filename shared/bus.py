@@ -83,6 +83,7 @@ class Consumer:
         self._consumer = AIOKafkaConsumer(
             *self.topics, bootstrap_servers=self.settings.kafka_bootstrap, group_id=self.group_id,
             enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=200,
+            fetch_max_wait_ms=self.settings.consumer_fetch_max_wait_ms,
             session_timeout_ms=10000, heartbeat_interval_ms=1000)
         self._producer = make_producer(self.settings.kafka_bootstrap)
         await self._consumer.start()

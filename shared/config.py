@@ -45,11 +45,13 @@ class CommonSettings(BaseSettings):
     jwt_public_key_file: Path | None = None
 
     # Outbox relay and consumers.
-    outbox_poll_interval_s: float = 0.1
+    outbox_poll_interval_s: float = 0.05
     outbox_batch_size: int = 500
     outbox_retention_days: int = 7
     consumer_max_retries: int = 5
     consumer_retry_backoff_s: float = 0.2
+    # How long the broker may hold an empty fetch; it bounds the idle delivery latency per hop.
+    consumer_fetch_max_wait_ms: int = 100
 
     @property
     def dev_key_file(self) -> Path:
