@@ -86,6 +86,17 @@ async def postgres_urls(admin_url: str) -> dict[str, str]:
     return urls
 
 
+async def drop_databases(admin_url: str | None, urls: dict[str, str]) -> None:
+    if not admin_url or not urls:
+        return
+    import asyncpg
+    from sqlalchemy.engine import make_url
+    conn = await asyncpg.connect(make_url(admin_url).set(drivername="postgresql").render_as_string(hide_password=False))
+    for url in urls.values():
+        await conn.execute(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
+    await conn.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=30)
@@ -94,7 +105,10 @@ def main() -> None:
 
     async def run() -> None:
         urls = await postgres_urls(args.postgres) if args.postgres else {}
-        await measure(args.n, urls)
+        try:
+            await measure(args.n, urls)
+        finally:
+            await drop_databases(args.postgres, urls)
 
     asyncio.run(run())
 
