@@ -13,8 +13,10 @@ from pydantic import ValidationError
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.benefits.entitlements.service import recompute_household
+from services.benefits.entitlements.service import recompute_household, recompute_households
+from services.benefits.packs import PackRegistry
 from services.benefits.tables import household_snapshots, processed_events, villages
+from services.benefits.partners.lookup import index_persons
 from shared.bus import Consumer, PoisonMessage
 from shared.config import TOPIC_REGISTRY, BenefitsSettings
 from shared.db import transaction
@@ -51,10 +53,12 @@ async def store_snapshot(session: AsyncSession, snapshot: dict) -> bool:
     else:
         await session.execute(update(household_snapshots)
                               .where(household_snapshots.c.household_id == snapshot["id"]).values(**values))
+    await index_persons(session, snapshot)  # partner look-up by ID number, status history, insurers' roster
     return True
 
 
-async def apply_registry_event(session: AsyncSession, envelope: Envelope, as_of: date) -> int:
+async def apply_registry_event(session: AsyncSession, envelope: Envelope, as_of: date,
+                               packs: PackRegistry | None = None) -> int:
     if await _already_processed(session, envelope.id):
         return 0
     if envelope.type.startswith(("household.", "person.")) and "household" in envelope.data:
@@ -62,13 +66,14 @@ async def apply_registry_event(session: AsyncSession, envelope: Envelope, as_of:
         if not await store_snapshot(session, snapshot):
             return 0
         return await recompute_household(session, snapshot, as_of, cause_event_id=envelope.id,
-                                         actor=envelope.actor)
+                                         actor=envelope.actor, packs=packs)
     if envelope.type == "village.updated":
-        return await _apply_village(session, envelope, as_of)
+        return await _apply_village(session, envelope, as_of, packs)
     return 0  # visits and other facts that do not change entitlements by themselves
 
 
-async def _apply_village(session: AsyncSession, envelope: Envelope, as_of: date) -> int:
+async def _apply_village(session: AsyncSession, envelope: Envelope, as_of: date,
+                         packs: PackRegistry | None = None) -> int:
     """A village change fans out to every household of the village."""
     village, version = envelope.data["village"], envelope.data.get("version", envelope.sequence or 0)
     stored = await session.scalar(select(villages.c.version).where(villages.c.code == village["code"]))
@@ -80,26 +85,29 @@ async def _apply_village(session: AsyncSession, envelope: Envelope, as_of: date)
     else:
         await session.execute(update(villages).where(villages.c.code == village["code"])
                               .values(version=version, data=village, updated_at=utcnow()))
-    decisions = 0
     rows = (await session.execute(select(household_snapshots.c.household_id, household_snapshots.c.snapshot)
                                   .where(household_snapshots.c.village_code == village["code"]))).all()
+    snapshots = []
     for row in rows:
         snapshot = {**row.snapshot, "village": {**(row.snapshot.get("village") or {}), **village}}
         await session.execute(update(household_snapshots).where(household_snapshots.c.household_id == row.household_id)
                               .values(snapshot=snapshot, updated_at=utcnow()))
-        decisions += await recompute_household(session, snapshot, as_of, cause_event_id=envelope.id,
-                                               actor=envelope.actor)
-    return decisions
+        snapshots.append(snapshot)
+    # One batch: the village's stored entitlements are read with one query, written with a few.
+    result = await recompute_households(session, snapshots, as_of, cause_event_id=envelope.id,
+                                        actor=envelope.actor, packs=packs)
+    return result.decisions
 
 
-def make_handler(sessionmaker: async_sessionmaker[AsyncSession], settings: BenefitsSettings):
+def make_handler(sessionmaker: async_sessionmaker[AsyncSession], settings: BenefitsSettings,
+                 packs: PackRegistry | None = None):
     async def handle(record) -> None:
         try:
             envelope = Envelope.from_bytes(record.value)
         except (ValueError, ValidationError) as exc:
             raise PoisonMessage(f"unparsable registry event: {exc}") from exc
         async with transaction(sessionmaker) as session:
-            await apply_registry_event(session, envelope, evaluation_date(settings))
+            await apply_registry_event(session, envelope, evaluation_date(settings), packs)
     return handle
 
 
@@ -107,7 +115,8 @@ async def run_registry_consumer(app: FastAPI) -> None:
     settings: BenefitsSettings = app.state.settings
     if not settings.run_consumer:
         return
-    consumer = Consumer(settings, [TOPIC_REGISTRY], GROUP_ID, make_handler(app.state.sessionmaker, settings),
+    consumer = Consumer(settings, [TOPIC_REGISTRY], GROUP_ID, make_handler(app.state.sessionmaker, settings,
+                                                                             getattr(app.state, "packs", None)),
                         name="benefits-consumer")
     app.state.consumer = consumer
     try:

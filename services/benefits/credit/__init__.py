@@ -1,0 +1,1 @@
+"""Poverty microcredit for partner banks: eligibility, loan reports, quarterly interest-subsidy claims."""

@@ -1,0 +1,137 @@
+"""Bank endpoints (scope ``credit``): thin; the work is in service.py."""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import AfterValidator, BaseModel, Field, model_validator
+
+from services.benefits.credit import service
+from services.benefits.partners.deps import partner_scope
+from shared.auth import Principal
+from shared.config import BenefitsSettings
+from shared.db import transaction
+from shared.idcard import normalize_id_number
+from shared.money import Money
+from shared.problems import PROBLEM_RESPONSES
+
+router = APIRouter(tags=["credit"], responses={**PROBLEM_RESPONSES, 429: {"description": "Rate limited"}})
+
+IdNumber = Annotated[str, AfterValidator(normalize_id_number),
+                     Field(description="18-character resident ID number (GB 11643 check digit)",
+                           examples=["360782197803150018"])]
+Ident = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:/-]+$")]
+
+
+def as_of(request: Request) -> dt.date:
+    settings: BenefitsSettings = request.app.state.settings
+    return settings.evaluation_date or dt.date.today()
+
+
+class EligibilityRequest(BaseModel):
+    id_number: IdNumber
+    amount: Money = Field(examples=["50000.00"])
+    term_months: int = Field(ge=1, le=600, examples=[36])
+    purpose: str = Field(min_length=1, max_length=64, examples=["livestock"],
+                         description="Refused: wedding, house_building, investment_products, household_goods")
+    kind: Literal["new", "extension", "renewal"] = Field(
+        "new", description="Exited households qualify only for extension and renewal, within the policy window")
+
+
+class EligibilityResponse(BaseModel):
+    eligible: bool
+    max_amount: str
+    max_term_months: int
+    interest_subsidy_rate: str
+    collateral_required: bool
+    reasons: list[str]
+    decision_id: str
+    valid_until: str
+    county_pays_interest: bool
+    benchmark_rate: str
+    id_number: str = Field(description="Masked")
+
+
+@router.post("/v1/credit/eligibility", response_model=EligibilityResponse,
+             summary="May this borrower have a poverty microloan of this amount, term and purpose?",
+             description="Unknown or unregistered people get `eligible: false` with the single reason "
+                         "`not_registered` (status 200). Reason codes: not_registered, no_labour_capacity, "
+                         "amount_above_limit, amount_not_positive, term_above_limit, purpose_excluded, "
+                         "post_exit_window_closed, exited_household_new_loan, programme_not_available. "
+                         "Every call is recorded in the audit ledger.")
+async def eligibility(request: Request, body: EligibilityRequest,
+                      principal: Principal = Depends(partner_scope("credit"))) -> dict:
+    settings: BenefitsSettings = request.app.state.settings
+    async with transaction(request.app.state.sessionmaker) as session:
+        return await service.eligibility(session, principal, body.model_dump(), as_of(request),
+                                         settings.credit_decision_valid_days)
+
+
+class LoanReport(BaseModel):
+    report_id: Ident = Field(description="The bank's id for this report; resending it changes nothing")
+    loan_id: Ident
+    event: Literal["issuance", "repayment", "extension", "renewal", "default"]
+    date: dt.date = Field(description="When it happened (issue, repayment, extension, renewal or default date)")
+    id_number: IdNumber | None = Field(None, description="Borrower (issuance only)")
+    amount: Money | None = Field(None, description="Principal (issuance, renewal) or amount repaid (repayment)")
+    due_date: dt.date | None = Field(None, description="Maturity (issuance, renewal)")
+    purpose: str | None = Field(None, max_length=64, description="Loan purpose (issuance)")
+    new_due_date: dt.date | None = Field(None, description="Extended maturity (extension)")
+    covid: bool = Field(False, description="COVID extension (2020: loans due on/after 2020-01-01, <= 6 months)")
+    new_loan_id: Ident | None = Field(None, description="The new loan replacing this one (renewal)")
+    decision_id: str | None = Field(None, max_length=40, description="Eligibility decision the loan relied on")
+
+    @model_validator(mode="after")
+    def _fields_for_event(self) -> "LoanReport":
+        required = {"issuance": ("id_number", "amount", "due_date", "purpose"), "repayment": ("amount",),
+                    "extension": ("new_due_date",), "renewal": ("new_loan_id", "amount", "due_date"),
+                    "default": ()}[self.event]
+        missing = [name for name in required if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"event {self.event} needs: {', '.join(missing)}")
+        return self
+
+
+@router.post("/v1/credit/loans", summary="Report a loan event: issuance, repayment, extension, renewal, default",
+             description="Idempotent by `report_id`. Issuance records whether the loan qualifies for the "
+                         "interest subsidy; a COVID extension is checked against the pack (001 L739); a "
+                         "renewal closes the loan and opens `new_loan_id` for the same borrower.")
+async def report_loan(request: Request, body: LoanReport,
+                      principal: Principal = Depends(partner_scope("credit"))) -> dict:
+    async with transaction(request.app.state.sessionmaker) as session:
+        return await service.report_loan(session, principal, body.model_dump())
+
+
+class ClaimLine(BaseModel):
+    loan_id: Ident
+    claimed_amount: Money
+
+
+class InterestClaim(BaseModel):
+    claim_id: Ident = Field(description="The bank's claim id; resending it returns the first decision")
+    year: int = Field(ge=2014, le=2100)
+    quarter: int = Field(ge=1, le=4)
+    lines: list[ClaimLine] = Field(min_length=1, max_length=2000)
+
+
+@router.post("/v1/credit/interest-claims", summary="Quarterly interest-subsidy claim, decided line by line",
+             description="Subsidy per loan = interest at the pack's benchmark rate (daily rate = rate/360) on "
+                         "the outstanding principal for each day of the quarter the borrower's household was "
+                         "eligible, within the loan term or a COVID extension. A line is `approved` when the "
+                         "claimed amount is at most that subsidy, else `rejected` with a reason: "
+                         "unknown_loan, loan_not_eligible, already_claimed, quarter_not_ended, "
+                         "not_eligible_in_quarter, amount_exceeds_subsidy, amount_not_positive, duplicate_line.")
+async def interest_claim(request: Request, body: InterestClaim,
+                         principal: Principal = Depends(partner_scope("credit"))) -> dict:
+    async with transaction(request.app.state.sessionmaker) as session:
+        return await service.interest_claim(session, principal, body.model_dump(), as_of(request))
+
+
+@router.get("/v1/credit/interest-claims/totals", summary="Claimed and approved subsidy per bank and quarter",
+            description="A bank sees its own totals; an administrator sees every bank.")
+async def claim_totals(request: Request, year: Annotated[int | None, Query(ge=2014, le=2100)] = None,
+                       quarter: Annotated[int | None, Query(ge=1, le=4)] = None,
+                       principal: Principal = Depends(partner_scope("credit"))) -> dict:
+    async with transaction(request.app.state.sessionmaker) as session:
+        return {"items": await service.claim_totals(session, principal, year, quarter), "next_cursor": None}

@@ -1,0 +1,138 @@
+"""Partner clients: create, rotate, disable, authenticate; tokens from the development issuer."""
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import timedelta
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.benefits.partners.secrets import hash_secret, new_client_id, new_secret, verify_secret
+from services.benefits.partners.tables import partner_clients
+from shared.auth import mint_token
+from shared.config import BenefitsSettings
+from shared.events import utcnow
+from shared.outbox import as_aware
+from shared.problems import Problem
+
+PARTNER_SCOPES = ("credit", "settlement")
+
+
+def check_scopes(scopes: list[str]) -> list[str]:
+    wanted = sorted(set(scopes))
+    bad = [s for s in wanted if s not in PARTNER_SCOPES]
+    if not wanted or bad:
+        raise Problem(422, "Invalid partner scopes",
+                      f"A partner client holds one or both of: {', '.join(PARTNER_SCOPES)}.",
+                      type_="https://jingzhun.dev/problems/validation",
+                      errors=[{"loc": ["body", "scopes"], "msg": "allowed: credit, settlement"}])
+    return wanted
+
+
+def client_view(row) -> dict:
+    return {"client_id": row.client_id, "name": row.name, "scopes": row.scopes.split(), "status": row.status,
+            "created_at": row.created_at, "rotated_at": row.rotated_at, "disabled_at": row.disabled_at}
+
+
+async def create_client(session: AsyncSession, name: str, scopes: list[str]) -> dict:
+    scopes = check_scopes(scopes)
+    client_id, secret = new_client_id(), new_secret()
+    secret_hash = await asyncio.to_thread(hash_secret, secret)
+    now = utcnow()
+    await session.execute(insert(partner_clients).values(
+        client_id=client_id, name=name, scopes=" ".join(scopes), secret_hash=secret_hash, status="active",
+        created_at=now))
+    row = (await session.execute(select(partner_clients).where(partner_clients.c.client_id == client_id))).one()
+    return {**client_view(row), "client_secret": secret}
+
+
+async def _get(session: AsyncSession, client_id: str):
+    row = (await session.execute(select(partner_clients).where(partner_clients.c.client_id == client_id))).first()
+    if row is None:
+        raise Problem(404, "Unknown client", f"No partner client {client_id}.")
+    return row
+
+
+async def rotate_client(session: AsyncSession, client_id: str, grace_seconds: int = 0) -> dict:
+    row = await _get(session, client_id)
+    if row.status != "active":
+        raise Problem(409, "Client disabled", "A disabled client cannot be rotated; create a new one.")
+    secret = new_secret()
+    now = utcnow()
+    values = {"secret_hash": await asyncio.to_thread(hash_secret, secret), "rotated_at": now,
+              "previous_secret_hash": row.secret_hash if grace_seconds > 0 else None,
+              "previous_valid_until": now + timedelta(seconds=grace_seconds) if grace_seconds > 0 else None}
+    await session.execute(update(partner_clients).where(partner_clients.c.client_id == client_id).values(**values))
+    row = await _get(session, client_id)
+    return {**client_view(row), "client_secret": secret, "previous_secret_valid_until": values["previous_valid_until"]}
+
+
+async def disable_client(session: AsyncSession, client_id: str) -> dict:
+    await _get(session, client_id)
+    await session.execute(update(partner_clients).where(partner_clients.c.client_id == client_id)
+                          .values(status="disabled", disabled_at=utcnow(), previous_secret_hash=None,
+                                  previous_valid_until=None))
+    return client_view(await _get(session, client_id))
+
+
+async def list_clients(session: AsyncSession) -> list[dict]:
+    rows = (await session.execute(select(partner_clients).order_by(partner_clients.c.created_at))).all()
+    return [client_view(row) for row in rows]
+
+
+def _oauth_error(status: int, error: str, description: str) -> Problem:
+    problem = Problem(status, error.replace("_", " ").capitalize(), description,
+                      type_=f"https://jingzhun.dev/problems/oauth/{error}", error=error,
+                      error_description=description)
+    if status == 401:
+        problem.headers = {"WWW-Authenticate": 'Basic realm="jingzhun-partners"'}
+    return problem
+
+
+async def authenticate(session: AsyncSession, client_id: str, secret: str):
+    row = (await session.execute(select(partner_clients).where(partner_clients.c.client_id == client_id))).first()
+    if row is None or row.status != "active":
+        # Same answer for unknown and disabled clients; still spend the hashing time.
+        await asyncio.to_thread(verify_secret, secret, "scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAA")
+        raise _oauth_error(401, "invalid_client", "Unknown client, wrong secret or disabled client.")
+    if await asyncio.to_thread(verify_secret, secret, row.secret_hash):
+        return row
+    grace = as_aware(row.previous_valid_until)
+    if grace is not None and grace > utcnow() and await asyncio.to_thread(verify_secret, secret,
+                                                                           row.previous_secret_hash):
+        return row
+    raise _oauth_error(401, "invalid_client", "Unknown client, wrong secret or disabled client.")
+
+
+def issue_token(settings: BenefitsSettings, row, requested_scope: str | None) -> dict:
+    held = row.scopes.split()
+    scopes = held if not requested_scope else requested_scope.split()
+    if not set(scopes) <= set(held):
+        raise _oauth_error(400, "invalid_scope", f"This client may request: {' '.join(held)}.")
+    ttl = settings.partner_token_ttl_s
+    token = mint_token(settings, scopes, subject=row.client_id, ttl_s=ttl,
+                       extra={"client_id": row.client_id, "token_use": "partner"})
+    return {"access_token": token, "token_type": "Bearer", "expires_in": ttl, "scope": " ".join(scopes)}
+
+
+class ClientStatusCache:
+    """Disabling a client also stops its unexpired tokens (after at most ``ttl_s``)."""
+
+    def __init__(self, ttl_s: float) -> None:
+        self.ttl_s = ttl_s
+        self._seen: dict[str, tuple[str | None, float]] = {}
+
+    def forget(self, client_id: str) -> None:
+        self._seen.pop(client_id, None)
+
+    async def status(self, sessionmaker, client_id: str) -> str | None:
+        cached = self._seen.get(client_id)
+        now = time.monotonic()
+        if cached is not None and now - cached[1] < self.ttl_s:
+            return cached[0]
+        async with sessionmaker() as session:
+            status = await session.scalar(select(partner_clients.c.status)
+                                          .where(partner_clients.c.client_id == client_id))
+        self._seen[client_id] = (status, now)
+        return status

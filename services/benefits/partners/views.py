@@ -1,0 +1,123 @@
+"""Partner identity endpoints: OAuth2 token, client administration, whoami."""
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime
+from typing import Annotated
+from urllib.parse import unquote_plus
+
+from fastapi import APIRouter, Depends, Form, Request
+from pydantic import BaseModel, Field
+
+from services.benefits.partners import service
+from services.benefits.partners.deps import _state, any_partner
+from shared.auth import Principal, require_scopes
+from shared.db import transaction
+from shared.problems import PROBLEM_RESPONSES
+
+router = APIRouter(tags=["partners"], responses=PROBLEM_RESPONSES)
+
+
+class TokenResponse(BaseModel):
+    access_token: str
+    token_type: str = "Bearer"
+    expires_in: int
+    scope: str
+
+
+def _basic_credentials(request: Request) -> tuple[str, str] | None:
+    header = request.headers.get("authorization", "")
+    if not header.lower().startswith("basic "):
+        return None
+    try:
+        decoded = base64.b64decode(header[6:].strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    client_id, sep, secret = decoded.partition(":")
+    # RFC 6749 2.3.1: both parts are form-urlencoded before Basic encoding.
+    return (unquote_plus(client_id), unquote_plus(secret)) if sep else None
+
+
+@router.post("/oauth/token", response_model=TokenResponse,
+             summary="OAuth2 client credentials: exchange a client id and secret for a bearer token",
+             description="Form body `grant_type=client_credentials` with `client_id` and `client_secret`, "
+                         "or the client id and secret in HTTP Basic. Optional `scope` narrows the token "
+                         "to some of the client's scopes. Errors carry RFC 6749 `error` codes.")
+async def token(request: Request, grant_type: Annotated[str, Form()],
+                client_id: Annotated[str | None, Form()] = None,
+                client_secret: Annotated[str | None, Form()] = None,
+                scope: Annotated[str | None, Form()] = None) -> dict:
+    if grant_type != "client_credentials":
+        raise service._oauth_error(400, "unsupported_grant_type", "Only client_credentials is supported.")
+    basic = _basic_credentials(request)
+    if basic is not None:
+        client_id, client_secret = basic
+    if not client_id or not client_secret:
+        raise service._oauth_error(401, "invalid_client", "Send client_id and client_secret (form or Basic).")
+    async with request.app.state.sessionmaker() as session:
+        row = await service.authenticate(session, client_id, client_secret)
+    return service.issue_token(request.app.state.settings, row, scope)
+
+
+class ClientCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=200, examples=["Nankang Rural Commercial Bank"])
+    scopes: list[str] = Field(min_length=1, examples=[["credit"]], description="`credit` and/or `settlement`")
+
+
+class ClientView(BaseModel):
+    client_id: str
+    name: str
+    scopes: list[str]
+    status: str
+    created_at: datetime
+    rotated_at: datetime | None = None
+    disabled_at: datetime | None = None
+
+
+class ClientWithSecret(ClientView):
+    client_secret: str = Field(description="Shown once; only a hash is stored")
+    previous_secret_valid_until: datetime | None = None
+
+
+class Rotate(BaseModel):
+    grace_seconds: int = Field(0, ge=0, le=7 * 24 * 3600,
+                               description="How long the old secret keeps working (default: not at all)")
+
+
+@router.post("/v1/partners/clients", status_code=201, response_model=ClientWithSecret,
+             summary="Register a partner client (bank: scope credit; insurer: scope settlement)")
+async def create_client(request: Request, body: ClientCreate,
+                        principal: Principal = Depends(require_scopes("admin"))) -> dict:
+    async with transaction(request.app.state.sessionmaker) as session:
+        return await service.create_client(session, body.name, body.scopes)
+
+
+@router.get("/v1/partners/clients", summary="List partner clients (no secrets)")
+async def list_clients(request: Request, principal: Principal = Depends(require_scopes("admin"))) -> dict:
+    async with request.app.state.sessionmaker() as session:
+        return {"items": [ClientView(**c).model_dump(mode="json") for c in await service.list_clients(session)],
+                "next_cursor": None}
+
+
+@router.post("/v1/partners/clients/{client_id}:rotate", response_model=ClientWithSecret,
+             summary="Issue a new secret; the old one stops working (after the grace period)")
+async def rotate_client(request: Request, client_id: str, body: Rotate | None = None,
+                        principal: Principal = Depends(require_scopes("admin"))) -> dict:
+    async with transaction(request.app.state.sessionmaker) as session:
+        return await service.rotate_client(session, client_id, (body or Rotate()).grace_seconds)
+
+
+@router.post("/v1/partners/clients/{client_id}:disable", response_model=ClientView,
+             summary="Disable a client: no new tokens, and its current tokens stop working")
+async def disable_client(request: Request, client_id: str,
+                         principal: Principal = Depends(require_scopes("admin"))) -> dict:
+    async with transaction(request.app.state.sessionmaker) as session:
+        result = await service.disable_client(session, client_id)
+    _state(request).partner_clients.forget(client_id)
+    return result
+
+
+@router.get("/v1/partners/whoami", summary="The calling token's client id and scopes (cheap; not logged to audit)")
+async def whoami(principal: Principal = Depends(any_partner)) -> dict:
+    return {"client_id": principal.client_id, "subject": principal.subject, "scopes": sorted(principal.scopes)}

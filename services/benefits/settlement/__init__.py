@@ -1,0 +1,1 @@
+"""One-stop hospital settlement for insurers: layered settlement, roster of covered persons, records."""
