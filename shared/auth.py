@@ -111,7 +111,7 @@ class TokenVerifier:
 _bearer = HTTPBearer(auto_error=False)
 
 
-def current_principal(request: Request,
+async def current_principal(request: Request,
                       credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Principal:
     if credentials is None:
         problem = Problem(401, "Missing bearer token", "Send Authorization: Bearer <jwt>.",
@@ -124,7 +124,7 @@ def current_principal(request: Request,
 def require_scopes(*scopes: str):
     """Dependency: the caller must hold every scope listed (``admin`` holds all)."""
 
-    def _check(principal: Principal = Depends(current_principal)) -> Principal:
+    async def _check(principal: Principal = Depends(current_principal)) -> Principal:
         missing = [s for s in scopes if not principal.has(s)]
         if missing:
             raise Problem(403, "Insufficient scope", f"This call needs scope(s): {' '.join(missing)}.",

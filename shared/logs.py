@@ -8,7 +8,6 @@ import sys
 import time
 import uuid
 
-from starlette.middleware.base import BaseHTTPMiddleware
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
@@ -47,19 +46,39 @@ def configure_logging(service: str, level: str = "INFO", as_json: bool = True) -
         logging.getLogger(noisy).setLevel("WARNING")
 
 
-class RequestIdMiddleware(BaseHTTPMiddleware):
-    async def dispatch(self, request, call_next):
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+class RequestIdMiddleware:
+    """Pure ASGI middleware (no per-request task like BaseHTTPMiddleware): a request id for
+    every request, echoed in ``X-Request-ID`` and carried by every log line it causes."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+        self.log = logging.getLogger("http")
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = None
+        for name, value in scope.get("headers", ()):
+            if name == b"x-request-id":
+                request_id = value.decode("latin-1")[:128]
+                break
+        request_id = request_id or uuid.uuid4().hex
         token = request_id_var.set(request_id)
         started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode("latin-1"))]
+            await send(message)
+
         try:
-            response = await call_next(request)
+            await self.app(scope, receive, send_with_id)
         finally:
+            self.log.info("%s %s %s", scope["method"], scope["path"], status, extra={"fields": {
+                "method": scope["method"], "path": scope["path"], "status": status,
+                "ms": round((time.perf_counter() - started) * 1000, 2)}})
             request_id_var.reset(token)
-        response.headers["X-Request-ID"] = request_id
-        logging.getLogger("http").info(
-            "%s %s %s", request.method, request.url.path, response.status_code,
-            extra={"fields": {"request_id": request_id, "method": request.method, "path": request.url.path,
-                              "status": response.status_code,
-                              "ms": round((time.perf_counter() - started) * 1000, 2)}})
-        return response
