@@ -180,6 +180,207 @@ async def _watch(launcher, stop: asyncio.Event) -> None:
         await asyncio.sleep(0.5)
 
 
+@app.command()
+def recompute(scope: str = typer.Option("all", help="all | region | village"),
+              code: Optional[str] = typer.Option(None, help="Administrative code (region prefix or village code)"),
+              as_of: Optional[str] = typer.Option(None, help="Policy date YYYY-MM-DD (default: the benefits "
+                                                             "evaluation date, else today)"),
+              batch_size: int = typer.Option(500, help="Households per transaction"),
+              resume: Optional[str] = typer.Option(None, help="Resume this job id instead of starting one")) -> None:
+    """Bulk-recompute entitlements after a policy change, against the benefits database.
+
+    Runs here, batch by batch; Ctrl-C leaves a resumable job (``--resume ID``, or the benefits
+    service resumes unfinished jobs when it starts). Decisions go to the benefits outbox.
+    """
+    import datetime as dt
+
+    from pydantic import ValidationError
+
+    from services.benefits.app import load_policy_packs
+    from services.benefits.consumer import evaluation_date
+    from services.benefits.recompute.scope import Scope
+    from services.benefits.recompute.service import create_job, get_job, resume_failed_job, run_job
+    from shared.db import make_engine, make_sessionmaker, transaction
+    from shared.migrate import upgrade_to_head
+
+    settings = service_settings("benefits")
+    try:
+        job_scope = Scope(kind=scope, code=code)
+        policy_date = dt.date.fromisoformat(as_of) if as_of else evaluation_date(settings)
+    except (ValidationError, ValueError) as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    packs = load_policy_packs(settings)
+
+    def progress(job: dict) -> None:
+        console.print(f"  {job['processed']:>9}/{job['total']} households, {job['households_changed']} changed, "
+                      f"{job['decisions']} decisions (last {job['last_household_id']})", highlight=False)
+
+    async def run() -> dict:
+        engine = make_engine(settings.resolved_database_url())
+        try:
+            if settings.should_auto_migrate():
+                await upgrade_to_head("benefits", engine)
+            sessionmaker = make_sessionmaker(engine)
+            async with transaction(sessionmaker) as session:
+                if resume:
+                    job = await get_job(session, resume)
+                    if job is None:
+                        raise typer.BadParameter(f"no recompute job {resume}")
+                    await resume_failed_job(session, resume)
+                else:
+                    job = await create_job(session, job_scope, policy_date, batch_size=batch_size,
+                                           requested_by="cli")
+            console.print(f"recompute job [bold]{job['id']}[/bold] scope {job['scope']} as of {job['as_of']}: "
+                          f"{job['total']} households")
+            return await run_job(sessionmaker, job["id"], packs, on_batch=progress)
+        finally:
+            await engine.dispose()
+
+    result = asyncio.run(run())
+    console.print_json(json.dumps(result))
+    raise typer.Exit(0 if result["status"] == "done" else 2)
+
+
+import_app = typer.Typer(help="Load administrative areas and household ledgers (台账) into the registry.",
+                         no_args_is_help=True)
+export_app = typer.Typer(help="Export registry data in the ledger format.", no_args_is_help=True)
+app.add_typer(import_app, name="import")
+app.add_typer(export_app, name="export")
+
+
+def _registry_sessionmaker():
+    """The registry's database (JZ_REGISTRY_DATABASE_URL or var/registry.db), migrated to head."""
+    from shared.db import make_engine, make_sessionmaker
+    from shared.migrate import upgrade_to_head
+
+    async def open_() -> tuple:
+        settings = service_settings("registry")
+        engine = make_engine(settings.resolved_database_url())
+        await upgrade_to_head("registry", engine)
+        return engine, make_sessionmaker(engine)
+    return open_
+
+
+def _cli_principal():
+    from shared.auth import Principal
+    return Principal(subject=f"cli:{os.environ.get('USER', 'office')}", scopes=frozenset({"admin"}))
+
+
+def _print_report_errors(errors: list[dict], limit: int = 30) -> None:
+    from rich.table import Table
+    table = Table("row", "column", "message", title=f"{len(errors)} problem(s)")
+    for error in errors[:limit]:
+        table.add_row(str(error["row"]), error["column"], error["message"])
+    console.print(table)
+    if len(errors) > limit:
+        console.print(f"… and {len(errors) - limit} more (--report FILE writes them all)")
+
+
+@import_app.command("areas")
+def import_areas(file: Path = typer.Argument(..., exists=True, dir_okay=False, help="CSV or XLSX of areas")) -> None:
+    """Load administrative areas (province → … → village → group, with flags); all or nothing."""
+    from services.registry.villages.service import load_areas
+    from shared.db import transaction
+    from shared.problems import Problem
+
+    async def run() -> dict:
+        engine, sessionmaker = await _registry_sessionmaker()()
+        try:
+            async with transaction(sessionmaker) as session:
+                return await load_areas(session, file.read_bytes(), file.name, _cli_principal())
+        finally:
+            await engine.dispose()
+
+    try:
+        result = asyncio.run(run())
+    except Problem as problem:
+        console.print(f"[red]{problem.title}[/red]: {problem.detail}")
+        _print_report_errors(problem.extra.get("report", {}).get("errors", []))
+        raise typer.Exit(1)
+    console.print(f"areas: {result['rows']} rows: {result['created']} created, {result['updated']} updated, "
+                  f"{result['unchanged']} unchanged")
+
+
+@import_app.command("households")
+def import_households(file: Path = typer.Argument(..., exists=True, dir_okay=False, help="Ledger .xlsx or .csv"),
+                      skip_invalid: bool = typer.Option(False, "--skip-invalid",
+                                                        help="Write the valid households even if some rows are bad"),
+                      dry_run: bool = typer.Option(False, "--dry-run", help="Validate only"),
+                      report: Optional[Path] = typer.Option(None, help="Write the full report (JSON) here")) -> None:
+    """Import a household ledger (台账): validate the whole file, then write all of it or nothing."""
+    import time
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from services.registry.imports.service import import_ledger
+    from shared.problems import Problem
+
+    started = time.perf_counter()
+    with Progress(TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=console) as progress:
+        tasks: dict[str, int] = {}
+
+        def tick(phase: str, advance: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = progress.add_task({"validate": "validating", "write": "writing"}[phase], total=total)
+            progress.update(tasks[phase], advance=advance)
+
+        async def run() -> dict:
+            engine, sessionmaker = await _registry_sessionmaker()()
+            try:
+                return await import_ledger(sessionmaker, file.read_bytes(), file.name, _cli_principal(),
+                                           skip_invalid=skip_invalid, dry_run=dry_run, progress=tick)
+            finally:
+                await engine.dispose()
+
+        try:
+            result = asyncio.run(run())
+            failed = False
+        except Problem as problem:
+            if "report" not in problem.extra:
+                progress.stop()
+                console.print(f"[red]{problem.title}[/red]: {problem.detail}")
+                raise typer.Exit(1)
+            result, failed = problem.extra["report"], True
+    if report:
+        report.write_text(json.dumps(result, ensure_ascii=False, indent=2))
+    seconds = time.perf_counter() - started
+    if result["errors"]:
+        _print_report_errors(result["errors"])
+    if failed:
+        console.print(f"[red]nothing written[/red]: {result['invalid_households']} of {result['households']} "
+                      "households have problems (fix them, or use --skip-invalid)")
+        raise typer.Exit(1)
+    verb = "would write" if dry_run else "wrote"
+    console.print(f"[green]{verb} {result['valid_households'] if dry_run else result['written']} households[/green] "
+                  f"from {result['rows']} rows in {seconds:.1f}s"
+                  + (f"; skipped {result['invalid_households']} invalid" if result["invalid_households"] else "")
+                  + (f"; import id {result['import_id']}" if result.get("import_id") else ""))
+
+
+@export_app.command("households")
+def export_households(file: Path = typer.Argument(..., dir_okay=False, help="Target .xlsx or .csv"),
+                      village_code: Optional[str] = typer.Option(None), township_code: Optional[str] = typer.Option(None),
+                      region_code: Optional[str] = typer.Option(None), status: Optional[str] = typer.Option(None)) -> None:
+    """Export households in the ledger format (the format `import households` reads)."""
+    from services.registry.imports.ledger import HEADER
+    from services.registry.imports.service import export_rows
+    from services.registry.imports.tabular import write_table
+
+    async def run() -> int:
+        engine, sessionmaker = await _registry_sessionmaker()()
+        try:
+            rows = [row async for row in export_rows(sessionmaker, _cli_principal(), village_code=village_code,
+                                                      township_code=township_code, region_code=region_code,
+                                                      status=status)]
+        finally:
+            await engine.dispose()
+        write_table(file, HEADER, rows, "xlsx" if file.suffix.lower() == ".xlsx" else "csv")
+        return len(rows)
+
+    console.print(f"exported {asyncio.run(run())} rows to {file}")
+
+
 @audit_app.command("verify")
 def audit_verify() -> None:
     """Recompute every hash chain of the audit ledger."""
@@ -197,6 +398,124 @@ def audit_verify() -> None:
     result = asyncio.run(run())
     console.print_json(json.dumps(result))
     raise typer.Exit(0 if result["ok"] else 2)
+
+
+
+partner_app = typer.Typer(help="Partner (bank, insurer) OAuth2 clients of the benefits service.", no_args_is_help=True)
+app.add_typer(partner_app, name="partner")
+
+
+@partner_app.command("create")
+def partner_create(name: str = typer.Option(..., help="Partner name, e.g. the bank's"),
+                   scope: list[str] = typer.Option(..., help="credit (bank) or settlement (insurer); repeatable")) -> None:
+    """Register a partner client in the benefits database; prints the client id and the secret (shown once)."""
+    from services.benefits.partners.service import create_client
+    from shared.db import make_engine, make_sessionmaker, transaction
+    from shared.migrate import upgrade_to_head
+    from shared.problems import Problem
+
+    async def run() -> dict:
+        settings = service_settings("benefits")
+        engine = make_engine(settings.resolved_database_url())
+        try:
+            await upgrade_to_head("benefits", engine)
+            async with transaction(make_sessionmaker(engine)) as session:
+                return await create_client(session, name, [s for item in scope for s in item.split()])
+        finally:
+            await engine.dispose()
+
+    try:
+        client = asyncio.run(run())
+    except Problem as exc:
+        raise typer.BadParameter(exc.detail or exc.title) from exc
+    console.print_json(json.dumps({"client_id": client["client_id"], "client_secret": client["client_secret"],
+                                   "scopes": client["scopes"], "name": client["name"]}))
+
+def _audit_run(work):
+    """Run ``work(settings, sessionmaker)`` against the audit database (migrated first)."""
+    from shared.db import make_engine, make_sessionmaker
+    from shared.migrate import upgrade_to_head
+
+    async def run():
+        settings = service_settings("audit")
+        engine = make_engine(settings.resolved_database_url())
+        try:
+            await upgrade_to_head("audit", engine)
+            return await work(settings, make_sessionmaker(engine))
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint() -> None:
+    """Append a checkpoint committing to every chain head (Merkle root); print it for anchoring."""
+    from services.audit.ledger.service import create_checkpoint
+    from shared.db import transaction
+
+    async def work(settings, sessionmaker):
+        async with transaction(sessionmaker) as session:
+            return await create_checkpoint(session, settings.hash_algorithm, actor="cli")
+
+    record = _audit_run(work)
+    record.pop("recorded_at", None)
+    console.print_json(json.dumps(record, ensure_ascii=False))
+
+
+@audit_app.command("sample")
+def audit_sample(year: int = typer.Option(..., help="Exit year"), area: Optional[str] = typer.Option(None),
+                 n: int = typer.Option(30, help="Households to draw"), seed: str = typer.Option("0"),
+                 fmt: str = typer.Option("csv", "--format", help="csv, xlsx or json"),
+                 out: Optional[Path] = typer.Option(None, help="Output file (default: stdout for csv/json)")) -> None:
+    """Draw the reproducible stratified evaluation sample (masked ID numbers)."""
+    from services.audit.supervision.sample import draw_sample, sample_csv, sample_xlsx
+
+    async def work(settings, sessionmaker):
+        async with sessionmaker() as session:
+            return await draw_sample(session, area=area, year=year, n=n, seed=seed)
+
+    result = _audit_run(work)
+    if fmt == "json":
+        payload = json.dumps(result, ensure_ascii=False, indent=2).encode()
+    elif fmt == "xlsx":
+        payload = sample_xlsx(result)
+        out = out or Path(f"sample-{area or 'all'}-{year}-seed{seed}.xlsx")
+    else:
+        payload = sample_csv(result)
+    if out:
+        out.write_bytes(payload)
+        console.print(f"{result['n']} households from {len(result['strata'])} townships written to {out}")
+    else:
+        typer.echo(payload.decode("utf-8-sig"))
+
+
+@audit_app.command("anomalies")
+def audit_anomalies(as_of: Optional[str] = typer.Option(None, help="YYYY-MM-DD (default: today)"),
+                    area: Optional[str] = typer.Option(None), rule: Optional[list[str]] = typer.Option(None)) -> None:
+    """Run the anomaly rules and print the findings with their evidence."""
+    from datetime import date
+    from services.audit.settings import load_extras
+    from services.audit.supervision.anomalies import Context, find_anomalies
+    from services.audit.supervision.common import today_in_china
+
+    async def work(settings, sessionmaker):
+        ctx = Context(area=area, as_of=date.fromisoformat(as_of) if as_of else today_in_china(),
+                      no_visit_days=settings.no_visit_days,
+                      lookup_grace_days=load_extras(settings).lookup_grace_days, limit=1000)
+        async with sessionmaker() as session:
+            return await find_anomalies(session, ctx, rule)
+
+    console.print_json(json.dumps(_audit_run(work), ensure_ascii=False, default=str))
+
+
+@audit_app.command("rebuild")
+def audit_rebuild() -> None:
+    """Rebuild the read models (projections) by replaying the ledger."""
+    from services.audit.projections import rebuild
+
+    count = _audit_run(lambda settings, sessionmaker: rebuild(sessionmaker))
+    console.print(f"replayed {count} ledger records into the read models")
 
 
 if __name__ == "__main__":

@@ -111,6 +111,15 @@ class AuditSettings(ServiceSettings):
     port: int = DEFAULT_PORTS["audit"]
     hash_algorithm: Literal["sha256", "sm3"] = "sha256"
     no_visit_days: int = 90
+    # Secret for the keyed hash of ID numbers (duplicate detection); unset = a key file under var/.
+    id_hash_key: str | None = None
+    # PostgreSQL role the service connects as; migration 0002 grants it SELECT/INSERT only.
+    service_role: str | None = None
+    checkpoint_schedule: bool = True
+    checkpoint_interval_s: float = 86400.0
+    # A partner look-up counts as "followed by nothing" if no delivery came within these days.
+    lookup_grace_days: int = 30
+    cookie_secure: bool = False  # dashboard cookie gets the Secure flag (behind HTTPS)
 
 
 SETTINGS_CLASSES: dict[str, type[ServiceSettings]] = {

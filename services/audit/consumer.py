@@ -1,27 +1,46 @@
-"""Consumes every topic and appends each event to the chain of its topic partition."""
+"""Consumes every topic, appends each event to the chain of its topic partition and folds
+it into the read models, all in one transaction; also runs the daily checkpoint."""
 from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime, timedelta, timezone
 
 from fastapi import FastAPI
 from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.audit.ledger.service import append_event, chain_id_for
+from services.audit.ledger.chain import IdHasher
+from services.audit.ledger.service import append_event, chain_id_for, create_checkpoint, latest_checkpoint
+from services.audit.projections import parse_time, project_record
 from shared.bus import Consumer, PoisonMessage
 from shared.config import TOPICS, AuditSettings
 from shared.db import transaction
-from shared.events import Envelope
+from shared.events import Envelope, utcnow
+
+log = logging.getLogger("audit.consumer")
 
 GROUP_ID = "audit"
+CHINA = timezone(timedelta(hours=8))
 
 
-def make_handler(sessionmaker, settings: AuditSettings):
+async def ingest(session: AsyncSession, envelope: Envelope, chain_id: str, settings: AuditSettings,
+                 id_hasher: IdHasher | None) -> dict | None:
+    """Append and project; None (and nothing written) when the event id is already in the ledger."""
+    record = await append_event(session, envelope, chain_id, settings.hash_algorithm, id_hasher)
+    if record is not None:
+        await project_record(session, record)
+    return record
+
+
+def make_handler(sessionmaker, settings: AuditSettings, id_hasher: IdHasher | None = None):
     async def handle(record) -> None:
         try:
             envelope = Envelope.from_bytes(record.value)
         except (ValueError, ValidationError) as exc:
             raise PoisonMessage(f"unparsable event: {exc}") from exc
         async with transaction(sessionmaker) as session:
-            await append_event(session, envelope, chain_id_for(record.topic, record.partition),
-                               settings.hash_algorithm)
+            await ingest(session, envelope, chain_id_for(record.topic, record.partition), settings, id_hasher)
     return handle
 
 
@@ -29,10 +48,47 @@ async def run_audit_consumer(app: FastAPI) -> None:
     settings: AuditSettings = app.state.settings
     if not settings.run_consumer:
         return
-    consumer = Consumer(settings, list(TOPICS), GROUP_ID, make_handler(app.state.sessionmaker, settings),
+    consumer = Consumer(settings, list(TOPICS), GROUP_ID,
+                        make_handler(app.state.sessionmaker, settings, app.state.audit.id_hasher),
                         name="audit-consumer")
     app.state.consumer = consumer
     try:
         await consumer.run()
     finally:
         consumer.stop()
+
+
+def daily_checkpoint_id(day) -> str:
+    return f"checkpoint-daily-{day.isoformat()}"
+
+
+async def checkpoint_if_due(sessionmaker: async_sessionmaker[AsyncSession], settings: AuditSettings,
+                            interval_s: float, now: datetime | None = None) -> dict | None:
+    """Write the day's checkpoint if the latest one is older than the interval (China date in its id,
+    so two replicas write it once)."""
+    now = now or utcnow()
+    async with transaction(sessionmaker) as session:
+        latest = await latest_checkpoint(session)
+        if latest is not None and (now - (parse_time(latest["time"]) or now)).total_seconds() < interval_s:
+            return None
+        return await create_checkpoint(session, settings.hash_algorithm, now=now,
+                                       event_id=daily_checkpoint_id(now.astimezone(CHINA).date())
+                                       if interval_s >= 86400 else None)
+
+
+async def run_checkpoint_scheduler(app: FastAPI) -> None:
+    settings: AuditSettings = app.state.settings
+    extras = app.state.audit
+    if not (settings.run_consumer and extras.checkpoint_schedule):
+        return
+    while True:
+        try:
+            written = await checkpoint_if_due(app.state.sessionmaker, settings, extras.checkpoint_interval_s)
+            if written:
+                log.info("checkpoint %s: merkle root %s over %d chains", written["id"],
+                         written["data"]["merkle_root"], written["data"]["chains"])
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - try again next round; the ledger itself is untouched
+            log.warning("checkpoint failed", exc_info=True)
+        await asyncio.sleep(min(600.0, max(1.0, extras.checkpoint_interval_s / 24)))

@@ -1,41 +1,102 @@
 """Appending to and reading the ledger."""
 from __future__ import annotations
 
+import base64
+import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Iterable
 
-from sqlalchemy import insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import and_, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.audit.ledger.chain import Algorithm, ChainVerifier, GENESIS_HASH, mask_personal_data, record_hash
+from services.audit.ledger.chain import (Algorithm, ChainVerifier, GENESIS_HASH, IdHasher, heads_merkle_root,
+                                         mask_personal_data, record_hash)
 from services.audit.tables import ledger_records
 from shared.events import Envelope, utcnow
+from shared.problems import Problem
+
+CHECKPOINT_CHAIN = "checkpoints"
+CHECKPOINT_TYPE = "ledger.checkpoint"
 
 
 def chain_id_for(topic: str, partition: int) -> str:
     return f"{topic}:{partition}"
 
 
-async def append_event(session: AsyncSession, envelope: Envelope, chain_id: str,
-                       algorithm: Algorithm) -> dict | None:
-    """Append one event to its chain; None if the event id is already in the ledger."""
-    if await session.scalar(select(ledger_records.c.id).where(ledger_records.c.event_id == envelope.id)):
-        return None
+def rfc3339(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def envelope_record(envelope: Envelope, chain_id: str, id_hasher: IdHasher | None = None) -> dict:
+    """The hashed content of a ledger record for one event (without seq and hashes)."""
+    return {"chain_id": chain_id, "event_id": envelope.id, "source": envelope.source,
+            "type": envelope.type, "subject": envelope.subject, "time": rfc3339(envelope.time),
+            "actor": envelope.actor,
+            "data": mask_personal_data(envelope.model_dump(mode="json")["data"], id_hasher)}
+
+
+async def _head(session: AsyncSession, chain_id: str) -> tuple[int, str]:
     head = (await session.execute(select(ledger_records.c.seq, ledger_records.c.hash)
                                   .where(ledger_records.c.chain_id == chain_id)
                                   .order_by(ledger_records.c.seq.desc()).limit(1))).first()
-    seq, prev_hash = (head.seq + 1, head.hash) if head else (1, GENESIS_HASH)
-    record = {"chain_id": chain_id, "seq": seq, "event_id": envelope.id, "source": envelope.source,
-              "type": envelope.type, "subject": envelope.subject,
-              "time": envelope.time.isoformat().replace("+00:00", "Z"), "actor": envelope.actor,
-              "data": mask_personal_data(envelope.model_dump(mode="json")["data"])}
-    record["prev_hash"] = prev_hash
-    record["hash"] = record_hash(prev_hash, record, algorithm)
+    return (head.seq, head.hash) if head else (0, GENESIS_HASH)
+
+
+async def append_records(session: AsyncSession, records: list[dict], chain_id: str,
+                         algorithm: Algorithm) -> list[dict]:
+    """Append already-built records (in order) to one chain; skips event ids already present.
+
+    One head read and one multi-row insert for the whole batch; the chain is exactly the
+    one appending the records one by one would build. Returns the records written, with
+    their ``id``.
+    """
+    if not records:
+        return []
+    wanted = [r["event_id"] for r in records]
+    existing: set[str] = set()
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start:start + 500]
+        existing |= set((await session.execute(select(ledger_records.c.event_id)
+                                               .where(ledger_records.c.event_id.in_(chunk)))).scalars())
+    seq, prev_hash = await _head(session, chain_id)
+    now = utcnow()
+    fresh, seen = [], set()
+    for record in records:
+        if record["event_id"] in existing or record["event_id"] in seen:
+            continue
+        seen.add(record["event_id"])
+        seq += 1
+        record = {**record, "chain_id": chain_id, "seq": seq, "prev_hash": prev_hash}
+        record["hash"] = prev_hash = record_hash(prev_hash, record, algorithm)
+        fresh.append(record)
+    if not fresh:
+        return []
     # The unique (chain_id, seq) constraint turns a concurrent append into an error and a retry,
     # never a fork of the chain.
-    await session.execute(insert(ledger_records).values(recorded_at=utcnow(), **record))
-    return record
+    if len(fresh) == 1:
+        result = await session.execute(insert(ledger_records).values(recorded_at=now, **fresh[0]))
+        fresh[0]["id"] = result.inserted_primary_key[0]
+    else:
+        await session.execute(insert(ledger_records), [{**r, "recorded_at": now} for r in fresh])
+        ids = dict((await session.execute(select(ledger_records.c.seq, ledger_records.c.id).where(
+            ledger_records.c.chain_id == chain_id, ledger_records.c.seq >= fresh[0]["seq"]))).all())
+        for record in fresh:
+            record["id"] = ids[record["seq"]]
+    return fresh
+
+
+async def append_event(session: AsyncSession, envelope: Envelope, chain_id: str,
+                       algorithm: Algorithm, id_hasher: IdHasher | None = None) -> dict | None:
+    """Append one event to its chain; None if the event id is already in the ledger."""
+    written = await append_records(session, [envelope_record(envelope, chain_id, id_hasher)], chain_id, algorithm)
+    return written[0] if written else None
+
+
+async def append_events(session: AsyncSession, envelopes: Iterable[Envelope], chain_id: str,
+                        algorithm: Algorithm, id_hasher: IdHasher | None = None) -> list[dict]:
+    """Batched ``append_event`` with identical chain semantics (used by bulk loads and the bench)."""
+    return await append_records(session, [envelope_record(e, chain_id, id_hasher) for e in envelopes],
+                                chain_id, algorithm)
 
 
 def record_view(row) -> dict[str, Any]:
@@ -45,7 +106,8 @@ def record_view(row) -> dict[str, Any]:
 
 
 async def list_records(session: AsyncSession, *, subject: str | None, type_: str | None, since: datetime | None,
-                       actor: str | None, cursor: int | None, limit: int) -> tuple[list[dict], int | None]:
+                       actor: str | None, cursor: int | None, limit: int, until: datetime | None = None,
+                       chain_id: str | None = None) -> tuple[list[dict], int | None]:
     query = select(ledger_records).order_by(ledger_records.c.id).limit(limit + 1)
     if subject:
         query = query.where(ledger_records.c.subject == subject)
@@ -53,17 +115,64 @@ async def list_records(session: AsyncSession, *, subject: str | None, type_: str
         query = query.where(ledger_records.c.type == type_)
     if actor:
         query = query.where(ledger_records.c.actor == actor)
+    if chain_id:
+        query = query.where(ledger_records.c.chain_id == chain_id)
     if since:
-        query = query.where(ledger_records.c.time >= since.isoformat().replace("+00:00", "Z"))
+        query = query.where(ledger_records.c.time >= rfc3339(since))
+    if until:
+        query = query.where(ledger_records.c.time < rfc3339(until))
     if cursor:
         query = query.where(ledger_records.c.id > cursor)
     rows = (await session.execute(query)).all()
     return [record_view(r) for r in rows[:limit]], (rows[limit - 1].id if len(rows) > limit else None)
 
 
+# ---------------------------------------------------------------- checkpoints
+
+
+async def chain_heads(session: AsyncSession, *, exclude: Iterable[str] = ()) -> dict[str, dict]:
+    """chain_id -> {seq, hash} of every chain's last record (one indexed probe per chain)."""
+    excluded = set(exclude)
+    chain_ids = (await session.execute(select(ledger_records.c.chain_id).distinct())).scalars().all()
+    heads = {}
+    for chain_id in sorted(set(chain_ids) - excluded):
+        seq, head_hash = await _head(session, chain_id)
+        heads[chain_id] = {"seq": seq, "hash": head_hash}
+    return heads
+
+
+async def create_checkpoint(session: AsyncSession, algorithm: Algorithm, *, actor: str = "audit-checkpointer",
+                            event_id: str | None = None, now: datetime | None = None) -> dict | None:
+    """Append a ``ledger.checkpoint`` record committing to every chain head (Merkle root).
+
+    ``event_id`` makes it idempotent (the daily scheduler uses one id per day); None if
+    that checkpoint already exists.
+    """
+    now = now or utcnow()
+    heads = await chain_heads(session, exclude=[CHECKPOINT_CHAIN])
+    data = {"algorithm": algorithm, "chain_heads": heads, "chains": len(heads),
+            "records": sum(h["seq"] for h in heads.values()), "merkle_root": heads_merkle_root(heads, algorithm),
+            "created_at": rfc3339(now)}
+    record = {"event_id": event_id or f"checkpoint-{uuid.uuid4()}", "source": "audit", "type": CHECKPOINT_TYPE,
+              "subject": "ledger", "time": rfc3339(now), "actor": actor, "data": data}
+    written = await append_records(session, [record], CHECKPOINT_CHAIN, algorithm)
+    return written[0] if written else None
+
+
+async def latest_checkpoint(session: AsyncSession) -> dict | None:
+    row = (await session.execute(select(ledger_records).where(ledger_records.c.chain_id == CHECKPOINT_CHAIN)
+                                 .order_by(ledger_records.c.seq.desc()).limit(1))).first()
+    return record_view(row) if row else None
+
+
+# ---------------------------------------------------------------- verification
+
+
 async def verify_ledger(sessionmaker: async_sessionmaker[AsyncSession], algorithm: Algorithm,
                         page_size: int = 5000) -> dict[str, Any]:
-    """Recompute every chain, streaming page by page (never the whole table in memory)."""
+    """Recompute every chain, streaming page by page (never the whole table in memory), then
+    check every checkpoint's commitments: a chain shorter than a checkpoint says, or whose
+    record at the committed seq has another hash, has lost or rewritten its tail."""
     async with sessionmaker() as session:
         chain_ids = (await session.execute(select(ledger_records.c.chain_id).distinct()
                                            .order_by(ledger_records.c.chain_id))).scalars().all()
@@ -83,16 +192,127 @@ async def verify_ledger(sessionmaker: async_sessionmaker[AsyncSession], algorith
                     break
             last_seq = rows[-1].seq
         checked += verifier.checked
-        heads[chain_id] = verifier.prev_hash
+        heads[chain_id] = {"seq": verifier.expected_seq - 1, "hash": verifier.prev_hash}
         if verifier.first_bad and first_bad is None:
             first_bad = verifier.first_bad
-    return {"ok": first_bad is None, "records_checked": checked, "head_hash": combined_head(heads),
-            "chain_heads": heads, "first_bad_record": first_bad}
+    checkpoints_checked, latest = 0, None
+    if CHECKPOINT_CHAIN in heads:
+        checkpoints_checked, latest, problem = await _check_checkpoints(sessionmaker, heads, algorithm, page_size)
+        if problem and first_bad is None:
+            first_bad = problem
+    return {"ok": first_bad is None, "records_checked": checked,
+            "head_hash": heads_merkle_root(heads, algorithm),
+            "chain_heads": heads, "first_bad_record": first_bad, "algorithm": algorithm,
+            "checkpoints_checked": checkpoints_checked, "latest_checkpoint": latest}
 
 
-def combined_head(heads: dict[str, str]) -> str:
-    """One hash committing to every chain head (what an outsider anchors)."""
-    import hashlib
-    if not heads:
-        return GENESIS_HASH
-    return hashlib.sha256("".join(f"{k}={v};" for k, v in sorted(heads.items())).encode()).hexdigest()
+async def _check_checkpoints(sessionmaker, heads: dict[str, dict], algorithm: Algorithm,
+                             page_size: int) -> tuple[int, dict | None, dict | None]:
+    verified_upto = heads[CHECKPOINT_CHAIN]["seq"]  # only trust checkpoints whose own chain verified
+    last_seq, count, latest = 0, 0, None
+    committed_cache: dict[tuple[str, int], str | None] = {}
+    while True:
+        async with sessionmaker() as session:
+            rows = (await session.execute(select(ledger_records).where(
+                ledger_records.c.chain_id == CHECKPOINT_CHAIN, ledger_records.c.seq > last_seq,
+                ledger_records.c.seq <= verified_upto).order_by(ledger_records.c.seq).limit(page_size))).all()
+            if not rows:
+                return count, latest, None
+            for row in rows:
+                count += 1
+                data = row.data or {}
+                committed = data.get("chain_heads") or {}
+                latest = {"id": row.id, "seq": row.seq, "time": row.time, "merkle_root": data.get("merkle_root"),
+                          "hash": row.hash}
+                if heads_merkle_root(committed, data.get("algorithm", algorithm)) != data.get("merkle_root"):
+                    return count, latest, {"id": row.id, "chain_id": CHECKPOINT_CHAIN, "seq": row.seq,
+                                           "event_id": row.event_id,
+                                           "reason": "checkpoint's merkle_root does not match its chain heads"}
+                for chain_id, head in sorted(committed.items()):
+                    current = heads.get(chain_id, {"seq": 0})
+                    if current["seq"] < head["seq"]:
+                        return count, latest, {
+                            "id": None, "chain_id": chain_id, "seq": current["seq"] + 1, "event_id": None,
+                            "checkpoint_record_id": row.id,
+                            "reason": f"chain truncated: checkpoint {row.id} committed to seq {head['seq']} "
+                                      f"(hash {head['hash'][:16]}…) but the chain ends at seq {current['seq']}"}
+                    key = (chain_id, head["seq"])
+                    if key not in committed_cache:
+                        committed_cache[key] = await session.scalar(select(ledger_records.c.hash).where(
+                            ledger_records.c.chain_id == chain_id, ledger_records.c.seq == head["seq"]))
+                    if committed_cache[key] != head["hash"]:
+                        return count, latest, {
+                            "id": None, "chain_id": chain_id, "seq": head["seq"], "event_id": None,
+                            "checkpoint_record_id": row.id,
+                            "reason": f"chain rewritten: record seq {head['seq']} no longer has the hash "
+                                      f"checkpoint {row.id} committed to"}
+            last_seq = rows[-1].seq
+
+
+# ---------------------------------------------------------------- household history
+
+
+def _encode_cursor(time: str, record_id: int) -> str:
+    return base64.urlsafe_b64encode(f"{time}|{record_id}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[str, int]:
+    try:
+        time, record_id = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().rsplit("|", 1)
+        return time, int(record_id)
+    except Exception as exc:  # noqa: BLE001
+        raise Problem(400, "Invalid cursor", "The cursor is not one this API returned.") from exc
+
+
+def decision_summary(record: dict) -> dict[str, Any]:
+    """What a supervisor reads first: which decision, by whom, on what basis."""
+    data = record.get("data") or {}
+    summary: dict[str, Any] = {}
+    if record["source"] == "registry":
+        household = data.get("household") or {}
+        summary.update(status=household.get("status"), version=data.get("version"),
+                       exit_date=household.get("exit_date"))
+        step = data.get("step")
+        if isinstance(step, dict):
+            summary["step"] = {k: step.get(k) for k in ("action", "actor", "at", "outcome", "reason", "override",
+                                                        "overridden_criteria", "from_status", "to_status")
+                               if k in step}
+        if data.get("changed_paths"):
+            summary["changed_paths"] = data["changed_paths"]
+        if isinstance(data.get("visit"), dict):
+            summary["visit"] = {k: data["visit"].get(k) for k in ("visit_id", "client_visit_id", "visited_at", "cadre_id")
+                                if k in data["visit"]}
+    elif record["type"].startswith("entitlement."):
+        before, after = data.get("before") or {}, data.get("after") or {}
+        summary.update(program=data.get("program"), person_id=data.get("person_id"),
+                       change=data.get("change") or record["type"].split(".", 1)[1],
+                       amount_before=before.get("amount"), amount_after=after.get("amount"),
+                       unit=(after or before).get("unit"), policy=(data.get("policy") or {}).get("pack"),
+                       source=(after or before).get("source"))
+    elif record["type"] == "assessment.changed":
+        after = data.get("after") or {}
+        summary.update(kind=data.get("kind"), result=after.get("result"), unmet=after.get("unmet"),
+                       policy=(data.get("policy") or {}).get("pack"))
+    return summary
+
+
+async def household_history(session: AsyncSession, household_id: str, *, cursor: str | None, limit: int,
+                            algorithm: Algorithm) -> tuple[list[dict], str | None]:
+    """Every ledger record about the household, in event-time order, each re-hashed on the spot."""
+    query = (select(ledger_records).where(ledger_records.c.subject == f"household/{household_id}")
+             .order_by(ledger_records.c.time, ledger_records.c.id).limit(limit + 1))
+    if cursor:
+        time, record_id = _decode_cursor(cursor)
+        query = query.where(or_(ledger_records.c.time > time,
+                                and_(ledger_records.c.time == time, ledger_records.c.id > record_id)))
+    rows = (await session.execute(query)).all()
+    items = []
+    for row in rows[:limit]:
+        record = record_view(row)
+        items.append({"record_id": record["id"], "event_id": record["event_id"], "time": record["time"],
+                      "type": record["type"], "source": record["source"], "actor": record["actor"],
+                      "chain_id": record["chain_id"], "seq": record["seq"], "hash": record["hash"],
+                      "intact": record_hash(record["prev_hash"], record, algorithm) == record["hash"],
+                      "decision": decision_summary(record)})
+    next_cursor = _encode_cursor(rows[limit - 1].time, rows[limit - 1].id) if len(rows) > limit else None
+    return items, next_cursor

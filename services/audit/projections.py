@@ -1,0 +1,396 @@
+"""Read models the consumer keeps beside the ledger, in the same transaction as the append.
+
+Input is the ledger record itself (ID numbers already masked, with their keyed hash), so
+the read models can be rebuilt from the ledger alone (``rebuild``). Every reader here is
+tolerant: a field the producer did not send skips the fact that needs it, never the event.
+Idempotency comes from the append: a duplicate event id is never projected twice.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import date, datetime, timezone
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.audit.tables import (audit_entitlement_decisions, audit_entitlements, audit_households, audit_members,
+                                   audit_pairings, audit_partner_access, audit_villages, ledger_records)
+from shared.events import utcnow
+
+log = logging.getLogger("audit.projections")
+
+EXIT_ACTIONS = ("propose_exit", "approve_exit")
+EXITED_STATUSES = ("exited",)
+PAIR_WORDS = ("paired", "assigned", "created", "added", "started")
+UNPAIR_WORDS = ("unpaired", "released", "ended", "removed", "deleted", "unassigned")
+
+
+def parse_time(value: Any) -> datetime | None:
+    """An aware UTC datetime (the read models store UTC: SQLite keeps no offset)."""
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        try:
+            parsed = datetime.combine(date.fromisoformat(value[:10]), datetime.min.time())
+        except ValueError:
+            return None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+
+
+def as_aware(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value
+
+
+def to_fen(amount: Any) -> int | None:
+    if amount is None:
+        return None
+    try:
+        return int((Decimal(str(amount)) * 100).to_integral_value())
+    except (InvalidOperation, ValueError):
+        return None
+
+
+def fen_to_yuan(fen: int | None) -> str:
+    return f"{Decimal(fen or 0) / 100:.2f}"
+
+
+def household_id_of(record: dict) -> str | None:
+    data = record.get("data") or {}
+    if isinstance(data.get("household_id"), str):
+        return data["household_id"]
+    subject = record.get("subject") or ""
+    return subject.split("/", 1)[1] if subject.startswith("household/") else None
+
+
+async def project_record(session: AsyncSession, record: dict) -> None:
+    """Fold one freshly appended ledger record into the read models."""
+    data = record.get("data")
+    if not isinstance(data, dict):
+        return
+    type_, source = record.get("type") or "", record.get("source") or ""
+    chain = record.get("chain_id") or ""
+    if type_.startswith("ledger."):
+        return
+    if chain.startswith("jz.access") or type_.startswith(("access.", "partner.")) or source in ("access", "partner"):
+        await _project_access(session, record, data)
+        return
+    if type_.startswith(("cadre.", "pairing.")):
+        await _project_pairing_event(session, record, data)
+        return
+    if type_ == "village.updated" and isinstance(data.get("village"), dict):
+        await _upsert_village(session, data["village"], record, data.get("version") or 0, authoritative=True)
+        return
+    if type_.startswith("entitlement."):
+        await _project_entitlement(session, record, data)
+        return
+    if type_ == "assessment.changed":
+        await _project_assessment(session, record, data)
+        return
+    snapshots = [data["household"]] if isinstance(data.get("household"), dict) else []
+    snapshots += [h for h in data.get("households") or [] if isinstance(h, dict)]
+    for snapshot in snapshots:
+        await _project_household(session, record, data, snapshot)
+
+
+# ---------------------------------------------------------------- households
+
+
+async def _ensure_household(session: AsyncSession, household_id: str, record: dict):
+    row = (await session.execute(select(audit_households).where(audit_households.c.household_id == household_id))).first()
+    if row is not None:
+        return row
+    await session.execute(insert(audit_households).values(
+        household_id=household_id, version=0, status="unknown", categories=[], relocated=False, moved_in=False,
+        population=0, income_history={}, exit_override=False, cadres=[], first_record_id=record["id"],
+        last_record_id=record["id"], updated_at=utcnow()))
+    return (await session.execute(select(audit_households).where(audit_households.c.household_id == household_id))).first()
+
+
+def _cadre_ids(snapshot: dict) -> list[str] | None:
+    for key in ("cadres", "cadre_ids", "assistance_cadres", "paired_cadres"):
+        value = snapshot.get(key)
+        if isinstance(value, list):
+            ids = []
+            for item in value:
+                if isinstance(item, str):
+                    ids.append(item)
+                elif isinstance(item, dict) and isinstance(item.get("id") or item.get("cadre_id"), str):
+                    ids.append(item.get("id") or item.get("cadre_id"))
+            return sorted(set(ids))
+    return None
+
+
+def _step_of(data: dict) -> dict | None:
+    step = data.get("step")
+    if isinstance(step, dict):
+        return step
+    if "override" in data or "action" in data:
+        return {k: data.get(k) for k in ("action", "override", "reason", "overridden_criteria")}
+    return None
+
+
+async def _project_household(session: AsyncSession, record: dict, data: dict, snapshot: dict) -> None:
+    household_id = snapshot.get("id") or household_id_of(record)
+    if not isinstance(household_id, str):
+        return
+    row = await _ensure_household(session, household_id, record)
+    when = parse_time(record.get("time")) or utcnow()
+    version = snapshot.get("version") if isinstance(snapshot.get("version"), int) else data.get("version")
+    version = version if isinstance(version, int) else 0
+    values: dict[str, Any] = {"last_record_id": record["id"], "updated_at": utcnow()}
+
+    # Visits count whatever the version (a late visit is still a visit).
+    if record.get("type", "").startswith("visit."):
+        visit = data.get("visit") if isinstance(data.get("visit"), dict) else {}
+        visited_at = parse_time(visit.get("visited_at")) or when
+        if row.last_visit_at is None or as_aware(row.last_visit_at) < visited_at:
+            values.update(last_visit_at=visited_at, last_visit_record_id=record["id"])
+
+    # Income is kept per year: an older version never overwrites a year a newer one reported.
+    income = snapshot.get("income")
+    history = dict(row.income_history or {})
+    if isinstance(income, dict) and income.get("year") is not None and income.get("per_capita_net") is not None:
+        key = str(income["year"])
+        if key not in history or history[key].get("version", 0) <= version:
+            history[key] = {"amount": str(income["per_capita_net"]), "record_id": record["id"],
+                            "event_id": record.get("event_id"), "version": version}
+            values["income_history"] = history
+
+    step = _step_of(data)
+    stale = version < (row.version or 0)
+    if not stale:
+        status = snapshot.get("status") or row.status
+        village = snapshot.get("village") if isinstance(snapshot.get("village"), dict) else {}
+        relocation = snapshot.get("relocation") if isinstance(snapshot.get("relocation"), dict) else {}
+        categories = [c for c in snapshot.get("categories") or [] if isinstance(c, str)]
+        members = [m for m in snapshot.get("members") or [] if isinstance(m, dict)]
+        head = next((m for m in members if m.get("relation") == "head"), members[0] if members else {})
+        exit_date = snapshot.get("exit_date") if isinstance(snapshot.get("exit_date"), str) else None
+        values.update(
+            version=version, status=status, region_code=snapshot.get("region_code") or row.region_code,
+            village_code=village.get("code") or row.village_code, village_name=village.get("name") or row.village_name,
+            township_code=village.get("township_code") or row.township_code,
+            township_name=village.get("township_name") or row.township_name,
+            head_name=head.get("name"), head_masked_id=head.get("id_number"),
+            identified_year=snapshot.get("identified_year") if isinstance(snapshot.get("identified_year"), int) else None,
+            exit_date=exit_date, exit_year=int(exit_date[:4]) if exit_date and exit_date[:4].isdigit() else None,
+            categories=categories, relocated=bool(relocation.get("relocated")) or "relocated" in categories,
+            moved_in=bool(relocation.get("moved_in")),
+            population=sum(1 for m in members if not m.get("deceased")))
+        if status == "registered" and row.registered_at is None:
+            values["registered_at"] = when
+        if status in EXITED_STATUSES and row.status not in EXITED_STATUSES:
+            values["readiness_at_exit"] = row.exit_readiness
+            values["moved_in_at_exit"] = values["moved_in"]
+        if members:
+            await session.execute(delete(audit_members).where(audit_members.c.household_id == household_id))
+            await session.execute(insert(audit_members), [
+                {"household_id": household_id, "person_id": str(m.get("id") or f"#{i}"),
+                 "masked_id": m.get("id_number"), "id_hash": m.get("id_number_hash"),
+                 "deceased": bool(m.get("deceased")), "record_id": record["id"]}
+                for i, m in enumerate(members)])
+        if village.get("code"):
+            await _upsert_village(session, village, record, 0, authoritative=False)
+        cadres = _cadre_ids(snapshot)
+        if cadres is not None:
+            await _sync_snapshot_cadres(session, household_id, set(row.cadres or []), set(cadres), record, when)
+            values["cadres"] = cadres
+
+    if step and step.get("action") in EXIT_ACTIONS + ("reject_exit", "withdraw_exit"):
+        evidence = dict(row.exit_evidence or {"steps": []})
+        if step.get("action") == "propose_exit":
+            evidence = {"steps": []}  # a new exit procedure starts
+            values["exit_override"] = bool(step.get("override"))
+        elif step.get("override"):
+            values["exit_override"] = True
+        evidence["steps"] = list(evidence.get("steps", [])) + [{
+            "record_id": record["id"], "event_id": record.get("event_id"), "action": step.get("action"),
+            "actor": step.get("actor") or record.get("actor"), "at": step.get("at") or record.get("time"),
+            "reason": step.get("reason"), "override": bool(step.get("override")),
+            "overridden_criteria": step.get("overridden_criteria") or []}]
+        values["exit_evidence"] = evidence
+        if step.get("action") in ("reject_exit", "withdraw_exit"):
+            values["exit_override"] = False
+    await session.execute(update(audit_households).where(audit_households.c.household_id == household_id)
+                          .values(**values))
+
+
+async def _upsert_village(session: AsyncSession, village: dict, record: dict, version: int, *,
+                          authoritative: bool) -> None:
+    code = village.get("code")
+    if not isinstance(code, str):
+        return
+    row = (await session.execute(select(audit_villages).where(audit_villages.c.code == code))).first()
+    values = {"name": village.get("name"), "township_code": village.get("township_code"),
+              "township_name": village.get("township_name"), "record_id": record["id"]}
+    if row is None:
+        await session.execute(insert(audit_villages).values(code=code, version=version if authoritative else 0,
+                                                            data=village, **values))
+    elif authoritative and version >= (row.version or 0):
+        await session.execute(update(audit_villages).where(audit_villages.c.code == code)
+                              .values(version=version, data={**(row.data or {}), **village}, **values))
+    elif not authoritative and not row.version:
+        merged = {**(row.data or {}), **{k: v for k, v in village.items() if v is not None}}
+        await session.execute(update(audit_villages).where(audit_villages.c.code == code)
+                              .values(data=merged, **{k: v for k, v in values.items() if v is not None}))
+
+
+# ---------------------------------------------------------------- cadre pairing
+
+
+async def _pair(session, household_id: str, cadre_id: str, record: dict, when: datetime) -> None:
+    open_row = (await session.execute(select(audit_pairings.c.id).where(
+        audit_pairings.c.household_id == household_id, audit_pairings.c.cadre_id == cadre_id,
+        audit_pairings.c.unpaired_at.is_(None)))).first()
+    if open_row is None:
+        await session.execute(insert(audit_pairings).values(household_id=household_id, cadre_id=cadre_id,
+                                                            paired_at=when, paired_record_id=record["id"]))
+
+
+async def _unpair(session, household_id: str, cadre_id: str, record: dict, when: datetime) -> None:
+    open_row = (await session.execute(select(audit_pairings.c.id).where(
+        audit_pairings.c.household_id == household_id, audit_pairings.c.cadre_id == cadre_id,
+        audit_pairings.c.unpaired_at.is_(None)))).first()
+    if open_row is None:
+        await session.execute(insert(audit_pairings).values(household_id=household_id, cadre_id=cadre_id,
+                                                            unpaired_at=when, unpaired_record_id=record["id"]))
+    else:
+        await session.execute(update(audit_pairings).where(audit_pairings.c.id == open_row.id)
+                              .values(unpaired_at=when, unpaired_record_id=record["id"]))
+
+
+async def _sync_snapshot_cadres(session, household_id, before: set[str], after: set[str], record, when) -> None:
+    for cadre_id in sorted(after - before):
+        await _pair(session, household_id, cadre_id, record, when)
+    for cadre_id in sorted(before - after):
+        await _unpair(session, household_id, cadre_id, record, when)
+
+
+async def _project_pairing_event(session: AsyncSession, record: dict, data: dict) -> None:
+    household_id = household_id_of(record)
+    if household_id is None and isinstance(data.get("household"), dict):
+        household_id = data["household"].get("id")
+    cadre = data.get("cadre") if isinstance(data.get("cadre"), dict) else {}
+    cadre_id = data.get("cadre_id") or cadre.get("id")
+    if not isinstance(household_id, str) or not isinstance(cadre_id, str):
+        return
+    word = (data.get("action") or record["type"].split(".", 1)[-1] or "").lower()
+    when = parse_time(data.get("at") or data.get("time")) or parse_time(record.get("time")) or utcnow()
+    await _ensure_household(session, household_id, record)
+    if any(w in word for w in UNPAIR_WORDS):
+        await _unpair(session, household_id, cadre_id, record, when)
+    elif any(w in word for w in PAIR_WORDS):
+        await _pair(session, household_id, cadre_id, record, when)
+
+
+# ---------------------------------------------------------------- benefits decisions
+
+
+async def _project_entitlement(session: AsyncSession, record: dict, data: dict) -> None:
+    household_id, program = household_id_of(record), data.get("program")
+    if not isinstance(household_id, str) or not isinstance(program, str):
+        return
+    change = data.get("change") or record["type"].split(".", 1)[1]
+    before = data.get("before") if isinstance(data.get("before"), dict) else {}
+    after = data.get("after") if isinstance(data.get("after"), dict) else {}
+    person_id = data.get("person_id") or after.get("person_id") or before.get("person_id")
+    when = parse_time(record.get("time")) or utcnow()
+    version = data.get("household_version") if isinstance(data.get("household_version"), int) else None
+    decided = after if change != "revoked" else before
+    await session.execute(insert(audit_entitlement_decisions).values(
+        record_id=record["id"], household_id=household_id, program=program, person_id=person_id, change=change,
+        amount_fen=to_fen(decided.get("amount")), unit=decided.get("unit"), time=when))
+    key = (audit_entitlements.c.household_id == household_id) & (audit_entitlements.c.program == program) & \
+          (audit_entitlements.c.person_key == (person_id or ""))
+    current = (await session.execute(select(audit_entitlements.c.household_version).where(key))).first()
+    if current is not None and version is not None and current.household_version is not None \
+            and version < current.household_version:
+        return  # an older decision arriving late does not undo a newer one
+    await session.execute(delete(audit_entitlements).where(key))
+    if change != "revoked":
+        await session.execute(insert(audit_entitlements).values(
+            household_id=household_id, program=program, person_key=person_id or "", person_id=person_id,
+            amount_fen=to_fen(after.get("amount")), unit=after.get("unit"), period=after.get("period"),
+            pack=(data.get("policy") or {}).get("pack") if isinstance(data.get("policy"), dict) else None,
+            household_version=version, record_id=record["id"], event_id=record["event_id"], time=when))
+
+
+async def _project_assessment(session: AsyncSession, record: dict, data: dict) -> None:
+    household_id = household_id_of(record)
+    after = data.get("after") if isinstance(data.get("after"), dict) else None
+    if not isinstance(household_id, str) or data.get("kind") != "exit_readiness" or after is None:
+        return
+    await _ensure_household(session, household_id, record)
+    await session.execute(update(audit_households).where(audit_households.c.household_id == household_id).values(
+        exit_readiness={"result": after.get("result"), "unmet": after.get("unmet") or [],
+                        "record_id": record["id"], "event_id": record.get("event_id"),
+                        "household_version": data.get("household_version"), "time": record.get("time")}))
+
+
+# ---------------------------------------------------------------- partner access
+
+
+def access_kind(endpoint: str) -> str:
+    endpoint = endpoint.lower()
+    if "eligibility" in endpoint:
+        return "lookup"
+    if any(word in endpoint for word in ("loans", "one-stop", "interest-claims", "settlements/one")):
+        return "delivery"
+    return "other"
+
+
+async def _project_access(session: AsyncSession, record: dict, data: dict) -> None:
+    endpoint = str(data.get("endpoint") or record.get("type") or "")
+    person = data.get("person") if isinstance(data.get("person"), dict) else {}
+    masked = data.get("id_number") or person.get("id_number")
+    id_hash = data.get("id_number_hash") or person.get("id_number_hash")
+    person_id = data.get("person_id") or person.get("id")
+    eligible = data.get("eligible")
+    if not isinstance(eligible, bool):
+        decision = data.get("decision")
+        eligible = decision.get("eligible") if isinstance(decision, dict) else (
+            decision in ("eligible", "approved", "granted") if isinstance(decision, str) else None)
+        eligible = eligible if isinstance(eligible, bool) else None
+    person_key = id_hash or masked or person_id
+    await session.execute(insert(audit_partner_access).values(
+        record_id=record["id"], event_id=record["event_id"], client_id=data.get("client_id") or record.get("actor"),
+        scope=data.get("scope"), endpoint=endpoint[:128], kind=access_kind(endpoint),
+        person_key=str(person_key)[:96] if person_key else None, masked_id=masked if isinstance(masked, str) else None,
+        person_id=person_id if isinstance(person_id, str) else None,
+        household_id=data.get("household_id") if isinstance(data.get("household_id"), str) else None,
+        decision_id=str(data["decision_id"])[:64] if data.get("decision_id") else None, eligible=eligible,
+        time=parse_time(data.get("time")) or parse_time(record.get("time")) or utcnow()))
+
+
+# ---------------------------------------------------------------- rebuild
+
+
+PROJECTION_TABLES = (audit_households, audit_members, audit_villages, audit_entitlements,
+                     audit_entitlement_decisions, audit_pairings, audit_partner_access)
+
+
+async def rebuild(sessionmaker: async_sessionmaker[AsyncSession], page_size: int = 2000) -> int:
+    """Drop the read models and replay the ledger into them (oldest first). Returns records replayed."""
+    from services.audit.ledger.service import record_view
+    async with sessionmaker() as session, session.begin():
+        for table in PROJECTION_TABLES:
+            await session.execute(delete(table))
+    last, count = 0, 0
+    while True:
+        async with sessionmaker() as session, session.begin():
+            rows = (await session.execute(select(ledger_records).where(ledger_records.c.id > last)
+                                          .order_by(ledger_records.c.id).limit(page_size))).all()
+            if not rows:
+                return count
+            for row in rows:
+                await project_record(session, record_view(row))
+                count += 1
+            last = rows[-1].id

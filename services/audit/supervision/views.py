@@ -1,0 +1,71 @@
+"""Supervision: anomalies, evaluation samples, progress against targets."""
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+
+from services.audit.supervision.anomalies import RULES, Context, find_anomalies
+from services.audit.supervision.common import effective_area, today_in_china
+from services.audit.supervision.progress import progress, village_incidence
+from services.audit.supervision.sample import draw_sample, sample_csv, sample_xlsx
+from shared.auth import Principal, require_scopes
+from shared.problems import PROBLEM_RESPONSES, Problem
+
+router = APIRouter(prefix="/v1/supervision", tags=["supervision"], responses=PROBLEM_RESPONSES)
+
+
+@router.get("/anomalies", summary="Anomalies found by each rule, with evidence (ledger record and event ids)")
+async def anomalies(request: Request, area: str | None = None, as_of: date | None = None,
+                    rule: Annotated[list[str] | None, Query()] = None,
+                    limit: Annotated[int, Query(ge=1, le=5000)] = 200,
+                    principal: Principal = Depends(require_scopes("audit:read"))) -> dict:
+    unknown = sorted(set(rule or []) - set(RULES))
+    if unknown:
+        raise Problem(422, "Unknown rule", f"Known rules: {', '.join(RULES)}.",
+                      type_="https://jingzhun.dev/problems/validation",
+                      errors=[{"loc": ["query", "rule"], "msg": f"unknown rule {u}"} for u in unknown])
+    area = effective_area(principal, area)
+    extras, settings = request.app.state.audit, request.app.state.settings
+    ctx = Context(area=area, as_of=as_of or today_in_china(), no_visit_days=settings.no_visit_days,
+                  lookup_grace_days=extras.lookup_grace_days, limit=limit)
+    async with request.app.state.sessionmaker() as session:
+        result = await find_anomalies(session, ctx, rule)
+    result["rules"] = [{"code": r.code, "title": r.title, "title_en": r.title_en, "severity": r.severity,
+                        "basis": r.basis} for r in RULES.values()]
+    return result
+
+
+@router.get("/sample", summary="Reproducible stratified sample of households that exited in a year (CSV/XLSX too)",
+            responses={200: {"content": {"text/csv": {}, "application/vnd.openxmlformats-officedocument."
+                                                          "spreadsheetml.sheet": {}}}})
+async def sample(request: Request, year: int, area: str | None = None,
+                 n: Annotated[int, Query(ge=1, le=10000)] = 30, seed: str = "0",
+                 format: Literal["json", "csv", "xlsx"] = "json",
+                 principal: Principal = Depends(require_scopes("audit:read"))):
+    area = effective_area(principal, area)
+    async with request.app.state.sessionmaker() as session:
+        result = await draw_sample(session, area=area, year=year, n=n, seed=seed)
+    name = f"sample-{area or 'all'}-{year}-seed{seed}"
+    if format == "csv":
+        return Response(sample_csv(result), media_type="text/csv; charset=utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
+    if format == "xlsx":
+        return Response(sample_xlsx(result),
+                        media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                        headers={"Content-Disposition": f'attachment; filename="{name}.xlsx"'})
+    return result
+
+
+@router.get("/progress", summary="Exits per year against the packs' targets; poverty incidence and exit "
+                                 "indicators per village")
+async def progress_view(request: Request, area: str | None = None, village_cursor: str | None = None,
+                        village_limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+                        principal: Principal = Depends(require_scopes("audit:read"))) -> dict:
+    area = effective_area(principal, area)
+    async with request.app.state.sessionmaker() as session:
+        result = await progress(session, area)
+        villages = await village_incidence(session, area, cursor=village_cursor, limit=village_limit)
+    return {**result, "villages": villages["items"], "villages_next_cursor": villages["next_cursor"]}
