@@ -1,19 +1,33 @@
 """Registry service: the source of truth for households, persons, villages and procedures."""
 from __future__ import annotations
 
+import httpx
 from fastapi import FastAPI
 
+from services.registry.benefits_client import BenefitsClient
+from services.registry.cadres.views import router as cadres_router
+from services.registry.common import china_now
+from services.registry.households.member_views import router as members_router
 from services.registry.households.views import router as households_router
+from services.registry.imports.views import router as imports_router
+from services.registry.villages.views import router as villages_router
+from services.registry.visits.views import router as visits_router
+from services.registry.workflows.views import router as workflows_router
 from shared.app import ServiceSpec, create_service_app
 from shared.config import RegistrySettings, service_settings
 
 
-def create_app(settings: RegistrySettings | None = None) -> FastAPI:
+def create_app(settings: RegistrySettings | None = None, *,
+               benefits_transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
     settings = settings or service_settings("registry")
     spec = ServiceSpec(
         name="registry", title="Jingzhun registry (精准 · 建档立卡)",
         description="Households, persons, villages, cadres, visits and procedures. Every committed "
                     "change is published to `jz.registry.v1` through the transactional outbox.",
-        routers=[households_router],
+        routers=[households_router, members_router, workflows_router, visits_router, cadres_router,
+                 villages_router, imports_router],
     )
-    return create_service_app(spec, settings)
+    app = create_service_app(spec, settings)
+    app.state.clock = china_now
+    app.state.benefits = BenefitsClient(settings, transport=benefits_transport)
+    return app

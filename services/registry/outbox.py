@@ -24,3 +24,35 @@ async def publish_village_event(session: AsyncSession, event_type: str, village:
                         sequence=version, data={"village": village, "version": version}, actor=actor)
     await add_to_outbox(session, outbox, TOPIC_REGISTRY, village["code"], envelope)
     return envelope
+
+
+async def publish_registry_event(session: AsyncSession, event_type: str, subject: str, key: str, data: dict,
+                                 sequence: int | None, *, actor: str | None) -> Envelope:
+    """Events about things other than a household or village (cadres): same topic and envelope."""
+    envelope = Envelope(source="registry", type=event_type, subject=subject, sequence=sequence, data=data,
+                        actor=actor)
+    await add_to_outbox(session, outbox, TOPIC_REGISTRY, key, envelope)
+    return envelope
+
+
+async def publish_household_events_bulk(session: AsyncSession, event_type: str, snapshots: list[dict], *,
+                                        actor: str | None) -> None:
+    """``publish_household_event`` for many households in one statement (ledger import)."""
+    from sqlalchemy import insert, text
+
+    from shared.events import utcnow
+    from shared.outbox import lane_of
+    now = utcnow()
+    rows = []
+    for snapshot in snapshots:
+        envelope = Envelope(source="registry", type=event_type, subject=f"household/{snapshot['id']}",
+                            sequence=snapshot["version"], data={"household": snapshot, "version": snapshot["version"]},
+                            actor=actor)
+        rows.append({"event_id": envelope.id, "topic": TOPIC_REGISTRY, "key": snapshot["id"],
+                     "lane": lane_of(snapshot["id"]), "payload": envelope.to_bytes().decode(), "created_at": now,
+                     "attempts": 0})
+    if not rows:
+        return
+    await session.execute(insert(outbox), rows)
+    if session.bind is not None and session.bind.dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_notify('jz_outbox', :topic)"), {"topic": TOPIC_REGISTRY})

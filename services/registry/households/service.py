@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.registry.households.facts import facts_of, record_facts
 from services.registry.households.merge_patch import apply_merge_patch, changed_paths
-from services.registry.outbox import publish_household_event
+from services.registry.outbox import publish_household_event, publish_household_events_bulk
 from services.registry.tables import household_versions, households, pairings, person_index
 from shared.auth import Principal
 from shared.events import utcnow
@@ -88,6 +88,10 @@ def _check_members(members: list[dict]) -> None:
     if errors:
         raise Problem(422, "Invalid household", "Some members are invalid.",
                       type_="https://jingzhun.dev/problems/validation", errors=errors)
+
+
+def _living(members: list[dict]) -> dict[str, str]:
+    return {m["id_number"]: m["id"] for m in members if m.get("id_number") and not m.get("deceased")}
 
 
 async def _claim_persons(session: AsyncSession, household_id: str, members: list[dict]) -> None:
@@ -190,7 +194,8 @@ async def save_new_version(session: AsyncSession, before: dict, after_body: dict
                 .model_dump(mode="json"))
     paths = [p for p in changed_paths({k: v for k, v in before.items() if k != "version"},
                                       {k: v for k, v in snapshot.items() if k != "version"})]
-    await _claim_persons(session, before["id"], snapshot["members"])
+    if _living(before.get("members") or []) != _living(snapshot["members"]):
+        await _claim_persons(session, before["id"], snapshot["members"])
     result = await session.execute(update(households).where(
         households.c.id == before["id"], households.c.version == before["version"]).values(
         updated_at=utcnow(), **_row_values(snapshot)))
@@ -232,8 +237,7 @@ async def bulk_create_households(session: AsyncSession, snapshots: list[dict], p
         {"household_id": s["id"], "version": s["version"], "event_type": "household.registered",
          "changed_paths": [], "snapshot": s, "actor": principal.subject, "note": note, "at": now}
         for s in snapshots])
-    for snapshot in snapshots:
-        await publish_household_event(session, "household.registered", snapshot, actor=principal.subject)
+    await publish_household_events_bulk(session, "household.registered", snapshots, actor=principal.subject)
 
 
 async def patch_household(session: AsyncSession, household_id: str, patch: dict, if_match: str | None,

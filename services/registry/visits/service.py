@@ -1,0 +1,258 @@
+"""Home visits (入户走访) from the cadre app: idempotent, resumable, and careful with late arrivals.
+
+* ``client_visit_id`` makes a visit idempotent: a resend returns the stored first result and writes
+  nothing (the unique index settles a race between two resends).
+* A cadre token (subject = cadre id) records visits only for households paired with that cadre or in
+  a village whose work team the cadre is on; ``admin`` may record any.
+* Observations of household facts (income, guarantees, housing, water, relocation, member health)
+  update the household through ``save_new_version`` with the visit as provenance. A fact observed
+  more recently than the visit (by another visit or an office write) is kept: the visit's value for
+  it is reported under ``ignored``.
+* Every visit publishes ``visit.recorded`` (key = household id) with the household snapshot.
+"""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from pydantic import Field, ValidationError
+from sqlalchemy import insert, select, tuple_
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.registry.cadres.service import may_visit
+from services.registry.common import StrictBody, as_utc, invalid, problem_from_validation
+from services.registry.households.facts import MEMBER_FACTS, facts_of, observed_facts, record_facts
+from services.registry.households.merge_patch import changed_paths as changed_paths_of
+from services.registry.households.service import decode_cursor, encode_cursor, load_household, save_new_version
+from services.registry.outbox import publish_household_event
+from services.registry.tables import visits
+from shared.auth import Principal
+from shared.db import transaction
+from shared.events import utcnow
+from shared.outbox import as_aware
+from shared.problems import Problem
+from shared.snapshot import (Disability, Guarantees, Health, Housing, Income, LabourCapacity, Relocation, SelfCare,
+                             Water, strict_variant)
+
+MAX_BATCH = 500
+# Phones' clocks drift; a visit "from the future" beyond this is a wrong clock, not a visit.
+CLOCK_SKEW = timedelta(minutes=10)
+EVENT_VISIT_RECORDED = "visit.recorded"
+
+
+class Location(StrictBody):
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+
+
+class MemberObservation(StrictBody):
+    id: str = Field(min_length=1, max_length=40, description="The member's registry person id")
+    health: Health | None = None
+    disability: strict_variant(Disability) | None = None  # type: ignore[valid-type]
+    self_care: SelfCare | None = None
+    bedridden: bool | None = None
+    labour_capacity: LabourCapacity | None = None
+
+
+class Observations(StrictBody):
+    income: strict_variant(Income) | None = None  # type: ignore[valid-type]
+    housing: strict_variant(Housing) | None = None  # type: ignore[valid-type]
+    water: strict_variant(Water) | None = None  # type: ignore[valid-type]
+    relocation: strict_variant(Relocation) | None = None  # type: ignore[valid-type]
+    members: list[MemberObservation] = Field(default_factory=list)
+
+
+class VisitIn(StrictBody):
+    client_visit_id: uuid.UUID
+    household_id: str = Field(min_length=1, max_length=40)
+    visited_at: datetime = Field(description="When the visit happened (RFC 3339; without offset = China time)")
+    location: Location | None = None
+    guarantees: strict_variant(Guarantees) | None = None  # type: ignore[valid-type]
+    observations: Observations | None = None
+    notes: str | None = Field(default=None, max_length=4000)
+
+
+def parse_visit(raw: Any, loc: tuple = ("body",)) -> VisitIn:
+    try:
+        return VisitIn.model_validate(raw)
+    except ValidationError as exc:
+        raise problem_from_validation(exc, "Invalid visit", prefix=loc) from exc
+
+
+def observed_values(visit: VisitIn) -> dict[str, Any]:
+    """fact → observed value, only for what the cadre actually reported."""
+    facts: dict[str, Any] = {}
+    if visit.guarantees is not None:
+        for key, value in visit.guarantees.model_dump(mode="json", exclude_unset=True).items():
+            facts[f"guarantees.{key}"] = value
+    obs = visit.observations
+    if obs is None:
+        return facts
+    if obs.income is not None:
+        facts["income"] = obs.income.model_dump(mode="json")
+    for group in ("housing", "water", "relocation"):
+        model = getattr(obs, group)
+        if model is not None:
+            for key, value in model.model_dump(mode="json", exclude_unset=True).items():
+                facts[f"{group}.{key}"] = value
+    for member in obs.members:
+        for key, value in member.model_dump(mode="json", exclude_unset=True).items():
+            if key != "id":
+                facts[f"members.{member.id}.{key}"] = value
+    return facts
+
+
+def _apply(snapshot: dict, facts: dict[str, Any]) -> dict:
+    after = {**snapshot, "members": [dict(m) for m in snapshot["members"]]}
+    by_id = {m["id"]: m for m in after["members"]}
+    for fact, value in facts.items():
+        parts = fact.split(".")
+        if parts[0] == "income":
+            after["income"] = value
+        elif parts[0] == "members":
+            by_id[parts[1]][parts[2]] = value
+        else:
+            after[parts[0]] = {**(after.get(parts[0]) or {}), parts[1]: value}
+    return after
+
+
+def _visit_public(row_or_values: dict) -> dict:
+    return {key: row_or_values[key] for key in ("id", "client_visit_id", "household_id", "cadre_id")} | {
+        "visited_at": as_aware(row_or_values["visited_at"]).isoformat(),
+        "recorded_at": as_aware(row_or_values["recorded_at"]).isoformat(), **row_or_values["payload"]}
+
+
+async def _stored(session: AsyncSession, client_visit_id: str):
+    return (await session.execute(select(visits).where(visits.c.client_visit_id == client_visit_id))).first()
+
+
+def _replay(row, principal: Principal) -> dict:
+    if row.cadre_id != principal.subject and not principal.is_admin:
+        raise Problem(409, "client_visit_id already used", "Another caller recorded a visit with this "
+                      "client_visit_id; generate a fresh UUID per visit.", type_="https://jingzhun.dev/problems/conflict")
+    return row.result
+
+
+async def record_visit(sessionmaker: async_sessionmaker[AsyncSession], visit: VisitIn, principal: Principal, *,
+                       now: datetime) -> tuple[int, dict]:
+    """(201, result) for a new visit; (200, first result) for a resend."""
+    client_visit_id = str(visit.client_visit_id)
+    try:
+        async with transaction(sessionmaker) as session:
+            stored = await _stored(session, client_visit_id)
+            if stored is not None:
+                return 200, _replay(stored, principal)
+            return 201, await _record_new(session, visit, client_visit_id, principal, now)
+    except IntegrityError:
+        # two resends raced: the other one committed first; answer with its result
+        async with sessionmaker() as session:
+            stored = await _stored(session, client_visit_id)
+        if stored is None:
+            raise
+        return 200, _replay(stored, principal)
+
+
+async def _record_new(session: AsyncSession, visit: VisitIn, client_visit_id: str, principal: Principal,
+                      now: datetime) -> dict:
+    visited_at = as_utc(visit.visited_at)
+    if visited_at > now.astimezone(timezone.utc) + CLOCK_SKEW:
+        raise invalid(["body", "visited_at"], "visited_at is in the future (check the phone's clock)")
+    snapshot = await load_household(session, visit.household_id, principal, for_update=True)
+    if not principal.is_admin and not await may_visit(session, principal.subject, snapshot):
+        raise Problem(403, "Not your household", f"Cadre {principal.subject} is not paired with household "
+                      f"{visit.household_id}; a cadre records visits only for their own households.",
+                      type_="https://jingzhun.dev/problems/forbidden")
+    facts = observed_values(visit)
+    member_ids = {m["id"] for m in snapshot["members"]}
+    unknown = sorted({f.split(".")[1] for f in facts if f.startswith("members.")} - member_ids)
+    if unknown:
+        raise invalid(["body", "observations", "members"], f"not members of this household: {', '.join(unknown)}")
+
+    visit_id = f"v-{uuid.uuid4().hex[:16]}"
+    newest = await observed_facts(session, snapshot["id"])
+    applied, ignored = {}, []
+    for fact, value in facts.items():
+        known = newest.get(fact)
+        if known is not None and known["observed_at"] > visited_at:
+            ignored.append({"fact": fact, "reason": "a newer observation exists",
+                            "newer_observed_at": known["observed_at"].isoformat(), "newer_source": known["source"]})
+        else:
+            applied[fact] = value
+    source = f"visit:{visit_id}"
+    changed_paths: list[str] = []
+    if applied:
+        after = _apply(snapshot, applied)
+        recorded: set[str] = set()
+        if after != snapshot:
+            changed_paths = changed_paths_of({k: v for k, v in snapshot.items() if k != "version"},
+                                             {k: v for k, v in after.items() if k != "version"})
+            recorded = set(facts_of(changed_paths, after["members"]))  # save_new_version records these
+            snapshot = await save_new_version(
+                session, snapshot, after, event_type="household.updated", actor=principal.subject,
+                note=f"visit {visit_id}", observed_at=visited_at, source=source,
+                extra={"provenance": {"visit_id": visit_id, "client_visit_id": client_visit_id,
+                                      "visited_at": visited_at.isoformat()}})
+        # facts the visit confirmed without changing them are newer observations too
+        await record_facts(session, snapshot["id"], sorted(set(applied) - recorded), observed_at=visited_at,
+                           source=source, version=snapshot["version"])
+
+    payload = visit.model_dump(mode="json", exclude={"client_visit_id", "household_id", "visited_at"},
+                               exclude_none=True)
+    recorded_at = utcnow()
+    result = {"visit_id": visit_id, "client_visit_id": client_visit_id, "household_id": snapshot["id"],
+              "visited_at": visited_at.isoformat(), "recorded_at": recorded_at.isoformat(),
+              "household_version": snapshot["version"], "applied": sorted(applied), "ignored": ignored,
+              "changed_paths": changed_paths}
+    values = {"id": visit_id, "client_visit_id": client_visit_id, "household_id": snapshot["id"],
+              "cadre_id": principal.subject, "visited_at": visited_at, "recorded_at": recorded_at,
+              "payload": payload, "result": result}
+    await session.execute(insert(visits).values(**values))
+    await publish_household_event(session, EVENT_VISIT_RECORDED, snapshot, actor=principal.subject,
+                                  extra={"visit": {**_visit_public(values), "result": result}})
+    return result
+
+
+async def record_batch(sessionmaker: async_sessionmaker[AsyncSession], items: list[Any], principal: Principal, *,
+                       now: datetime) -> list[dict]:
+    """Each visit in its own transaction, so one bad visit never blocks the others."""
+    results = []
+    for index, raw in enumerate(items):
+        client_visit_id = raw.get("client_visit_id") if isinstance(raw, dict) else None
+        try:
+            visit = parse_visit(raw, loc=("body", "visits", index))
+            status, result = await record_visit(sessionmaker, visit, principal, now=now)
+            results.append({"index": index, "client_visit_id": str(visit.client_visit_id), "status": status,
+                            "result": result})
+        except Problem as problem:
+            results.append({"index": index, "client_visit_id": client_visit_id, "status": problem.status,
+                            "problem": problem.body()})
+    return results
+
+
+async def list_visits(session: AsyncSession, household_id: str, principal: Principal, *, cursor: str | None,
+                      limit: int) -> tuple[list[dict], str | None]:
+    snapshot = await load_household(session, household_id, principal)
+    if not principal.has("registry:read") and not await may_visit(session, principal.subject, snapshot):
+        raise Problem(403, "Not your household", "A cadre reads the visits of their own households only.",
+                      type_="https://jingzhun.dev/problems/forbidden")
+    query = (select(visits).where(visits.c.household_id == household_id)
+             .order_by(visits.c.visited_at.desc(), visits.c.id.desc()).limit(limit + 1))
+    if cursor:
+        at, _, visit_id = decode_cursor(cursor).partition("|")
+        try:
+            at_value = datetime.fromisoformat(at)
+        except ValueError as exc:
+            raise Problem(400, "Invalid cursor", "The cursor is not one this API returned.") from exc
+        query = query.where(tuple_(visits.c.visited_at, visits.c.id) < tuple_(at_value, visit_id))
+    rows = (await session.execute(query)).all()
+    items = [{**_visit_public(row._mapping), "result": row.result} for row in rows[:limit]]
+    next_cursor = None
+    if len(rows) > limit:
+        last = rows[limit - 1]
+        next_cursor = encode_cursor(f"{as_aware(last.visited_at).isoformat()}|{last.id}")
+    return items, next_cursor
+
+
+__all__ = ["MAX_BATCH", "MEMBER_FACTS", "VisitIn", "list_visits", "parse_visit", "record_batch", "record_visit"]
