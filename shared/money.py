@@ -20,6 +20,7 @@ from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 
 FEN = Decimal("0.01")
 ZERO = Decimal("0.00")
+MAX_MAGNITUDE = Decimal(10) ** 15
 
 
 def to_decimal(value: Any) -> Decimal:
@@ -41,6 +42,9 @@ def to_decimal(value: Any) -> Decimal:
         raise ValueError(f"amount must be a string or number, got {type(value).__name__}")
     if not result.is_finite():
         raise ValueError("amount must be finite")
+    if abs(result) >= MAX_MAGNITUDE:
+        # Beyond any real amount; also keeps quantize() within Decimal's 28-digit precision.
+        raise ValueError(f"amount must be below {MAX_MAGNITUDE:,}")
     return result
 
 

@@ -21,7 +21,7 @@ _TOKEN = mint_token(RegistrySettings(**_COMMON), "admin")
 
 registry_schema = schemathesis.openapi.from_asgi("/openapi.json", _REGISTRY)
 benefits_schema = schemathesis.openapi.from_asgi("/openapi.json", _BENEFITS)
-_FUZZ = settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
+_FUZZ = settings(max_examples=15, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 
 
 @registry_schema.exclude(path_regex="^/(metrics|readyz)").parametrize()

@@ -143,12 +143,14 @@ def sample_csv(sample: dict) -> bytes:
 
 def sample_xlsx(sample: dict) -> bytes:
     from openpyxl import Workbook
+
+    from shared.spreadsheet import xlsx_row
     workbook = Workbook()
     sheet = workbook.active
     sheet.title = f"抽样 {sample['year']}"
     sheet.append([f"{zh} ({en})" for en, zh in EXPORT_COLUMNS])
     for item in sample["items"]:
-        sheet.append(_cells(item))
+        sheet.append(xlsx_row(_cells(item)))
     checks = workbook.create_sheet("核查事项 checklist")
     checks.append(["code", "核查事项", "check", "依据 source"])
     for c in sample["checklist"]:

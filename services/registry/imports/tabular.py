@@ -54,11 +54,13 @@ def write_table(path_or_buffer, header: list[str], rows: Iterable[list], fmt: st
     """Stream rows to CSV (UTF-8 with BOM, so Excel opens it) or XLSX (write-only mode)."""
     if fmt == "xlsx":
         from openpyxl import Workbook
+
+        from shared.spreadsheet import xlsx_row
         workbook = Workbook(write_only=True)
         sheet = workbook.create_sheet("台账")
-        sheet.append(header)
+        sheet.append(xlsx_row(header))
         for row in rows:
-            sheet.append(["" if v is None else v for v in row])
+            sheet.append(xlsx_row(row))
         workbook.save(path_or_buffer)
         return
     if isinstance(path_or_buffer, (str, Path)):
