@@ -19,7 +19,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Iterable, Sequence
 
-from sqlalchemy import and_, delete, insert, or_, select, text, tuple_
+from sqlalchemy import delete, insert, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.benefits.packs import PackRegistry
@@ -84,10 +84,12 @@ async def load_current(session: AsyncSession, household_ids: Sequence[str]) -> t
 
 @dataclass
 class HouseholdChanges:
-    """What recomputing one household changes; empty lists and None mean 'leave as stored'."""
+    """What recomputing one household changes: rows to drop, rows to (re)write, decisions."""
     household_id: str
-    entitlement_rows: list[dict] | None = None  # replacement rows, None = stored rows are current
-    assessment_rows: list[dict] | None = None
+    entitlement_deletes: list[tuple[str, str, str]] = field(default_factory=list)  # (household, program, person)
+    entitlement_inserts: list[dict] = field(default_factory=list)
+    assessment_deletes: list[tuple[str, str]] = field(default_factory=list)  # (household, kind)
+    assessment_inserts: list[dict] = field(default_factory=list)
     history: list[dict] = field(default_factory=list)
     events: list[Envelope] = field(default_factory=list)
 
@@ -97,7 +99,8 @@ class HouseholdChanges:
 
     @property
     def writes(self) -> bool:
-        return self.entitlement_rows is not None or self.assessment_rows is not None or bool(self.events)
+        return bool(self.entitlement_deletes or self.entitlement_inserts or self.assessment_deletes
+                    or self.assessment_inserts or self.events)
 
 
 _ENTITLEMENT_COMPARED = ("person_id", "eligible", "amount", "unit", "period", "household_version", "pack",
@@ -105,20 +108,24 @@ _ENTITLEMENT_COMPARED = ("person_id", "eligible", "amount", "unit", "period", "h
 _ASSESSMENT_COMPARED = ("result", "unmet", "explanation", "source", "household_version")
 
 
-def _same_rows(stored: list, new: list[dict], key_fields: tuple[str, ...], compared: tuple[str, ...]) -> bool:
-    if len(stored) != len(new):
-        return False
-    by_key = {tuple(getattr(r, f) for f in key_fields): r for r in stored}
-    for row in new:
-        old = by_key.get(tuple(row[f] for f in key_fields))
-        if old is None or any(getattr(old, f) != row[f] for f in compared):
-            return False
-    return True
+def _row_changes(stored: dict, new: dict[Any, dict], compared: tuple[str, ...]) -> tuple[list, list[dict]]:
+    """Keys whose stored row must go and rows to insert, so the table ends up equal to ``new``;
+    a row that is already current is left alone (a no-change recompute writes nothing)."""
+    deletes, inserts = [], []
+    for key, row in new.items():
+        old = stored.get(key)
+        if old is not None and all(getattr(old, f) == row[f] for f in compared):
+            continue
+        if old is not None:
+            deletes.append(key)
+        inserts.append(row)
+    deletes.extend(key for key in stored if key not in new)
+    return deletes, inserts
 
 
 def diff_household(snapshot: dict, evaluation: dict, stored_entitlements: list, stored_assessments: list, *,
                    cause_event_id: str | None, actor: str | None, now: datetime) -> HouseholdChanges:
-    """Pure: the decisions and row replacements that take the stored state to ``evaluation``."""
+    """Pure: the decisions and row changes that take the stored state to ``evaluation``."""
     household_id, version = snapshot["id"], snapshot["version"]
     village = snapshot.get("village") or {}
     policy = evaluation["policy"]
@@ -126,7 +133,8 @@ def diff_household(snapshot: dict, evaluation: dict, stored_entitlements: list, 
     actor = actor or "benefits-engine"
 
     new = {_key(e): e for e in evaluation["entitlements"] if e.get("eligible")}
-    old = {(r.program, r.person_key): _entitlement_view(r) for r in stored_entitlements}
+    stored = {(r.program, r.person_key): r for r in stored_entitlements}
+    old = {k: _entitlement_view(r) for k, r in stored.items()}
     for key in sorted(set(old) | set(new)):
         before, after = old.get(key), new.get(key)
         if _material(before) == _material(after):
@@ -143,18 +151,18 @@ def diff_household(snapshot: dict, evaluation: dict, stored_entitlements: list, 
             "before": before, "after": after, "household_version": version, "pack": policy["pack"],
             "pack_version": str(policy["version"]), "cause_event_id": cause_event_id,
             "decision_event_id": envelope.id, "at": now})
-    rows = [{"household_id": household_id, "program": e["program"], "person_key": e.get("person_id") or "",
-             "person_id": e.get("person_id"), "eligible": True, "amount": Decimal(str(e["amount"])),
-             "unit": e["unit"], "period": e.get("period"), "household_version": version,
-             "pack": policy["pack"], "pack_version": str(policy["version"]), "explanation": e["explanation"],
-             "source": e.get("source") or {}, "region_code": snapshot["region_code"],
-             "township_code": village.get("township_code"), "area_code": area_code_of(snapshot),
-             "updated_at": now} for e in new.values()]
-    if not _same_rows(stored_entitlements, rows, ("program", "person_key"), _ENTITLEMENT_COMPARED):
-        changes.entitlement_rows = rows
+    rows = {key: {"household_id": household_id, "program": e["program"], "person_key": key[1],
+                  "person_id": e.get("person_id"), "eligible": True, "amount": Decimal(str(e["amount"])),
+                  "unit": e["unit"], "period": e.get("period"), "household_version": version,
+                  "pack": policy["pack"], "pack_version": str(policy["version"]), "explanation": e["explanation"],
+                  "source": e.get("source") or {}, "region_code": snapshot["region_code"],
+                  "township_code": village.get("township_code"), "area_code": area_code_of(snapshot),
+                  "updated_at": now} for key, e in new.items()}
+    deletes, changes.entitlement_inserts = _row_changes(stored, rows, _ENTITLEMENT_COMPARED)
+    changes.entitlement_deletes = [(household_id, program, person_key) for program, person_key in deletes]
 
     old_assessments = {r.kind: r for r in stored_assessments}
-    assessment_rows = []
+    assessment_rows = {}
     for item in evaluation["assessments"]:
         kind = item["kind"]
         previous = old_assessments.get(kind)
@@ -165,12 +173,12 @@ def diff_household(snapshot: dict, evaluation: dict, stored_entitlements: list, 
                 sequence=version, actor=actor,
                 data={"household_id": household_id, "household_version": version, "kind": kind,
                       "before": before, "after": item, "policy": policy, "cause_event_id": cause_event_id}))
-        assessment_rows.append({"household_id": household_id, "kind": kind, "result": item["result"],
-                                "unmet": item["unmet"], "explanation": item.get("explanation") or [],
-                                "source": item.get("source") or {}, "household_version": version,
-                                "updated_at": now})
-    if not _same_rows(stored_assessments, assessment_rows, ("kind",), _ASSESSMENT_COMPARED):
-        changes.assessment_rows = assessment_rows
+        assessment_rows[kind] = {"household_id": household_id, "kind": kind, "result": item["result"],
+                                 "unmet": item["unmet"], "explanation": item.get("explanation") or [],
+                                 "source": item.get("source") or {}, "household_version": version,
+                                 "updated_at": now}
+    deletes, changes.assessment_inserts = _row_changes(old_assessments, assessment_rows, _ASSESSMENT_COMPARED)
+    changes.assessment_deletes = [(household_id, kind) for kind in deletes]
     return changes
 
 
@@ -190,20 +198,24 @@ async def stage_events(session: AsyncSession, events: list[tuple[str, Envelope]]
 
 async def persist_changes(session: AsyncSession, all_changes: list[HouseholdChanges]) -> None:
     """Write the changes of many households with a few multi-row statements."""
-    replace_entitlements = [c for c in all_changes if c.entitlement_rows is not None]
-    replace_assessments = [c for c in all_changes if c.assessment_rows is not None]
-    for chunk in _chunks([c.household_id for c in replace_entitlements]):
-        await session.execute(delete(entitlements).where(entitlements.c.household_id.in_(chunk)))
-    new_rows = [row for c in replace_entitlements for row in c.entitlement_rows]
-    for chunk in _chunks(new_rows):
+    # The household_id IN (...) is redundant but lets SQLite search the primary key instead of
+    # scanning the table for the row-value IN.
+    columns = entitlements.c
+    keys = [key for c in all_changes for key in c.entitlement_deletes]
+    for chunk in _chunks(keys):
+        await session.execute(delete(entitlements).where(
+            columns.household_id.in_(sorted({key[0] for key in chunk})),
+            tuple_(columns.household_id, columns.program, columns.person_key).in_(list(chunk))))
+    for chunk in _chunks([row for c in all_changes for row in c.entitlement_inserts]):
         await session.execute(insert(entitlements), list(chunk))
-    for chunk in _chunks([c.household_id for c in replace_assessments]):
-        await session.execute(delete(assessments).where(assessments.c.household_id.in_(chunk)))
-    new_rows = [row for c in replace_assessments for row in c.assessment_rows]
-    for chunk in _chunks(new_rows):
+    keys = [key for c in all_changes for key in c.assessment_deletes]
+    for chunk in _chunks(keys):
+        await session.execute(delete(assessments).where(
+            assessments.c.household_id.in_(sorted({key[0] for key in chunk})),
+            tuple_(assessments.c.household_id, assessments.c.kind).in_(list(chunk))))
+    for chunk in _chunks([row for c in all_changes for row in c.assessment_inserts]):
         await session.execute(insert(assessments), list(chunk))
-    history = [row for c in all_changes for row in c.history]
-    for chunk in _chunks(history):
+    for chunk in _chunks([row for c in all_changes for row in c.history]):
         await session.execute(insert(entitlement_history), list(chunk))
     await stage_events(session, [(c.household_id, e) for c in all_changes for e in c.events])
 

@@ -23,10 +23,14 @@ class EvaluateRequest(BaseModel):
 
 
 @router.post("/v1/evaluate", summary="Evaluate a household under the policy in force (pure, stores nothing)")
-async def evaluate(body: EvaluateRequest,
+async def evaluate(request: Request, body: EvaluateRequest,
                    principal: Principal = Depends(require_scopes("benefits:evaluate"))) -> dict[str, Any]:
     from services.benefits.engine import evaluate as run_engine
-    return run_engine(body.household, body.as_of).model_dump(mode="json")
+    try:
+        return run_engine(body.household, body.as_of, getattr(request.app.state, "packs", None)).model_dump(mode="json")
+    except LookupError as exc:  # no pack for this region and date: the input, not the service, is wrong
+        raise Problem(422, "Invalid request", str(exc), type_="https://jingzhun.dev/problems/validation",
+                      errors=[{"loc": ["body", "as_of"], "msg": str(exc)}]) from None
 
 
 async def _visible(request: Request, household_id: str, principal: Principal) -> dict:
@@ -57,3 +61,26 @@ async def household_entitlement_history(request: Request, household_id: str, cur
     async with request.app.state.sessionmaker() as session:
         items, next_cursor = await service.entitlement_history_page(session, household_id, cursor, limit)
     return {"items": items, "next_cursor": str(next_cursor) if next_cursor else None}
+
+
+@router.get("/v1/entitlements", summary="Current entitlements for offices, by programme and area")
+async def list_entitlements(request: Request, program: str | None = None,
+                            area: Annotated[str | None, Query(pattern=r"^\d{2,12}$",
+                                                              description="Administrative code prefix")] = None,
+                            cursor: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                            principal: Principal = Depends(require_scopes("benefits:read"))) -> dict:
+    """Ordered by household, programme and person; `next_cursor` continues the list. A token
+    limited to an area sees only households under it, whatever `area` asks for."""
+    if principal.area and not principal.is_admin:
+        if area is None or principal.area.startswith(area):
+            area = principal.area
+        elif not area.startswith(principal.area):
+            raise Problem(403, "Outside your area", f"Your token is limited to area {principal.area}.")
+    try:
+        async with request.app.state.sessionmaker() as session:
+            items, next_cursor = await service.entitlements_page(session, program=program, area=area,
+                                                                 cursor=cursor, limit=limit)
+    except service.BadCursor as exc:
+        raise Problem(422, "Invalid request", str(exc), type_="https://jingzhun.dev/problems/validation",
+                      errors=[{"loc": ["query", "cursor"], "msg": str(exc)}]) from None
+    return {"items": items, "next_cursor": next_cursor}

@@ -63,11 +63,20 @@ def _coerce(current: Any, value: Any, loc: list) -> Any:
         if current:
             return [_coerce(current[0], item, [*loc, index]) for index, item in enumerate(value)]
         return to_policy_value(value)
+    if isinstance(current, date):
+        try:
+            return date.fromisoformat(value) if isinstance(value, str) else _fail()
+        except ValueError:
+            raise OverrideError([{"loc": loc, "msg": "expected a date YYYY-MM-DD"}]) from None
     if isinstance(current, str):
         if isinstance(value, str):
             return value
         raise OverrideError([{"loc": loc, "msg": "expected a string"}])
     return to_policy_value(value)
+
+
+def _fail():
+    raise ValueError
 
 
 def overridden_registry(packs: PackRegistry, pack: str, overrides: dict[str, Any]) -> PackRegistry:
@@ -138,7 +147,13 @@ async def simulate(session: AsyncSession, packs: PackRegistry, *, pack: str, ove
             before = evaluate_with_policy(household, policy, as_of)
             if pack in policy.chain:
                 under_pack += 1
-                after = evaluate_with_policy(household, changed_packs.resolve(household.region_code, as_of), as_of)
+                try:
+                    after = evaluate_with_policy(household, changed_packs.resolve(household.region_code, as_of),
+                                                 as_of)
+                except Exception as exc:  # noqa: BLE001 - an override the rules cannot work with is bad input
+                    raise OverrideError([{"loc": ["body", "overrides"],
+                                          "msg": f"the rules cannot use these values ({type(exc).__name__}: {exc}); "
+                                                 f"household {household.id}"}]) from None
             else:
                 after = before
             evaluated += 1

@@ -1,0 +1,179 @@
+"""Bulk recompute throughput (households/s) on SQLite and PostgreSQL, against the pure engine.
+
+    .venv/bin/python -m bench.bench_recompute [--n 100000] [--backend sqlite|postgres|both]
+                                              [--postgres-url postgresql+asyncpg://postgres@127.0.0.1/postgres]
+
+For each backend: a fresh database migrated to head; ``household_snapshots`` seeded in bulk
+from ``bench.datagen`` (streamed in chunks, never all in memory); then three recompute jobs of
+scope ``all``, timed end to end (the same code path as ``POST /v1/recompute``):
+
+1. initial  - nothing stored yet: every entitlement and assessment is a decision;
+2. no-change - same packs again: must emit 0 decisions and write no entitlement rows;
+3. policy   - ``nankang-2020`` with ``crop_livestock.household_cap`` 8000 -> 5000: decisions only
+              for the households the cap now binds.
+
+Baseline, measured in the same run on the same households: the pure engine alone (parse,
+evaluate, serialise to JSON: what the job does per household before touching the database).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import os
+import random
+import resource
+import tempfile
+import time
+import uuid
+from decimal import Decimal
+from pathlib import Path
+
+from sqlalchemy import func, insert, select
+from sqlalchemy.engine import make_url
+
+from bench.datagen import generate_household
+from services.benefits.engine import evaluate
+from services.benefits.packs import default_registry
+from services.benefits.recompute.scope import Scope
+from services.benefits.recompute.service import create_job, run_job
+from services.benefits.tables import entitlement_history, entitlements, household_snapshots, outbox
+from shared.db import make_engine, make_sessionmaker, transaction
+from shared.migrate import upgrade_to_head
+
+AS_OF = dt.date(2020, 6, 30)
+SEED = 42
+CHUNK = 2000
+
+
+def stream_households(n: int, seed: int = SEED):
+    """The same households as ``generate_households(n, seed)``, one at a time."""
+    rng = random.Random(seed)
+    for index in range(n):
+        yield generate_household(rng, index)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def line(label: str, count: int, seconds: float, extra: str = "") -> float:
+    rate = count / seconds if seconds else float("inf")
+    print(f"  {label:<34} {count:>8} in {seconds:8.2f}s = {rate:8.0f} households/s {extra}", flush=True)
+    return rate
+
+
+def baseline(n: int) -> float:
+    registry = default_registry()
+    for household in stream_households(200, seed=SEED + 1):  # warm-up: pack resolution, serializers
+        evaluate(household, AS_OF, registry).model_dump(mode="json")
+    start = time.perf_counter()
+    documents = 0
+    for household in stream_households(n):
+        documents += bool(evaluate(household, AS_OF, registry).model_dump(mode="json"))
+    return line("baseline: pure engine (eval+json)", documents, time.perf_counter() - start)
+
+
+async def seed(engine, n: int) -> float:
+    sessionmaker = make_sessionmaker(engine)
+    start = time.perf_counter()
+    rows, now = [], dt.datetime.now(dt.timezone.utc)
+    for household in stream_households(n):
+        village = household["village"]
+        rows.append({"household_id": household["id"], "version": household["version"],
+                     "region_code": household["region_code"], "village_code": village["code"],
+                     "township_code": village["township_code"], "status": household["status"],
+                     "snapshot": household, "updated_at": now})
+        if len(rows) == CHUNK:
+            async with transaction(sessionmaker) as session:
+                await session.execute(insert(household_snapshots), rows)
+            rows = []
+    if rows:
+        async with transaction(sessionmaker) as session:
+            await session.execute(insert(household_snapshots), rows)
+    return line("seed household_snapshots", n, time.perf_counter() - start)
+
+
+async def timed_job(engine, label: str, packs, batch_size: int) -> dict:
+    sessionmaker = make_sessionmaker(engine)
+    async with transaction(sessionmaker) as session:
+        job = await create_job(session, Scope(kind="all"), AS_OF, batch_size=batch_size, requested_by="bench")
+    start = time.perf_counter()
+    job = await run_job(sessionmaker, job["id"], packs)
+    seconds = time.perf_counter() - start
+    assert job["status"] == "done", job
+    job["seconds"] = seconds
+    job["rate"] = line(label, job["processed"], seconds,
+                       f"({job['households_changed']} households changed, {job['decisions']} decisions)")
+    return job
+
+
+async def run_backend(name: str, url: str, n: int, batch_size: int, base_rate: float) -> dict:
+    print(f"\n{name}: {make_url(url).render_as_string(hide_password=True)}", flush=True)
+    engine = make_engine(url)
+    try:
+        await upgrade_to_head("benefits", engine)
+        await seed(engine, n)
+        packs = default_registry()
+        initial = await timed_job(engine, "recompute 1: initial (all new)", packs, batch_size)
+        unchanged = await timed_job(engine, "recompute 2: no change", packs, batch_size)
+        assert unchanged["decisions"] == 0, unchanged
+        changed_packs = packs.with_overrides("nankang-2020", {"crop_livestock.household_cap": Decimal(5000)})
+        policy = await timed_job(engine, "recompute 3: policy change (cap 5000)", changed_packs, batch_size)
+        async with engine.connect() as conn:
+            counts = {t.name: await conn.scalar(select(func.count()).select_from(t))
+                      for t in (entitlements, entitlement_history, outbox)}
+        print(f"  rows now: {counts}; peak RSS {peak_rss_mb():.0f} MB", flush=True)
+        for label, job in (("initial", initial), ("no change", unchanged), ("policy change", policy)):
+            print(f"  ratio {label:<13} recompute/baseline: {job['rate'] / base_rate:.2f}")
+        return {"initial": initial, "unchanged": unchanged, "policy": policy}
+    finally:
+        await engine.dispose()
+
+
+async def _admin(postgres_url: str, sql: str) -> None:
+    import asyncpg
+    url = make_url(postgres_url).set(drivername="postgresql")
+    conn = await asyncpg.connect(url.render_as_string(hide_password=False))
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+async def main(n: int, backends: list[str], postgres_url: str | None, batch_size: int) -> None:
+    print(f"bulk recompute benchmark: {n} households, batch {batch_size}, as of {AS_OF}", flush=True)
+    base_rate = baseline(n)
+    results = {}
+    if "sqlite" in backends:
+        with tempfile.TemporaryDirectory(prefix="jz-bench-") as folder:
+            results["sqlite"] = await run_backend("SQLite", f"sqlite+aiosqlite:///{Path(folder) / 'benefits.db'}",
+                                                  n, batch_size, base_rate)
+    if "postgres" in backends:
+        if not postgres_url:
+            print("\nPostgreSQL skipped: pass --postgres-url or set JZ_TEST_POSTGRES_URL")
+        else:
+            database = f"jz_bench_{uuid.uuid4().hex[:8]}"
+            await _admin(postgres_url, f'CREATE DATABASE "{database}"')
+            try:
+                url = make_url(postgres_url).set(database=database).render_as_string(hide_password=False)
+                results["postgres"] = await run_backend("PostgreSQL", url, n, batch_size, base_rate)
+            finally:
+                await _admin(postgres_url, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    print(f"\nsummary ({n} households; baseline {base_rate:.0f}/s):")
+    for backend, jobs in results.items():
+        print("  " + backend.ljust(9) + "  ".join(
+            f"{label}: {job['rate']:.0f}/s ({job['decisions']} decisions, x{job['rate'] / base_rate:.2f})"
+            for label, job in jobs.items()))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=100_000, help="households (default 100000)")
+    parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
+    parser.add_argument("--postgres-url", default=os.environ.get("JZ_BENCH_POSTGRES_URL")
+                        or os.environ.get("JZ_TEST_POSTGRES_URL"))
+    parser.add_argument("--batch-size", type=int, default=500)
+    args = parser.parse_args()
+    chosen = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
+    asyncio.run(main(args.n, chosen, args.postgres_url, args.batch_size))
