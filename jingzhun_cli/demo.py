@@ -9,7 +9,7 @@ from pathlib import Path
 
 from shared.idcard import make_id_number
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "demo" / "examples"
+EXAMPLES = Path(__file__).resolve().parent / "examples"
 
 VILLAGES = [
     {"code": "360703105201", "name": "新村村", "township_code": "360703105", "township_name": "隆木乡",

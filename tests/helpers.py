@@ -4,13 +4,28 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import os
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
 
-EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "shared" / "spec" / "examples"
+REPO = Path(__file__).resolve().parents[1]
+SHARED_EXAMPLES = REPO.parent / "shared" / "spec" / "examples"
+VENDORED_EXAMPLES = REPO / "jingzhun_cli" / "examples"  # the demo district's copy of the contract examples
+
+
+def _examples_dir() -> Path:
+    """The contract's examples live in ../shared/spec/examples beside the repository; a clone
+    without that folder falls back to the vendored copy, which a test keeps identical."""
+    override = os.environ.get("JZ_SPEC_EXAMPLES_DIR")
+    if override:
+        return Path(override)
+    return SHARED_EXAMPLES if SHARED_EXAMPLES.is_dir() else VENDORED_EXAMPLES
+
+
+EXAMPLES_DIR = _examples_dir()
 
 
 def example(name: str) -> dict:

@@ -9,7 +9,7 @@ import pytest
 
 from services.benefits.packs import default_registry
 
-EXAMPLES_DIR = Path(__file__).parents[3].parent / "shared" / "spec" / "examples"
+from tests.helpers import EXAMPLES_DIR  # noqa: E402  (../shared/spec/examples, or the vendored copy)
 AS_OF = dt.date(2020, 6, 30)
 
 
