@@ -381,6 +381,19 @@ def export_households(file: Path = typer.Argument(..., dir_okay=False, help="Tar
     console.print(f"exported {asyncio.run(run())} rows to {file}")
 
 
+@export_app.command("sample-ledger")
+def export_sample_ledger(file: Path = typer.Argument(..., dir_okay=False, help="Target .xlsx or .csv"),
+                         rows: int = typer.Option(1000, help="About this many person rows (whole households)"),
+                         seed: int = typer.Option(7, help="Same seed, same ledger")) -> None:
+    """Write a generated, valid ledger of candidate households (for trying the import)."""
+    from services.registry.imports.sample import generate_ledger
+    from services.registry.imports.tabular import write_table
+
+    header, table = generate_ledger(rows, seed=seed)
+    write_table(file, header, table, "xlsx" if file.suffix.lower() == ".xlsx" else "csv")
+    console.print(f"wrote {len(table)} rows to {file}")
+
+
 @audit_app.command("verify")
 def audit_verify() -> None:
     """Recompute every hash chain of the audit ledger."""
