@@ -59,6 +59,7 @@ class PoisonMessage(Exception):
 
 
 Handler = Callable[[ConsumerRecord], Awaitable[None]]
+BatchHandler = Callable[[list[ConsumerRecord]], Awaitable[None]]
 
 
 class Consumer:
@@ -71,8 +72,9 @@ class Consumer:
     """
 
     def __init__(self, settings: CommonSettings, topics: list[str], group_id: str, handler: Handler,
-                 *, name: str = "consumer") -> None:
+                 *, name: str = "consumer", batch_handler: BatchHandler | None = None) -> None:
         self.settings, self.topics, self.group_id, self.handler, self.name = settings, topics, group_id, handler, name
+        self.batch_handler = batch_handler
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._stopping = asyncio.Event()
@@ -123,10 +125,27 @@ class Consumer:
         while not self._stopping.is_set():
             batches = await self._consumer.getmany(timeout_ms=200, max_records=200)
             for tp, records in batches.items():
+                if self.batch_handler is not None and len(records) > 1:
+                    await self._handle_batch(records)
+                    await self._consumer.commit({tp: records[-1].offset + 1})
+                    self.processed += len(records)
+                    continue
                 for record in records:
                     await self._handle_with_retries(record)
                     await self._consumer.commit({tp: record.offset + 1})
                     self.processed += 1
+
+    async def _handle_batch(self, records: list[ConsumerRecord]) -> None:
+        """A partition's batch in one database transaction; if anything in it fails, fall back to
+        one record at a time, which retries and dead-letters exactly the record at fault."""
+        assert self.batch_handler is not None
+        try:
+            await self.batch_handler(records)
+            return
+        except Exception as exc:  # noqa: BLE001
+            log.info("%s: batch of %d failed (%s); handling one by one", self.name, len(records), exc)
+        for record in records:
+            await self._handle_with_retries(record)
 
     async def _handle_with_retries(self, record: ConsumerRecord) -> None:
         attempts = self.settings.consumer_max_retries

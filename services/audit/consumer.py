@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.audit.ledger.chain import IdHasher
-from services.audit.ledger.service import append_event, chain_id_for, create_checkpoint, latest_checkpoint
+from services.audit.ledger.service import append_event, append_events, chain_id_for, create_checkpoint, latest_checkpoint
 from services.audit.projections import parse_time, project_record
 from shared.bus import Consumer, PoisonMessage
 from shared.config import TOPICS, AuditSettings
@@ -44,13 +44,31 @@ def make_handler(sessionmaker, settings: AuditSettings, id_hasher: IdHasher | No
     return handle
 
 
+def make_batch_handler(sessionmaker, settings: AuditSettings, id_hasher: IdHasher | None = None):
+    """A partition's records in one transaction: one chain-head read, one multi-row append,
+    then the projections in order; the same ledger as appending them one by one."""
+    async def handle_batch(records) -> None:
+        envelopes = []
+        for record in records:
+            try:
+                envelopes.append(Envelope.from_bytes(record.value))
+            except (ValueError, ValidationError) as exc:
+                raise PoisonMessage(f"unparsable event: {exc}") from exc
+        chain_id = chain_id_for(records[0].topic, records[0].partition)
+        async with transaction(sessionmaker) as session:
+            for written in await append_events(session, envelopes, chain_id, settings.hash_algorithm, id_hasher):
+                await project_record(session, written)
+    return handle_batch
+
+
 async def run_audit_consumer(app: FastAPI) -> None:
     settings: AuditSettings = app.state.settings
     if not settings.run_consumer:
         return
     consumer = Consumer(settings, list(TOPICS), GROUP_ID,
                         make_handler(app.state.sessionmaker, settings, app.state.audit.id_hasher),
-                        name="audit-consumer")
+                        name="audit-consumer",
+                        batch_handler=make_batch_handler(app.state.sessionmaker, settings, app.state.audit.id_hasher))
     app.state.consumer = consumer
     try:
         await consumer.run()

@@ -111,13 +111,29 @@ def make_handler(sessionmaker: async_sessionmaker[AsyncSession], settings: Benef
     return handle
 
 
+def make_batch_handler(sessionmaker: async_sessionmaker[AsyncSession], settings: BenefitsSettings,
+                       packs: PackRegistry | None = None):
+    """A partition's events applied in order in one transaction (one commit instead of many)."""
+    async def handle_batch(records) -> None:
+        try:
+            envelopes = [Envelope.from_bytes(record.value) for record in records]
+        except (ValueError, ValidationError) as exc:
+            raise PoisonMessage(f"unparsable registry event: {exc}") from exc
+        async with transaction(sessionmaker) as session:
+            for envelope in envelopes:
+                await apply_registry_event(session, envelope, evaluation_date(settings), packs)
+    return handle_batch
+
+
 async def run_registry_consumer(app: FastAPI) -> None:
     settings: BenefitsSettings = app.state.settings
     if not settings.run_consumer:
         return
     consumer = Consumer(settings, [TOPIC_REGISTRY], GROUP_ID, make_handler(app.state.sessionmaker, settings,
                                                                              getattr(app.state, "packs", None)),
-                        name="benefits-consumer")
+                        name="benefits-consumer",
+                        batch_handler=make_batch_handler(app.state.sessionmaker, settings,
+                                                         getattr(app.state, "packs", None)))
     app.state.consumer = consumer
     try:
         await consumer.run()

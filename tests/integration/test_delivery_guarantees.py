@@ -169,3 +169,43 @@ async def test_a_message_that_keeps_failing_goes_to_the_dlq_with_its_error(broke
     headers = dict(dead[0].headers)
     assert dead[0].value == b'{"not": "an envelope"}'
     assert b"ValidationError" in headers["error"] and headers["source_topic"] == TOPIC_BENEFITS.encode()
+
+
+async def test_batched_consumption_builds_the_same_ledger_and_isolates_a_poison_message(broker, tmp_path):
+    """Audit takes a partition's records in one transaction; one bad record is dead-lettered alone."""
+    from aiokafka import AIOKafkaProducer
+
+    from services.audit.consumer import make_batch_handler, make_handler
+    from services.audit.ledger.service import verify_ledger
+    from shared.events import Envelope
+
+    settings = AuditSettings(var_dir=tmp_path, database_url=f"sqlite+aiosqlite:///{tmp_path}/audit.db",
+                             kafka_bootstrap=broker.bootstrap, run_consumer=False, log_json=False,
+                             consumer_retry_backoff_s=0.01, consumer_max_retries=2)
+    app = create_audit(settings)
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, enable_idempotence=False)
+    await producer.start()
+    good = [Envelope(source="registry", type="household.updated", subject="household/hh-1", sequence=n,
+                     data={"household": {"id": "hh-1", "version": n}}) for n in range(1, 41)]
+    for index, envelope in enumerate(good):
+        await producer.send(TOPIC_REGISTRY, envelope.to_bytes(), key=b"hh-1", partition=0)
+        if index == 20:
+            await producer.send(TOPIC_REGISTRY, b"not json", key=b"hh-1", partition=0)
+    await producer.flush()
+    await producer.stop()
+    async with running_app(app):
+        consumer = Consumer(settings, [TOPIC_REGISTRY], "audit-batch-test",
+                            make_handler(app.state.sessionmaker, settings),
+                            batch_handler=make_batch_handler(app.state.sessionmaker, settings))
+        task = asyncio.create_task(consumer.run())
+        await eventually(lambda: _true(consumer.processed >= 41), timeout=60)
+        consumer.stop()
+        await task
+        assert consumer.dead_lettered == 1
+        assert await count(app, ledger_records) == 40
+        async with app.state.sessionmaker() as session:
+            seqs = (await session.execute(select(ledger_records.c.seq, ledger_records.c.event_id)
+                                          .order_by(ledger_records.c.seq))).all()
+        assert [row.event_id for row in seqs] == [e.id for e in good]  # chain order = topic order
+        verdict = await verify_ledger(app.state.sessionmaker, "sha256")
+        assert verdict["ok"] and verdict["records_checked"] >= 40
