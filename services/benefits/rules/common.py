@@ -214,3 +214,17 @@ class RuleContext:
     def registration(self) -> Condition:
         return cond("household registered (建档立卡, incl. returned and exited within the post-exit window)",
                     self.household.status, self.registered)
+
+
+def per_person(ctx: "RuleContext", rules, *, applies=lambda person: True) -> list[Entitlement]:
+    """Run each enabled per-person rule for every member it applies to, in a stable order."""
+    results: list[Entitlement] = []
+    for person_id, person in ctx.members:
+        if not applies(person):
+            continue
+        for program, rule in rules:
+            if ctx.enabled(program):
+                result = rule(ctx, person_id, person)
+                if result is not None:
+                    results.append(result)
+    return results

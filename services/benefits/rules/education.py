@@ -4,21 +4,13 @@ from __future__ import annotations
 from shared.money import ZERO
 from shared.snapshot import Person
 from services.benefits.rules.common import (
+    per_person,
     Entitlement, RuleContext, citation_of, cond, entitlement, is_other_poor, school_year,
 )
 
 
 def evaluate(ctx: RuleContext) -> list[Entitlement]:
-    results: list[Entitlement] = []
-    for person_id, person in ctx.members:
-        if person.student is None:
-            continue
-        for program, rule in RULES:
-            if ctx.enabled(program):
-                result = rule(ctx, person_id, person)
-                if result is not None:
-                    results.append(result)
-    return results
+    return per_person(ctx, RULES, applies=lambda person: person.student is not None)
 
 
 def _poor(ctx: RuleContext) -> bool:

@@ -6,19 +6,13 @@ from decimal import Decimal
 from shared.money import ZERO
 from shared.snapshot import Person
 from services.benefits.rules.common import (
+    per_person,
     Entitlement, RuleContext, calendar_month, calendar_year, citation_of, cond, entitlement,
 )
 
 
 def evaluate(ctx: RuleContext) -> list[Entitlement]:
-    results: list[Entitlement] = []
-    for person_id, person in ctx.members:
-        for program, rule in RULES:
-            if ctx.enabled(program):
-                result = rule(ctx, person_id, person)
-                if result is not None:
-                    results.append(result)
-    return results
+    return per_person(ctx, RULES)
 
 
 def job_subsidy(ctx: RuleContext, person_id: str, person: Person) -> Entitlement | None:

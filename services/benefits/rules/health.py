@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from shared.money import ZERO, Money, yuan
 from shared.snapshot import Person
 from services.benefits.rules.common import (
+    per_person,
     Entitlement, RuleContext, age_on, calendar_month, calendar_year, cite, citation_of, cond, entitlement,
 )
 
@@ -17,14 +18,7 @@ RATIO_QUANTUM = Decimal("0.0001")
 
 
 def evaluate(ctx: RuleContext) -> list[Entitlement]:
-    results: list[Entitlement] = []
-    for person_id, person in ctx.members:
-        for program, rule in RULES:
-            if ctx.enabled(program):
-                result = rule(ctx, person_id, person)
-                if result is not None:
-                    results.append(result)
-    return results
+    return per_person(ctx, RULES)
 
 
 def insurance_premium(ctx: RuleContext, person_id: str, person: Person) -> Entitlement | None:
