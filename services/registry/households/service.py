@@ -160,7 +160,11 @@ async def load_household(session: AsyncSession, household_id: str, principal: Pr
     query = select(households.c.snapshot).where(households.c.id == household_id)
     if for_update:
         query = query.with_for_update()
-    snapshot = await session.scalar(query)
+    return check_loaded(await session.scalar(query), household_id, principal)
+
+
+def check_loaded(snapshot: dict | None, household_id: str, principal: Principal) -> dict:
+    """``load_household``'s checks on an already read snapshot (404 if missing, 403 outside the area)."""
     if snapshot is None:
         raise Problem(404, "Household not found", f"No household {household_id}.")
     check_area(principal, snapshot)
@@ -178,6 +182,28 @@ def check_if_match(if_match: str | None, current_version: int) -> None:
                       type_="https://jingzhun.dev/problems/stale-version", current_version=current_version)
 
 
+def prepare_new_version(before: dict, after_body: dict, *, strict: bool = True) -> tuple[dict, list[str]]:
+    """The next version's canonical snapshot and the paths it changes (no I/O; raises 422 Problem)."""
+    new_version = before["version"] + 1
+    body = {k: v for k, v in after_body.items() if k not in ("id", "version")}
+    snapshot = (_validated_snapshot(body, before["id"], new_version) if strict
+                else Household.model_validate({**body, "id": before["id"], "version": new_version})
+                .model_dump(mode="json"))
+    paths = [p for p in changed_paths({k: v for k, v in before.items() if k != "version"},
+                                      {k: v for k, v in snapshot.items() if k != "version"})]
+    return snapshot, paths
+
+
+def claims_change(before: dict, after: dict) -> bool:
+    """Whether a new version changes which living persons the household holds (person index)."""
+    return _living(before.get("members") or []) != _living(after["members"])
+
+
+def row_values(snapshot: dict) -> dict:
+    """The ``households`` columns for a snapshot."""
+    return _row_values(snapshot)
+
+
 async def save_new_version(session: AsyncSession, before: dict, after_body: dict, *, event_type: str,
                            actor: str | None, note: str | None = None, extra: dict | None = None,
                            strict: bool = True, observed_at=None, source: str | None = None) -> dict:
@@ -187,13 +213,7 @@ async def save_new_version(session: AsyncSession, before: dict, after_body: dict
     recorded as observed at ``observed_at`` (default now) by ``source`` (default the event
     type), so a late field visit cannot overwrite them later.
     """
-    new_version = before["version"] + 1
-    body = {k: v for k, v in after_body.items() if k not in ("id", "version")}
-    snapshot = (_validated_snapshot(body, before["id"], new_version) if strict
-                else Household.model_validate({**body, "id": before["id"], "version": new_version})
-                .model_dump(mode="json"))
-    paths = [p for p in changed_paths({k: v for k, v in before.items() if k != "version"},
-                                      {k: v for k, v in snapshot.items() if k != "version"})]
+    snapshot, paths = prepare_new_version(before, after_body, strict=strict)
     if _living(before.get("members") or []) != _living(snapshot["members"]):
         await _claim_persons(session, before["id"], snapshot["members"])
     result = await session.execute(update(households).where(

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from pydantic import Field, ValidationError
-from sqlalchemy import insert, select, tuple_
+from sqlalchemy import bindparam, delete, insert, select, text, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -25,13 +25,16 @@ from services.registry.cadres.service import may_visit
 from services.registry.common import StrictBody, as_utc, invalid, problem_from_validation
 from services.registry.households.facts import MEMBER_FACTS, facts_of, observed_facts, record_facts
 from services.registry.households.merge_patch import changed_paths as changed_paths_of
-from services.registry.households.service import decode_cursor, encode_cursor, load_household, save_new_version
+from services.registry.households.service import (check_loaded, claims_change, decode_cursor, encode_cursor,
+                                                  load_household, prepare_new_version, row_values, save_new_version)
 from services.registry.outbox import publish_household_event
+from services.registry.tables import fact_provenance, household_versions, households, outbox, pairings, village_team
 from services.registry.tables import visits
 from shared.auth import Principal
+from shared.config import TOPIC_REGISTRY
 from shared.db import transaction
-from shared.events import utcnow
-from shared.outbox import as_aware
+from shared.events import Envelope, utcnow
+from shared.outbox import as_aware, lane_of
 from shared.problems import Problem
 from shared.snapshot import (Disability, Guarantees, Health, Housing, Income, LabourCapacity, Relocation, SelfCare,
                              Water, strict_variant)
@@ -161,9 +164,7 @@ async def _record_new(session: AsyncSession, visit: VisitIn, client_visit_id: st
         raise invalid(["body", "visited_at"], "visited_at is in the future (check the phone's clock)")
     snapshot = await load_household(session, visit.household_id, principal, for_update=True)
     if not principal.is_admin and not await may_visit(session, principal.subject, snapshot):
-        raise Problem(403, "Not your household", f"Cadre {principal.subject} is not paired with household "
-                      f"{visit.household_id}; a cadre records visits only for their own households.",
-                      type_="https://jingzhun.dev/problems/forbidden")
+        raise _forbidden(principal.subject, visit.household_id)
     facts = observed_values(visit)
     member_ids = {m["id"] for m in snapshot["members"]}
     unknown = sorted({f.split(".")[1] for f in facts if f.startswith("members.")} - member_ids)
@@ -214,9 +215,22 @@ async def _record_new(session: AsyncSession, visit: VisitIn, client_visit_id: st
     return result
 
 
-async def record_batch(sessionmaker: async_sessionmaker[AsyncSession], items: list[Any], principal: Principal, *,
-                       now: datetime) -> list[dict]:
-    """Each visit in its own transaction, so one bad visit never blocks the others."""
+def _failed(index: int, client_visit_id: Any, problem: Problem) -> dict:
+    return {"index": index, "client_visit_id": client_visit_id, "status": problem.status, "problem": problem.body()}
+
+
+def _forbidden(cadre_id: str, household_id: str) -> Problem:
+    return Problem(403, "Not your household", f"Cadre {cadre_id} is not paired with household "
+                   f"{household_id}; a cadre records visits only for their own households.",
+                   type_="https://jingzhun.dev/problems/forbidden")
+
+
+async def record_batch_one_by_one(sessionmaker: async_sessionmaker[AsyncSession], items: list[Any],
+                                  principal: Principal, *, now: datetime) -> list[dict]:
+    """Each visit in its own transaction (``record_visit``): the reference semantics of a batch.
+
+    ``record_batch`` falls back to this when it meets a concurrent writer; tests compare with it.
+    """
     results = []
     for index, raw in enumerate(items):
         client_visit_id = raw.get("client_visit_id") if isinstance(raw, dict) else None
@@ -226,9 +240,227 @@ async def record_batch(sessionmaker: async_sessionmaker[AsyncSession], items: li
             results.append({"index": index, "client_visit_id": str(visit.client_visit_id), "status": status,
                             "result": result})
         except Problem as problem:
-            results.append({"index": index, "client_visit_id": client_visit_id, "status": problem.status,
-                            "problem": problem.body()})
+            results.append(_failed(index, client_visit_id, problem))
     return results
+
+
+class _Concurrent(Exception):
+    """Another writer changed a household (or recorded one of the visits) while the batch ran."""
+
+
+class _Household:
+    """A touched household inside a batch: its current snapshot and fact provenance, in memory."""
+
+    __slots__ = ("snapshot", "loaded_version", "newest", "touched")
+
+    def __init__(self, snapshot: dict, newest: dict[str, dict]) -> None:
+        self.snapshot = snapshot
+        self.loaded_version = snapshot["version"]
+        self.newest = newest
+        self.touched: set[str] = set()
+
+    def observe(self, facts, *, observed_at: datetime, source: str, version: int) -> None:
+        for fact in facts:
+            self.newest[fact] = {"observed_at": observed_at, "source": source[:80], "version": version}
+            self.touched.add(fact)
+
+
+class _Staged:
+    """Rows a batch writes at its end, in the order the one-by-one path would have written them."""
+
+    def __init__(self) -> None:
+        self.visits: list[dict] = []
+        self.versions: list[dict] = []
+        self.events: list[dict] = []
+
+    def event(self, event_type: str, snapshot: dict, actor: str | None, extra: dict) -> None:
+        envelope = Envelope(source="registry", type=event_type, subject=f"household/{snapshot['id']}",
+                            sequence=snapshot["version"],
+                            data={"household": snapshot, "version": snapshot["version"], **extra}, actor=actor)
+        self.events.append({"event_id": envelope.id, "topic": TOPIC_REGISTRY, "key": snapshot["id"],
+                            "lane": lane_of(snapshot["id"]), "payload": envelope.to_bytes().decode(),
+                            "created_at": utcnow(), "attempts": 0})
+
+
+async def record_batch(sessionmaker: async_sessionmaker[AsyncSession], items: list[Any], principal: Principal, *,
+                       now: datetime) -> list[dict]:
+    """Per-item results exactly as if each visit were recorded on its own, in index order.
+
+    One transaction per batch: what every item needs (stored client_visit_ids, the households,
+    the cadre's pairings and teams, fact provenance) is read once, the items are applied in
+    memory in index order (an item that fails changes nothing), and the rows are written at the
+    end with a few executemany statements. If another writer got in the way (a household changed,
+    a visit recorded concurrently), the whole batch is rolled back and recorded one by one.
+    """
+    try:
+        return await _record_batch_together(sessionmaker, items, principal, now=now)
+    except (_Concurrent, IntegrityError):
+        return await record_batch_one_by_one(sessionmaker, items, principal, now=now)
+
+
+async def _record_batch_together(sessionmaker: async_sessionmaker[AsyncSession], items: list[Any],
+                                 principal: Principal, *, now: datetime) -> list[dict]:
+    results: list[dict | None] = [None] * len(items)
+    parsed: list[tuple[int, VisitIn, str]] = []
+    for index, raw in enumerate(items):
+        try:
+            visit = parse_visit(raw, loc=("body", "visits", index))
+        except Problem as problem:
+            results[index] = _failed(index, raw.get("client_visit_id") if isinstance(raw, dict) else None, problem)
+            continue
+        parsed.append((index, visit, str(visit.client_visit_id)))
+    if not parsed:
+        return results  # type: ignore[return-value]
+
+    async with transaction(sessionmaker) as session:
+        stored: dict[str, Any] = {row.client_visit_id: row for row in (await session.execute(
+            select(visits.c.client_visit_id, visits.c.cadre_id, visits.c.result)
+            .where(visits.c.client_visit_id.in_(sorted({cvid for _, _, cvid in parsed}))))).all()}
+        wanted = sorted({visit.household_id for _, visit, cvid in parsed if cvid not in stored})
+        touched: dict[str, _Household] = {}
+        paired: set[str] = set()
+        teams: set[str] = set()
+        if wanted:
+            rows = (await session.execute(select(households.c.id, households.c.snapshot)
+                                          .where(households.c.id.in_(wanted))
+                                          .order_by(households.c.id).with_for_update())).all()
+            newest: dict[str, dict[str, dict]] = {row.id: {} for row in rows}
+            if rows:
+                for row in (await session.execute(select(fact_provenance).where(
+                        fact_provenance.c.household_id.in_(list(newest))))).all():
+                    newest[row.household_id][row.fact] = {"observed_at": as_aware(row.observed_at),
+                                                          "source": row.source, "version": row.version}
+            touched = {row.id: _Household(row.snapshot, newest[row.id]) for row in rows}
+            if not principal.is_admin and rows:
+                paired = set((await session.execute(select(pairings.c.household_id).where(
+                    pairings.c.household_id.in_(list(touched)), pairings.c.cadre_id == principal.subject,
+                    pairings.c.ended_at.is_(None)))).scalars())
+                teams = set((await session.execute(select(village_team.c.village_code).where(
+                    village_team.c.cadre_id == principal.subject, village_team.c.ended_at.is_(None)))).scalars())
+
+        staged = _Staged()
+        for index, visit, cvid in parsed:
+            try:
+                if cvid in stored:
+                    status, result = 200, _replay(stored[cvid], principal)
+                else:
+                    status, result = 201, _record_in_memory(visit, cvid, principal, now, touched, paired, teams,
+                                                            staged)
+                    stored[cvid] = _Replayable(principal.subject, result)
+                results[index] = {"index": index, "client_visit_id": cvid, "status": status, "result": result}
+            except Problem as problem:
+                results[index] = _failed(index, cvid, problem)
+        await _write(session, touched, staged)
+    return results  # type: ignore[return-value]
+
+
+class _Replayable:
+    __slots__ = ("cadre_id", "result")
+
+    def __init__(self, cadre_id: str, result: dict) -> None:
+        self.cadre_id, self.result = cadre_id, result
+
+
+def _record_in_memory(visit: VisitIn, client_visit_id: str, principal: Principal, now: datetime,
+                      touched: dict[str, _Household], paired: set[str], teams: set[str], staged: _Staged) -> dict:
+    """``_record_new`` against the batch's in-memory households; raises before changing anything."""
+    visited_at = as_utc(visit.visited_at)
+    if visited_at > now.astimezone(timezone.utc) + CLOCK_SKEW:
+        raise invalid(["body", "visited_at"], "visited_at is in the future (check the phone's clock)")
+    household = touched.get(visit.household_id)
+    snapshot = check_loaded(household.snapshot if household else None, visit.household_id, principal)
+    assert household is not None
+    if not principal.is_admin and snapshot["id"] not in paired and \
+            (snapshot.get("village") or {}).get("code") not in teams:
+        raise _forbidden(principal.subject, visit.household_id)
+    facts = observed_values(visit)
+    member_ids = {m["id"] for m in snapshot["members"]}
+    unknown = sorted({f.split(".")[1] for f in facts if f.startswith("members.")} - member_ids)
+    if unknown:
+        raise invalid(["body", "observations", "members"], f"not members of this household: {', '.join(unknown)}")
+
+    visit_id = f"v-{uuid.uuid4().hex[:16]}"
+    applied, ignored = {}, []
+    for fact, value in facts.items():
+        known = household.newest.get(fact)
+        if known is not None and known["observed_at"] > visited_at:
+            ignored.append({"fact": fact, "reason": "a newer observation exists",
+                            "newer_observed_at": known["observed_at"].isoformat(), "newer_source": known["source"]})
+        else:
+            applied[fact] = value
+    source = f"visit:{visit_id}"
+    changed_paths: list[str] = []
+    new_version: tuple[dict, list[str]] | None = None
+    recorded: set[str] = set()
+    if applied:
+        after = _apply(snapshot, applied)
+        if after != snapshot:
+            changed_paths = changed_paths_of({k: v for k, v in snapshot.items() if k != "version"},
+                                             {k: v for k, v in after.items() if k != "version"})
+            recorded = set(facts_of(changed_paths, after["members"]))
+            new_version = prepare_new_version(snapshot, after)  # the last thing that may refuse the item
+            if claims_change(snapshot, new_version[0]):
+                raise _Concurrent("a visit changes the person index; record one by one")
+
+    # from here on nothing refuses the item: apply it to the batch's state
+    actor = principal.subject
+    if new_version is not None:
+        snapshot, paths = new_version
+        household.snapshot = snapshot
+        staged.versions.append({"household_id": snapshot["id"], "version": snapshot["version"],
+                                "event_type": "household.updated", "changed_paths": paths, "snapshot": snapshot,
+                                "actor": actor, "note": f"visit {visit_id}", "at": utcnow()})
+        household.observe(facts_of(paths, snapshot["members"]), observed_at=visited_at, source=source,
+                          version=snapshot["version"])
+        staged.event("household.updated", snapshot, actor, {
+            "changed_paths": paths, "provenance": {"visit_id": visit_id, "client_visit_id": client_visit_id,
+                                                   "visited_at": visited_at.isoformat()}})
+    if applied:
+        household.observe(sorted(set(applied) - recorded), observed_at=visited_at, source=source,
+                          version=snapshot["version"])
+
+    payload = visit.model_dump(mode="json", exclude={"client_visit_id", "household_id", "visited_at"},
+                               exclude_none=True)
+    recorded_at = utcnow()
+    result = {"visit_id": visit_id, "client_visit_id": client_visit_id, "household_id": snapshot["id"],
+              "visited_at": visited_at.isoformat(), "recorded_at": recorded_at.isoformat(),
+              "household_version": snapshot["version"], "applied": sorted(applied), "ignored": ignored,
+              "changed_paths": changed_paths}
+    values = {"id": visit_id, "client_visit_id": client_visit_id, "household_id": snapshot["id"],
+              "cadre_id": actor, "visited_at": visited_at, "recorded_at": recorded_at,
+              "payload": payload, "result": result}
+    staged.visits.append(values)
+    staged.event(EVENT_VISIT_RECORDED, snapshot, actor, {"visit": {**_visit_public(values), "result": result}})
+    return result
+
+
+async def _write(session: AsyncSession, touched: dict[str, _Household], staged: _Staged) -> None:
+    for household_id, household in touched.items():
+        if household.snapshot["version"] == household.loaded_version:
+            continue
+        done = await session.execute(update(households).where(
+            households.c.id == household_id, households.c.version == household.loaded_version).values(
+            updated_at=utcnow(), **row_values(household.snapshot)))
+        if done.rowcount != 1:
+            raise _Concurrent(f"household {household_id} changed while the batch ran")
+    if staged.versions:
+        await session.execute(insert(household_versions), staged.versions)
+    facts = [(household_id, fact, household.newest[fact]) for household_id, household in touched.items()
+             for fact in sorted(household.touched)]
+    if facts:
+        # delete + insert is a portable upsert (as record_facts); the households are locked
+        await session.execute(delete(fact_provenance).where(
+            fact_provenance.c.household_id == bindparam("b_household_id"),
+            fact_provenance.c.fact == bindparam("b_fact")),
+            [{"b_household_id": household_id, "b_fact": fact} for household_id, fact, _ in facts])
+        await session.execute(insert(fact_provenance), [
+            {"household_id": household_id, "fact": fact, **known} for household_id, fact, known in facts])
+    if staged.visits:
+        await session.execute(insert(visits), staged.visits)
+    if staged.events:
+        await session.execute(insert(outbox), staged.events)
+        if session.bind is not None and session.bind.dialect.name == "postgresql":
+            await session.execute(text("SELECT pg_notify('jz_outbox', :topic)"), {"topic": TOPIC_REGISTRY})
 
 
 async def list_visits(session: AsyncSession, household_id: str, principal: Principal, *, cursor: str | None,
@@ -255,4 +487,5 @@ async def list_visits(session: AsyncSession, household_id: str, principal: Princ
     return items, next_cursor
 
 
-__all__ = ["MAX_BATCH", "MEMBER_FACTS", "VisitIn", "list_visits", "parse_visit", "record_batch", "record_visit"]
+__all__ = ["MAX_BATCH", "MEMBER_FACTS", "VisitIn", "list_visits", "parse_visit", "record_batch",
+           "record_batch_one_by_one", "record_visit"]
