@@ -19,6 +19,8 @@ problem+json responses, where ID numbers must not appear unmasked.
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass
 from datetime import date
 from typing import Literal
@@ -202,6 +204,9 @@ def check_consistency(
     return info
 
 
+_MASKED = re.compile(r"^\d{6}\*{8}\d{3}[\dX]$")
+
+
 def mask_id_number(s: str | None) -> str:
     """Show only the first 6 and last 4 characters: ``360782********0018``.
 
@@ -219,6 +224,8 @@ def mask_id_number(s: str | None) -> str:
         and s[17] in "0123456789Xx"
     ):
         return s[:6] + "*" * 8 + s[14:17] + s[17].upper()
+    if _MASKED.match(s):
+        return s  # already masked: masking twice must not lose the visible part
     return "*" * len(s)
 
 

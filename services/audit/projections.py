@@ -359,7 +359,8 @@ async def _project_access(session: AsyncSession, record: dict, data: dict) -> No
         eligible = decision.get("eligible") if isinstance(decision, dict) else (
             decision in ("eligible", "approved", "granted") if isinstance(decision, str) else None)
         eligible = eligible if isinstance(eligible, bool) else None
-    person_key = id_hash or masked or person_id
+    # Prefer exact identities; a masked number alone can be shared by two people.
+    person_key = id_hash or person_id or masked
     await session.execute(insert(audit_partner_access).values(
         record_id=record["id"], event_id=record["event_id"], client_id=data.get("client_id") or record.get("actor"),
         scope=data.get("scope"), endpoint=endpoint[:128], kind=access_kind(endpoint),

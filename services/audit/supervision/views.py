@@ -69,3 +69,17 @@ async def progress_view(request: Request, area: str | None = None, village_curso
         result = await progress(session, area)
         villages = await village_incidence(session, area, cursor=village_cursor, limit=village_limit)
     return {**result, "villages": villages["items"], "villages_next_cursor": villages["next_cursor"]}
+
+
+@router.get("/partner-access", summary="Partner (bank, insurer) look-ups and deliveries, by client and by person")
+async def partner_access(request: Request, client_id: str | None = None, household_id: str | None = None,
+                         person_id: str | None = None, kind: Literal["lookup", "delivery", "other"] | None = None,
+                         cursor: int | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                         principal: Principal = Depends(require_scopes("audit:read"))) -> dict:
+    """ID numbers never appear in URLs: find a person by registry household/person id."""
+    from services.audit.supervision.access import list_partner_access
+    async with request.app.state.sessionmaker() as session:
+        items, next_cursor = await list_partner_access(
+            session, principal, client_id=client_id, household_id=household_id, person_id=person_id,
+            kind=kind, cursor=cursor, limit=limit)
+    return {"items": items, "next_cursor": str(next_cursor) if next_cursor else None}

@@ -256,3 +256,9 @@ def test_adjacent_transposition_of_different_digits_is_detected(region, born, se
     swapped = number[:i] + b + a + number[i + 2 :]
     with pytest.raises(InvalidIdNumber):
         validate_id_number(swapped, today=TODAY)
+
+
+def test_masking_is_idempotent():
+    from shared.idcard import mask_id_number
+    masked = mask_id_number("360782197803150018")
+    assert mask_id_number(masked) == masked == "360782********0018"
