@@ -58,6 +58,14 @@ async def _postgres_database(base: str) -> str:
     return make_url(base).set(database=name).render_as_string(hide_password=False)
 
 
+async def _drop_database(base: str, url: str) -> None:
+    import asyncpg
+    from sqlalchemy.engine import make_url
+    conn = await asyncpg.connect(make_url(base).set(drivername="postgresql").render_as_string(hide_password=False))
+    await conn.execute(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
+    await conn.close()
+
+
 async def bench(label: str, url: str, var_dir: Path, rows: int, visit_count: int) -> None:
     settings = RegistrySettings(var_dir=var_dir, database_url=url, kafka_bootstrap="127.0.0.1:1", log_json=False,
                                 log_level="WARNING")
@@ -139,7 +147,10 @@ def main(rows: int = 100_000, visit_count: int = 5_000) -> None:
         base = os.environ.get("JZ_BENCH_POSTGRES_URL")
         if base:
             url = asyncio.run(_postgres_database(base))
-            asyncio.run(bench("postgres", url, Path(tmp), rows, visit_count))
+            try:
+                asyncio.run(bench("postgres", url, Path(tmp), rows, visit_count))
+            finally:
+                asyncio.run(_drop_database(base, url))
 
 
 if __name__ == "__main__":
