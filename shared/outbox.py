@@ -46,14 +46,3 @@ async def add_to_outbox(session: AsyncSession, outbox: Table, topic: str, key: s
     if session.bind is not None and session.bind.dialect.name == "postgresql":
         from sqlalchemy import text
         await session.execute(text("SELECT pg_notify('jz_outbox', :topic)"), {"topic": topic})
-
-
-def outbox_pending_count_sql() -> str:
-    return "SELECT count(*) FROM outbox WHERE published_at IS NULL"
-
-
-def as_aware(value: datetime | None) -> datetime | None:
-    from datetime import timezone
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.audit.tables import (audit_entitlement_decisions, audit_entitlements, audit_households, audit_members,
                                    audit_pairings, audit_partner_access, audit_villages, ledger_records)
-from shared.events import utcnow
+from shared.events import as_aware, utcnow
 
 log = logging.getLogger("audit.projections")
 
@@ -41,12 +41,6 @@ def parse_time(value: Any) -> datetime | None:
         except ValueError:
             return None
     return (parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
-
-
-def as_aware(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value
 
 
 def to_fen(amount: Any) -> int | None:

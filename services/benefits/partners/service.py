@@ -12,8 +12,7 @@ from services.benefits.partners.secrets import hash_secret, new_client_id, new_s
 from services.benefits.partners.tables import partner_clients
 from shared.auth import mint_token
 from shared.config import BenefitsSettings
-from shared.events import utcnow
-from shared.outbox import as_aware
+from shared.events import as_aware, utcnow
 from shared.problems import Problem
 
 PARTNER_SCOPES = ("credit", "settlement")

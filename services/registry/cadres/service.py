@@ -19,8 +19,7 @@ from services.registry.households.service import decode_cursor, encode_cursor, l
 from services.registry.outbox import publish_household_event, publish_registry_event
 from services.registry.tables import cadres, pairings, village_team
 from shared.auth import Principal
-from shared.events import utcnow
-from shared.outbox import as_aware
+from shared.events import as_aware, utcnow
 from shared.problems import Problem
 
 CadreRole = Literal["pairing_cadre", "first_secretary", "work_team", "village_cadre", "township_cadre", "other"]

@@ -12,7 +12,7 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.registry.tables import fact_provenance
-from shared.outbox import as_aware
+from shared.events import as_aware
 
 GROUP_FACTS = ("guarantees", "housing", "water", "relocation")
 MEMBER_FACTS = ("health", "disability", "self_care", "bedridden", "labour_capacity", "deceased")

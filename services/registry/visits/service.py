@@ -33,8 +33,8 @@ from services.registry.tables import visits
 from shared.auth import Principal
 from shared.config import TOPIC_REGISTRY
 from shared.db import transaction
-from shared.events import Envelope, utcnow
-from shared.outbox import as_aware, lane_of
+from shared.events import Envelope, as_aware, utcnow
+from shared.outbox import lane_of
 from shared.problems import Problem
 from shared.snapshot import (Disability, Guarantees, Health, Housing, Income, LabourCapacity, Relocation, SelfCare,
                              Water, strict_variant)

@@ -25,8 +25,7 @@ from services.registry.workflows.machine import (
 )
 from shared.auth import Principal
 from shared.db import transaction
-from shared.events import utcnow
-from shared.outbox import as_aware
+from shared.events import as_aware, utcnow
 from shared.problems import Problem
 
 EVENT_PROCEDURE_STEP = "household.procedure_step"
