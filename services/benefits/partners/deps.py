@@ -1,7 +1,9 @@
 """FastAPI dependencies for partner endpoints: scope, disabled clients, rate limit."""
 from __future__ import annotations
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlows
+from fastapi.security import OAuth2
 
 from services.benefits.partners.access import client_of
 from services.benefits.partners.ratelimit import TokenBuckets
@@ -9,6 +11,16 @@ from services.benefits.partners.service import ClientStatusCache
 from shared.auth import Principal, current_principal, require_scopes
 from shared.config import BenefitsSettings
 from shared.problems import Problem
+
+
+# Declares the client-credentials flow in the OpenAPI document, so a bank or an insurer can
+# press "Authorize" in /docs, enter its client id and secret, and call its endpoints from there.
+# The token still arrives as a bearer token and is verified by shared.auth like any other.
+partner_oauth2 = OAuth2(flows=OAuthFlows(clientCredentials=OAuthFlowClientCredentials(
+    tokenUrl="/oauth/token", scopes={"credit": "bank: microcredit eligibility, loans, interest claims",
+                                     "settlement": "insurer: one-stop settlement, roster, records"})),
+    scheme_name="PartnerClientCredentials", auto_error=False,
+    description="Partners: client credentials from the administrator (`jingzhun partner create`).")
 
 
 def _state(request: Request):
@@ -41,10 +53,12 @@ async def _admit(request: Request, principal: Principal) -> Principal:
 
 def partner_scope(scope: str):
     """The caller holds ``scope`` (admin holds all), is not disabled and is within its rate."""
-    async def _check(request: Request, principal: Principal = Depends(require_scopes(scope))) -> Principal:
+    async def _check(request: Request, principal: Principal = Depends(require_scopes(scope)),
+                     _documented: str | None = Security(partner_oauth2, scopes=[scope])) -> Principal:
         return await _admit(request, principal)
     return _check
 
 
-async def any_partner(request: Request, principal: Principal = Depends(current_principal)) -> Principal:
+async def any_partner(request: Request, principal: Principal = Depends(current_principal),
+                      _documented: str | None = Security(partner_oauth2)) -> Principal:
     return await _admit(request, principal)
