@@ -16,10 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.registry.common import StrictBody, invalid, problem_from_validation
 from services.registry.households.merge_patch import apply_merge_patch
-from services.registry.households.service import decode_cursor, encode_cursor
+from services.registry.households.service import decode_cursor, encode_cursor, save_new_version
 from services.registry.imports.tabular import parse_bool, read_table
 from services.registry.outbox import publish_registry_event, publish_village_event
-from services.registry.tables import areas, cadres, village_team
+from services.registry.tables import areas, cadres, households, village_team
 from shared.auth import Principal
 from shared.events import utcnow
 from shared.money import Money
@@ -113,10 +113,37 @@ async def village_payload(session: AsyncSession, area: dict) -> dict[str, Any]:
             "indicators": flags.get("indicators"), "work_team": await village_team_of(session, area["code"])}
 
 
+# The village fields a household snapshot carries (API.md); the rest stays on the area.
+SNAPSHOT_VILLAGE_FIELDS = ("code", "name", "township_code", "township_name", "is_poor_village",
+                           "is_deep_poverty_village")
+
+
+async def refresh_village_households(session: AsyncSession, village: dict, actor: str) -> int:
+    """Bring the village part of every household in the village up to date.
+
+    Each household whose copy differs gets a new version and a ``household.updated`` event
+    (changed paths ``village.*``), so registry reads and the events agree with the area.
+    """
+    wanted = {field: village.get(field) for field in SNAPSHOT_VILLAGE_FIELDS}
+    rows = (await session.execute(select(households.c.snapshot).where(households.c.village_code == village["code"])
+                                  .order_by(households.c.id).with_for_update())).scalars().all()
+    refreshed = 0
+    for before in rows:
+        current = before.get("village") or {}
+        if all(current.get(field) == value for field, value in wanted.items()):
+            continue
+        await save_new_version(session, before, {**before, "village": {**current, **wanted}},
+                               event_type="household.updated", actor=actor,
+                               note=f"village {village['code']} updated", strict=False)
+        refreshed += 1
+    return refreshed
+
+
 async def _publish(session: AsyncSession, area: dict, actor: str) -> None:
     if area["level"] == "village":
-        await publish_village_event(session, "village.updated", await village_payload(session, area), area["version"],
-                                    actor=actor)
+        payload = await village_payload(session, area)
+        await publish_village_event(session, "village.updated", payload, area["version"], actor=actor)
+        await refresh_village_households(session, payload, actor)
     else:
         await publish_registry_event(session, "area.updated", f"area/{area['code']}", area["code"],
                                      {"area": area, "version": area["version"]}, area["version"], actor=actor)

@@ -83,3 +83,23 @@ async def test_area_writes_are_validated_and_scoped(registry):
                                  headers=scoped)
     assert outside.status_code == 403
     assert (await registry.get("/v1/areas", params={"level": "village"}, headers=scoped)).json()["items"] == []
+
+
+async def test_village_change_refreshes_the_village_in_its_households(registry):
+    from tests.helpers import household_body
+    await upload(registry, AREAS_CSV)
+    body = household_body(members=[])
+    body["village"] = {"code": "360703105202", "name": "石坑村", "township_code": "360703105",
+                       "township_name": "隆木乡", "is_poor_village": False, "is_deep_poverty_village": False}
+    created = (await registry.post("/v1/households", json=body)).json()
+    untouched = (await registry.patch("/v1/areas/360703105202", json={"flags": {"exit_year": 2020}})).json()
+    assert untouched["version"] == 2
+    assert (await registry.get(f"/v1/households/{created['id']}")).json()["version"] == 1  # nothing it carries changed
+
+    await registry.patch("/v1/areas/360703105202", json={"flags": {"is_poor": True, "is_deep_poverty": True}})
+    household = (await registry.get(f"/v1/households/{created['id']}")).json()
+    assert household["version"] == 2
+    assert household["village"]["is_poor_village"] is True and household["village"]["is_deep_poverty_village"] is True
+    updated = [e for e in await events(registry.app, created["id"]) if e["type"] == "household.updated"]
+    assert len(updated) == 1
+    assert sorted(updated[0]["data"]["changed_paths"]) == ["village.is_deep_poverty_village", "village.is_poor_village"]
