@@ -157,22 +157,25 @@ async def record_visit(sessionmaker: async_sessionmaker[AsyncSession], visit: Vi
         return 200, _replay(stored, principal)
 
 
-async def _record_new(session: AsyncSession, visit: VisitIn, client_visit_id: str, principal: Principal,
-                      now: datetime) -> dict:
+def _visited_at(visit: VisitIn, now: datetime) -> datetime:
     visited_at = as_utc(visit.visited_at)
     if visited_at > now.astimezone(timezone.utc) + CLOCK_SKEW:
         raise invalid(["body", "visited_at"], "visited_at is in the future (check the phone's clock)")
-    snapshot = await load_household(session, visit.household_id, principal, for_update=True)
-    if not principal.is_admin and not await may_visit(session, principal.subject, snapshot):
-        raise _forbidden(principal.subject, visit.household_id)
+    return visited_at
+
+
+def _observed_facts(visit: VisitIn, snapshot: dict) -> dict:
+    """The facts the visit observed; observations about people not in the household are refused."""
     facts = observed_values(visit)
     member_ids = {m["id"] for m in snapshot["members"]}
     unknown = sorted({f.split(".")[1] for f in facts if f.startswith("members.")} - member_ids)
     if unknown:
         raise invalid(["body", "observations", "members"], f"not members of this household: {', '.join(unknown)}")
+    return facts
 
-    visit_id = f"v-{uuid.uuid4().hex[:16]}"
-    newest = await observed_facts(session, snapshot["id"])
+
+def _split_by_newer(facts: dict, newest: dict, visited_at: datetime) -> tuple[dict, list[dict]]:
+    """A late visit never overwrites a fact observed after it: those facts are ignored, with the source."""
     applied, ignored = {}, []
     for fact, value in facts.items():
         known = newest.get(fact)
@@ -181,6 +184,20 @@ async def _record_new(session: AsyncSession, visit: VisitIn, client_visit_id: st
                             "newer_observed_at": known["observed_at"].isoformat(), "newer_source": known["source"]})
         else:
             applied[fact] = value
+    return applied, ignored
+
+
+async def _record_new(session: AsyncSession, visit: VisitIn, client_visit_id: str, principal: Principal,
+                      now: datetime) -> dict:
+    visited_at = _visited_at(visit, now)
+    snapshot = await load_household(session, visit.household_id, principal, for_update=True)
+    if not principal.is_admin and not await may_visit(session, principal.subject, snapshot):
+        raise _forbidden(principal.subject, visit.household_id)
+    facts = _observed_facts(visit, snapshot)
+
+    visit_id = f"v-{uuid.uuid4().hex[:16]}"
+    newest = await observed_facts(session, snapshot["id"])
+    applied, ignored = _split_by_newer(facts, newest, visited_at)
     source = f"visit:{visit_id}"
     changed_paths: list[str] = []
     if applied:
@@ -364,30 +381,17 @@ class _Replayable:
 def _record_in_memory(visit: VisitIn, client_visit_id: str, principal: Principal, now: datetime,
                       touched: dict[str, _Household], paired: set[str], teams: set[str], staged: _Staged) -> dict:
     """``_record_new`` against the batch's in-memory households; raises before changing anything."""
-    visited_at = as_utc(visit.visited_at)
-    if visited_at > now.astimezone(timezone.utc) + CLOCK_SKEW:
-        raise invalid(["body", "visited_at"], "visited_at is in the future (check the phone's clock)")
+    visited_at = _visited_at(visit, now)
     household = touched.get(visit.household_id)
     snapshot = check_loaded(household.snapshot if household else None, visit.household_id, principal)
     assert household is not None
     if not principal.is_admin and snapshot["id"] not in paired and \
             (snapshot.get("village") or {}).get("code") not in teams:
         raise _forbidden(principal.subject, visit.household_id)
-    facts = observed_values(visit)
-    member_ids = {m["id"] for m in snapshot["members"]}
-    unknown = sorted({f.split(".")[1] for f in facts if f.startswith("members.")} - member_ids)
-    if unknown:
-        raise invalid(["body", "observations", "members"], f"not members of this household: {', '.join(unknown)}")
+    facts = _observed_facts(visit, snapshot)
 
     visit_id = f"v-{uuid.uuid4().hex[:16]}"
-    applied, ignored = {}, []
-    for fact, value in facts.items():
-        known = household.newest.get(fact)
-        if known is not None and known["observed_at"] > visited_at:
-            ignored.append({"fact": fact, "reason": "a newer observation exists",
-                            "newer_observed_at": known["observed_at"].isoformat(), "newer_source": known["source"]})
-        else:
-            applied[fact] = value
+    applied, ignored = _split_by_newer(facts, household.newest, visited_at)
     source = f"visit:{visit_id}"
     changed_paths: list[str] = []
     new_version: tuple[dict, list[str]] | None = None
