@@ -4,11 +4,13 @@ from __future__ import annotations
 from sqlalchemy import (BigInteger, Boolean, Column, Date, DateTime, Index, Integer, JSON, MetaData, Numeric,
                         String, Table, Text)
 
+from shared.idempotency_table import define_idempotency_keys
 from shared.outbox import define_outbox
 
 metadata = MetaData()
 
 outbox = define_outbox(metadata)
+idempotency_keys = define_idempotency_keys(metadata)
 
 # Latest snapshot per household as carried by registry events (event-carried state).
 household_snapshots = Table(
