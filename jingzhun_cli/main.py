@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shlex
 import signal
 from pathlib import Path
 from typing import Optional
@@ -420,8 +421,12 @@ app.add_typer(partner_app, name="partner")
 
 @partner_app.command("create")
 def partner_create(name: str = typer.Option(..., help="Partner name, e.g. the bank's"),
-                   scope: list[str] = typer.Option(..., help="credit (bank) or settlement (insurer); repeatable")) -> None:
+                   scope: list[str] = typer.Option(..., help="credit (bank) or settlement (insurer); repeatable"),
+                   output: str = typer.Option("json", "--format", help='json, or env: CLIENT_ID=… and CLIENT_SECRET=… '
+                                                                        'lines for `eval "$(…)"` in a shell')) -> None:
     """Register a partner client in the benefits database; prints the client id and the secret (shown once)."""
+    if output not in ("json", "env"):
+        raise typer.BadParameter("--format is json or env")
     from services.benefits.partners.service import create_client
     from shared.db import make_engine, make_sessionmaker, transaction
     from shared.migrate import upgrade_to_head
@@ -441,6 +446,10 @@ def partner_create(name: str = typer.Option(..., help="Partner name, e.g. the ba
         client = asyncio.run(run())
     except Problem as exc:
         raise typer.BadParameter(exc.detail or exc.title) from exc
+    if output == "env":
+        # shlex.quote: the secret goes through a shell's eval.
+        print(f"CLIENT_ID={shlex.quote(client['client_id'])}\nCLIENT_SECRET={shlex.quote(client['client_secret'])}")
+        return
     console.print_json(json.dumps({"client_id": client["client_id"], "client_secret": client["client_secret"],
                                    "scopes": client["scopes"], "name": client["name"]}))
 
