@@ -15,6 +15,7 @@ from shared.auth import TokenVerifier
 from shared.bus import broker_reachable
 from shared.config import ServiceSettings
 from shared.db import make_engine, make_sessionmaker, ping
+from shared.idempotency import install_idempotency
 from shared.logs import RequestIdMiddleware, configure_logging
 from shared.migrate import upgrade_to_head
 from shared.problems import PROBLEM_MEDIA_TYPE, install_problem_handlers
@@ -34,6 +35,8 @@ class ServiceSpec:
     on_startup: list[Callable[[FastAPI], Awaitable[None]]] = field(default_factory=list)
     on_shutdown: list[Callable[[FastAPI], Awaitable[None]]] = field(default_factory=list)
     openapi_tags: list[dict] = field(default_factory=list)
+    # POST path templates (as in the OpenAPI document) that honour the Idempotency-Key header
+    idempotent_posts: tuple[str, ...] = ()
 
 
 def create_service_app(spec: ServiceSpec, settings: ServiceSettings, *, configure_logs: bool = True) -> FastAPI:
@@ -66,6 +69,8 @@ def create_service_app(spec: ServiceSpec, settings: ServiceSettings, *, configur
                   openapi_tags=spec.openapi_tags or None)
     app.state.settings = settings
     app.state.token_verifier = TokenVerifier(settings)
+    if spec.idempotent_posts:
+        install_idempotency(app, spec.idempotent_posts)  # inside the request id: its log lines carry it
     app.add_middleware(RequestIdMiddleware)
     install_problem_handlers(app)
 

@@ -53,6 +53,10 @@ class CommonSettings(BaseSettings):
     # How long the broker may hold an empty fetch; it bounds the idle delivery latency per hop.
     consumer_fetch_max_wait_ms: int = 100
 
+    # How long an Idempotency-Key is remembered (the draft suggests at least a day; phones may stay
+    # offline that long before retrying). Fractions are allowed.
+    idempotency_ttl_hours: float = Field(24.0, gt=0)
+
     @property
     def dev_key_file(self) -> Path:
         return self.var_dir / "dev-jwt-key.pem"

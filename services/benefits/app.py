@@ -50,6 +50,15 @@ async def stop_recompute_jobs(app: FastAPI) -> None:
         await jobs.stop()
 
 
+# The creating POSTs, where a retry after a lost answer must not create twice (Idempotency-Key).
+# Not the partner-client admin calls: their answer carries a secret that is stored only as a hash,
+# and a kept response would hold it in clear for a day.
+IDEMPOTENT_POSTS = (
+    "/v1/credit/loans", "/v1/credit/interest-claims", "/v1/settlements/one-stop", "/v1/credit/eligibility",
+    "/v1/recompute",
+)
+
+
 def create_app(settings: BenefitsSettings | None = None) -> FastAPI:
     settings = settings or service_settings("benefits")
     spec = ServiceSpec(
@@ -62,5 +71,6 @@ def create_app(settings: BenefitsSettings | None = None) -> FastAPI:
         background=[run_registry_consumer],
         on_startup=[load_packs_or_refuse, start_recompute_jobs],
         on_shutdown=[stop_recompute_jobs],
+        idempotent_posts=IDEMPOTENT_POSTS,
     )
     return create_service_app(spec, settings)

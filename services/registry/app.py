@@ -17,6 +17,17 @@ from shared.app import ServiceSpec, create_service_app
 from shared.config import RegistrySettings, service_settings
 
 
+# The creating POSTs, where a retry after a lost answer must not create twice (Idempotency-Key).
+# Visits are idempotent by client_visit_id already; the header is honoured there too.
+IDEMPOTENT_POSTS = (
+    "/v1/households", "/v1/households/{household_id}/members", "/v1/households/{household_id}/transitions",
+    "/v1/households/{household_id}/members/{person_id}/deceased",
+    "/v1/households/{household_id}/members/{person_id}/move",
+    "/v1/cadres", "/v1/households/{household_id}/pairings", "/v1/imports", "/v1/areas:bulk",
+    "/v1/visits", "/v1/visits:batch",
+)
+
+
 def create_app(settings: RegistrySettings | None = None, *,
                benefits_transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
     settings = settings or service_settings("registry")
@@ -26,6 +37,7 @@ def create_app(settings: RegistrySettings | None = None, *,
                     "change is published to `jz.registry.v1` through the transactional outbox.",
         routers=[households_router, members_router, workflows_router, visits_router, cadres_router,
                  villages_router, imports_router],
+        idempotent_posts=IDEMPOTENT_POSTS,
     )
     app = create_service_app(spec, settings)
     app.state.clock = china_now
