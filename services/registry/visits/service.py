@@ -1,7 +1,9 @@
 """Home visits (入户走访) from the cadre app: idempotent, resumable, and careful with late arrivals.
 
 * ``client_visit_id`` makes a visit idempotent: a resend returns the stored first result and writes
-  nothing (the unique index settles a race between two resends).
+  nothing (the unique index settles a race between two resends). A "resend" whose content differs
+  (household, time, observations, guarantees, location, notes) is another visit under a reused id:
+  409 naming the stored visit, and nothing written, rather than silently dropping it.
 * A cadre token (subject = cadre id) records visits only for households paired with that cadre or in
   a village whose work team the cadre is on; ``admin`` may record any.
 * Observations of household facts (income, guarantees, housing, water, relocation, member health)
@@ -131,10 +133,43 @@ async def _stored(session: AsyncSession, client_visit_id: str):
     return (await session.execute(select(visits).where(visits.c.client_visit_id == client_visit_id))).first()
 
 
-def _replay(row, principal: Principal) -> dict:
+def _payload(visit: VisitIn) -> dict:
+    """What is stored of a visit besides its ids and time (also what a resend is compared on)."""
+    return visit.model_dump(mode="json", exclude={"client_visit_id", "household_id", "visited_at"}, exclude_none=True)
+
+
+def _differences(row, visit: VisitIn) -> list[str]:
+    """The parts of a resent visit that differ from the stored one: household, time, and every payload field.
+
+    The stored payload is the same dump in JSON form, so equal submissions compare equal field by field.
+    """
+    differs = []
+    if row.household_id != visit.household_id:
+        differs.append("household_id")
+    if as_aware(row.visited_at) != as_utc(visit.visited_at):
+        differs.append("visited_at")
+    stored, submitted = row.payload or {}, _payload(visit)
+    differs += sorted(k for k in set(stored) | set(submitted) if stored.get(k) != submitted.get(k))
+    return differs
+
+
+def _replay(row, principal: Principal, visit: VisitIn) -> dict:
+    """The stored first result for a resend; 409 when the id was used by someone else or for another visit."""
     if row.cadre_id != principal.subject and not principal.is_admin:
         raise Problem(409, "client_visit_id already used", "Another caller recorded a visit with this "
                       "client_visit_id; generate a fresh UUID per visit.", type_="https://jingzhun.dev/problems/conflict")
+    differs = _differences(row, visit)
+    if differs:
+        visit_id, visited_at = row.result["visit_id"], as_aware(row.visited_at).isoformat()
+        raise Problem(409, "client_visit_id already used for another visit",
+                      f"client_visit_id {visit.client_visit_id} already names visit {visit_id} (household "
+                      f"{row.household_id}, visited at {visited_at}); this one differs in {', '.join(differs)} and "
+                      f"was not recorded. Generate a fresh UUID per visit. 该 client_visit_id 已用于走访 {visit_id}"
+                      f"(户 {row.household_id},走访时间 {visited_at}),本次提交的内容不同({', '.join(differs)}),"
+                      f"未记录:每次走访请生成新的 UUID。",
+                      type_="https://jingzhun.dev/problems/conflict",
+                      stored_visit={"visit_id": visit_id, "household_id": row.household_id, "visited_at": visited_at},
+                      differs=differs)
     return row.result
 
 
@@ -146,7 +181,7 @@ async def record_visit(sessionmaker: async_sessionmaker[AsyncSession], visit: Vi
         async with transaction(sessionmaker) as session:
             stored = await _stored(session, client_visit_id)
             if stored is not None:
-                return 200, _replay(stored, principal)
+                return 200, _replay(stored, principal, visit)
             return 201, await _record_new(session, visit, client_visit_id, principal, now)
     except IntegrityError:
         # two resends raced: the other one committed first; answer with its result
@@ -154,7 +189,7 @@ async def record_visit(sessionmaker: async_sessionmaker[AsyncSession], visit: Vi
             stored = await _stored(session, client_visit_id)
         if stored is None:
             raise
-        return 200, _replay(stored, principal)
+        return 200, _replay(stored, principal, visit)
 
 
 def _visited_at(visit: VisitIn, now: datetime) -> datetime:
@@ -216,8 +251,7 @@ async def _record_new(session: AsyncSession, visit: VisitIn, client_visit_id: st
         await record_facts(session, snapshot["id"], sorted(set(applied) - recorded), observed_at=visited_at,
                            source=source, version=snapshot["version"])
 
-    payload = visit.model_dump(mode="json", exclude={"client_visit_id", "household_id", "visited_at"},
-                               exclude_none=True)
+    payload = _payload(visit)
     recorded_at = utcnow()
     result = {"visit_id": visit_id, "client_visit_id": client_visit_id, "household_id": snapshot["id"],
               "visited_at": visited_at.isoformat(), "recorded_at": recorded_at.isoformat(),
@@ -331,7 +365,8 @@ async def _record_batch_together(sessionmaker: async_sessionmaker[AsyncSession],
 
     async with transaction(sessionmaker) as session:
         stored: dict[str, Any] = {row.client_visit_id: row for row in (await session.execute(
-            select(visits.c.client_visit_id, visits.c.cadre_id, visits.c.result)
+            select(visits.c.client_visit_id, visits.c.cadre_id, visits.c.result, visits.c.household_id,
+                   visits.c.visited_at, visits.c.payload)
             .where(visits.c.client_visit_id.in_(sorted({cvid for _, _, cvid in parsed}))))).all()}
         wanted = sorted({visit.household_id for _, visit, cvid in parsed if cvid not in stored})
         touched: dict[str, _Household] = {}
@@ -359,11 +394,11 @@ async def _record_batch_together(sessionmaker: async_sessionmaker[AsyncSession],
         for index, visit, cvid in parsed:
             try:
                 if cvid in stored:
-                    status, result = 200, _replay(stored[cvid], principal)
+                    status, result = 200, _replay(stored[cvid], principal, visit)
                 else:
                     status, result = 201, _record_in_memory(visit, cvid, principal, now, touched, paired, teams,
                                                             staged)
-                    stored[cvid] = _Replayable(principal.subject, result)
+                    stored[cvid] = _Replayable(principal.subject, result, staged.visits[-1])
                 results[index] = {"index": index, "client_visit_id": cvid, "status": status, "result": result}
             except Problem as problem:
                 results[index] = _failed(index, cvid, problem)
@@ -372,10 +407,13 @@ async def _record_batch_together(sessionmaker: async_sessionmaker[AsyncSession],
 
 
 class _Replayable:
-    __slots__ = ("cadre_id", "result")
+    """A visit recorded earlier in the same batch, shaped like its stored row for ``_replay``."""
 
-    def __init__(self, cadre_id: str, result: dict) -> None:
+    __slots__ = ("cadre_id", "result", "household_id", "visited_at", "payload")
+
+    def __init__(self, cadre_id: str, result: dict, values: dict) -> None:
         self.cadre_id, self.result = cadre_id, result
+        self.household_id, self.visited_at, self.payload = values["household_id"], values["visited_at"], values["payload"]
 
 
 def _record_in_memory(visit: VisitIn, client_visit_id: str, principal: Principal, now: datetime,
@@ -423,8 +461,7 @@ def _record_in_memory(visit: VisitIn, client_visit_id: str, principal: Principal
         household.observe(sorted(set(applied) - recorded), observed_at=visited_at, source=source,
                           version=snapshot["version"])
 
-    payload = visit.model_dump(mode="json", exclude={"client_visit_id", "household_id", "visited_at"},
-                               exclude_none=True)
+    payload = _payload(visit)
     recorded_at = utcnow()
     result = {"visit_id": visit_id, "client_visit_id": client_visit_id, "household_id": snapshot["id"],
               "visited_at": visited_at.isoformat(), "recorded_at": recorded_at.isoformat(),

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import timedelta, timezone
 
 from services.registry.tables import fact_provenance, pairings, visits
 from tests.helpers import household_body
@@ -88,6 +88,46 @@ async def test_visit_is_idempotent_by_client_visit_id(registry):
     assert await state_counts(registry.app, visits, fact_provenance) == before
     intruder = registry.token_headers("visits:write", subject="cadre-other")
     assert (await registry.post("/v1/visits", json=body, headers=intruder)).status_code == 409
+
+
+async def test_a_reused_client_visit_id_with_other_content_is_409_naming_the_stored_visit(registry):
+    hid, cadre = await setup_pair(registry)
+    first_body = visit(hid, registry.clock.now - timedelta(days=1),
+                       observations={"income": {"year": 2020, "per_capita_net": "6100.00"}})
+    first = await registry.post("/v1/visits", json=first_body, headers=cadre)
+    assert first.status_code == 201, first.text
+    stored = first.json()
+    before = await state_counts(registry.app, visits, fact_provenance)
+
+    changed = {**first_body, "observations": {"income": {"year": 2020, "per_capita_net": "4100.00"}},
+               "notes": "another visit"}
+    refused = await registry.post("/v1/visits", json=changed, headers=cadre)
+    assert refused.status_code == 409 and refused.headers["content-type"] == "application/problem+json"
+    problem = refused.json()
+    assert problem["stored_visit"] == {"visit_id": stored["visit_id"], "household_id": hid,
+                                       "visited_at": stored["visited_at"]}
+    assert problem["differs"] == ["notes", "observations"]
+    assert stored["visit_id"] in problem["detail"] and "未记录" in problem["detail"]
+    assert await state_counts(registry.app, visits, fact_provenance) == before
+    assert (await registry.get(f"/v1/households/{hid}")).json()["income"]["per_capita_net"] == "6100.00"
+
+    # the same id for a visit to another household (also this cadre's) is refused the same way
+    other = (await registry.post("/v1/households", json=household_body("nankang-dibao-elderly"),
+                                 headers=registry.admin)).json()["id"]
+    assert (await registry.post(f"/v1/households/{other}/pairings", json={"cadre_id": "cadre-zhong"})).status_code == 201
+    before = await state_counts(registry.app, visits, fact_provenance)
+    elsewhere = await registry.post("/v1/visits", json={**first_body, "household_id": other}, headers=cadre)
+    assert elsewhere.status_code == 409
+    assert elsewhere.json()["differs"] == ["household_id"]
+    assert elsewhere.json()["stored_visit"]["household_id"] == hid
+    assert (await registry.get(f"/v1/households/{other}")).json()["version"] == 1
+    assert (await registry.get(f"/v1/households/{other}/visits", headers=cadre)).json()["items"] == []
+
+    # the identical visit (its time written in another offset) is still a plain resend
+    in_utc = {**first_body, "visited_at": (registry.clock.now - timedelta(days=1)).astimezone(timezone.utc).isoformat()}
+    again = await registry.post("/v1/visits", json=in_utc, headers=cadre)
+    assert again.status_code == 200 and again.json() == stored
+    assert await state_counts(registry.app, visits, fact_provenance) == before
 
 
 async def test_observations_update_the_household_with_provenance(registry):

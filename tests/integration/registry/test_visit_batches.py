@@ -167,3 +167,45 @@ async def test_a_batch_that_meets_a_concurrent_writer_is_recorded_one_by_one(reg
     assert [item["result"]["household_version"] for item in response["items"]] == [2, 3, 4]
     assert await count(registry.app, visits) == 3  # the interrupted batch's rows were rolled back
     assert (await registry.get(f"/v1/households/{hid}")).json()["version"] == 4
+
+
+async def test_a_batch_item_reusing_a_client_visit_id_for_other_content_is_409_and_the_others_proceed(registry):
+    from shared.auth import Principal
+    hid, cadre = await setup_pair(registry)
+    other = await _second_household(registry)
+    now = registry.clock.now
+    recorded = visit(hid, now - timedelta(days=2), observations={"housing": {"safety_grade": "C"}})
+    first = (await registry.post("/v1/visits", json=recorded, headers=cadre)).json()
+
+    fresh = visit(hid, now - timedelta(days=1), guarantees={"food": True})
+    twin = visit(other, now - timedelta(hours=5))
+    batch = [fresh,
+             {**recorded, "household_id": other},                            # stored id, another household
+             recorded,                                                        # a true resend
+             {**recorded, "observations": {"housing": {"safety_grade": "D"}}},  # stored id, other observations
+             twin,
+             {**twin, "notes": "the phone reused the id"}]                   # an id used earlier in this batch
+    before = await state_counts(registry.app, visits)
+    body = (await registry.post("/v1/visits:batch", json={"visits": batch}, headers=cadre)).json()
+    assert [item["status"] for item in body["items"]] == [201, 409, 200, 409, 201, 409]
+    assert (body["recorded"], body["replayed"], body["failed"]) == (2, 1, 3)
+    assert body["items"][1]["problem"]["stored_visit"] == {"visit_id": first["visit_id"], "household_id": hid,
+                                                           "visited_at": first["visited_at"]}
+    assert body["items"][1]["problem"]["differs"] == ["household_id"]
+    assert body["items"][3]["problem"]["differs"] == ["observations"]
+    assert body["items"][5]["problem"]["stored_visit"]["visit_id"] == body["items"][4]["result"]["visit_id"]
+    assert body["items"][5]["problem"]["differs"] == ["notes"]
+    assert body["items"][2]["result"] == first
+    assert await state_counts(registry.app, visits) == (before[0], before[1] + 2, before[2] + 2)
+    assert (await registry.get(f"/v1/households/{hid}")).json()["housing"]["safety_grade"] == "C"
+    assert [v["result"]["visit_id"] for v in
+            (await registry.get(f"/v1/households/{other}/visits", headers=cadre)).json()["items"]] == \
+        [body["items"][4]["result"]["visit_id"]]
+
+    # the one-by-one path (the batch's fallback) answers the same
+    principal = Principal(subject="cadre-zhong", scopes=frozenset({"visits:write"}))
+    again = await visit_service.record_batch_one_by_one(registry.app.state.sessionmaker, batch, principal, now=now)
+    assert [item["status"] for item in again] == [200, 409, 200, 409, 200, 409]
+    assert [item.get("problem", {}).get("differs") for item in again] == \
+        [None, ["household_id"], None, ["observations"], None, ["notes"]]
+    assert await state_counts(registry.app, visits) == (before[0], before[1] + 2, before[2] + 2)
