@@ -18,12 +18,13 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.benefits.credit.purposes import accepted_purposes, canonical_purpose
 from services.benefits.packs import resolve_pack
 from services.benefits.partners.access import client_of, record_access
 from services.benefits.partners.lookup import FoundPerson, find_person, id_hash, status_history
 from services.benefits.partners.tables import (credit_claim_lines, credit_claims, credit_decisions,
                                                credit_loan_events, credit_loans, credit_subsidies_paid)
-from services.benefits.rules.common import is_exited_household, post_exit_window_open, registered_in_effect
+from services.benefits.rules.common import post_exit_window_open
 from services.benefits.rules.credit import (LoanRequest, interest_subsidy, microloan_eligibility, outstanding_on,
                                             quarter_bounds)
 from services.benefits.tables import outbox
@@ -62,8 +63,8 @@ class CreditDecision:
 def decide(found: FoundPerson | None, request: LoanRequest, kind: str, as_of: dt.date) -> CreditDecision:
     """Eligibility of a borrower for a new loan, an extension or a renewal, on ``as_of``.
 
-    Exited households (脱贫户) borrow on equal terms for extension and renewal (001 L733)
-    while the pack's post-exit window is open; a deceased person is treated as unknown.
+    The rule is ``rules.credit.microloan_eligibility``, the same function that produces the
+    office's ``credit.microloan`` entitlement; a deceased person is treated as unknown.
     """
     if found is None or found.person.get("deceased"):
         policy = resolve_pack("", as_of)
@@ -71,33 +72,36 @@ def decide(found: FoundPerson | None, request: LoanRequest, kind: str, as_of: dt
     else:
         household = Household.model_validate(found.snapshot)
         policy = resolve_pack(household.region_code, as_of)
-    decision = microloan_eligibility(household, request, policy, as_of)
-    reasons = list(decision.reasons)
-    if household is not None:
-        if not policy.enabled("credit.microloan") and "not_registered" not in reasons:
-            reasons.append("programme_not_available")
-        if is_exited_household(household) and "not_registered" not in reasons:
-            if not registered_in_effect(household, policy, as_of):
-                reasons.append("post_exit_window_closed")
-            if kind == "new":
-                reasons.append("exited_household_new_loan")
-    if "not_registered" in reasons or household is None:
-        reasons = ["not_registered"]  # nothing else about an unknown or unregistered person
-    eligible = not reasons
+    decision = microloan_eligibility(household, request, policy, as_of, kind)
+    eligible = decision.eligible
     return CreditDecision(
-        eligible=eligible, max_amount=decision.max_amount if eligible else ZERO,
-        max_term_months=decision.max_term_months if eligible else 0,
-        interest_subsidy_rate=decision.interest_subsidy_rate if eligible else Decimal(0),
+        eligible=eligible, max_amount=decision.max_amount, max_term_months=decision.max_term_months,
+        interest_subsidy_rate=decision.interest_subsidy_rate,
         benchmark_rate=Decimal(policy.param("credit.benchmark_rate")) if eligible else Decimal(0),
-        county_pays_interest=eligible and decision.county_pays_interest, reasons=reasons)
+        county_pays_interest=decision.county_pays_interest, reasons=list(decision.reasons))
 
 
 def _person_ref(found: FoundPerson | None) -> dict | None:
     return {"household_id": found.household_id, "person_id": found.person_id} if found else None
 
 
+def purpose_code(text: str | None) -> str:
+    """The canonical code of a bank's purpose wording, or 422 listing the accepted codes."""
+    code = canonical_purpose(text)
+    if code is not None:
+        return code
+    listed = ", ".join(f"{p['code']} ({p['label_zh']}, {p['label_en']})" for p in accepted_purposes())
+    raise Problem(422, "Unknown loan purpose / 未知贷款用途",
+                  f"贷款用途“{text}”不在用途目录中，请使用以下代码之一。The purpose {text!r} is not in the "
+                  f"vocabulary; use one of: {listed}.",
+                  type_="https://jingzhun.dev/problems/credit/unknown_purpose", code="unknown_purpose",
+                  errors=[{"loc": ["body", "purpose"], "msg": "unknown purpose", "type": "unknown_purpose"}],
+                  accepted=accepted_purposes())
+
+
 async def eligibility(session: AsyncSession, principal: Principal, body: dict, as_of: dt.date,
                       valid_days: int) -> dict:
+    body = {**body, "purpose": purpose_code(body["purpose"])}
     found = await find_person(session, body["id_number"])
     request = LoanRequest(amount=yuan(body["amount"]), term_months=body["term_months"], purpose=body["purpose"])
     decision = decide(found, request, body.get("kind", "new"), as_of)
@@ -108,7 +112,8 @@ async def eligibility(session: AsyncSession, principal: Principal, body: dict, a
               "interest_subsidy_rate": str(decision.interest_subsidy_rate.quantize(Decimal("0.01"))),
               "collateral_required": False, "reasons": decision.reasons, "decision_id": decision_id,
               "valid_until": valid_until.isoformat(), "county_pays_interest": decision.county_pays_interest,
-              "benchmark_rate": str(decision.benchmark_rate), "id_number": mask_id_number(body["id_number"])}
+              "benchmark_rate": str(decision.benchmark_rate), "id_number": mask_id_number(body["id_number"]),
+              "purpose": body["purpose"], "kind": body.get("kind", "new")}
     request_view = {k: (str(v) if isinstance(v, Decimal) else v) for k, v in body.items() if k != "id_number"}
     await session.execute(insert(credit_decisions).values(
         decision_id=decision_id, client_id=client_of(principal), id_masked=result["id_number"],
@@ -151,7 +156,8 @@ def loan_view(loan) -> dict:
             "defaulted_on": loan.defaulted_on.isoformat() if loan.defaulted_on else None,
             "subsidy_eligible": loan.subsidy_eligible, "reasons": loan.reasons,
             "county_pays_interest": loan.county_pays_interest,
-            "subsidised_until": subsidised_until(loan).isoformat() if loan.subsidy_eligible else None}
+            "subsidised_until": subsidised_until(loan).isoformat() if loan.subsidy_eligible else None,
+            "purpose": loan.purpose}
 
 
 async def _loan(session: AsyncSession, client_id: str, loan_id: str, *, lock: bool = False):
@@ -195,6 +201,8 @@ async def _event_row(session, client_id, report_id, loan_id, event, on, amount, 
 async def report_loan(session: AsyncSession, principal: Principal, body: dict) -> dict:
     client_id = client_of(principal)
     digest = body_hash(body)
+    if body.get("purpose") is not None:  # required for an issuance (the view checks)
+        body = {**body, "purpose": purpose_code(body["purpose"])}
     stored = (await session.execute(select(credit_loan_events.c.body_hash, credit_loan_events.c.result)
                                     .where(credit_loan_events.c.client_id == client_id,
                                            credit_loan_events.c.report_id == body["report_id"]))).first()
@@ -286,13 +294,15 @@ async def _renew_same_borrower(session: AsyncSession, old, new_id: str, body: di
     if due_on <= on:
         raise _reject(422, "due_before_issue", "The due date must be after the issue date.")
     term = (due_on.year - on.year) * 12 + due_on.month - on.month + (1 if due_on.day > on.day else 0)
-    decision = decide(found, LoanRequest(amount, term, body.get("purpose") or old.purpose), "renewal", on)
+    # A loan reported before the vocabulary may carry free text: judge it by its code when it names one.
+    purpose = body.get("purpose") or canonical_purpose(old.purpose) or old.purpose
+    decision = decide(found, LoanRequest(amount, term, purpose), "renewal", on)
     now = utcnow()
     await session.execute(insert(credit_loans).values(
         client_id=old.client_id, loan_id=new_id, id_hash=old.id_hash, id_masked=old.id_masked,
         household_id=old.household_id, person_id=old.person_id, region_code=old.region_code, principal=amount,
         outstanding=amount, issued_on=on, due_on=due_on, extended_to=None, covid_extension=False,
-        purpose=body.get("purpose") or old.purpose, kind="renewal", renewed_from=old.loan_id, status="active",
+        purpose=purpose, kind="renewal", renewed_from=old.loan_id, status="active",
         defaulted_on=None, subsidy_eligible=decision.eligible, reasons=decision.reasons,
         county_pays_interest=decision.county_pays_interest, decision_id=body.get("decision_id"),
         created_at=now, updated_at=now))

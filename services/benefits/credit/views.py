@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import AfterValidator, BaseModel, Field, model_validator
 
 from services.benefits.credit import service
+from services.benefits.credit.purposes import CODES, PURPOSES, purposes_table_markdown
 from services.benefits.partners.deps import partner_scope
 from shared.auth import Principal
 from shared.config import BenefitsSettings
@@ -23,6 +24,14 @@ IdNumber = Annotated[str, AfterValidator(normalize_id_number),
                            examples=["360782197803150018"])]
 Ident = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:/-]+$")]
 
+PURPOSE_DESCRIPTION = (
+    "Loan purpose, one of the codes below. The Chinese label and common Chinese or English wordings are "
+    "accepted too (case, spaces and hyphens do not matter: `婚嫁`, `结婚` → `wedding`; `建房`, `盖房`, "
+    "`house building` → `house_building`); the answer echoes the code. Anything else is 422 "
+    "`unknown_purpose` with the accepted codes and labels. Whether a code is refused is the borrower's "
+    "policy pack's `credit.excluded_purposes` (001 L747).\n\n" + purposes_table_markdown())
+PURPOSE_SCHEMA = {"enum": list(CODES), "x-enum-descriptions": [f"{p.label_zh} / {p.label_en}" for p in PURPOSES]}
+
 
 def as_of(request: Request) -> dt.date:
     settings: BenefitsSettings = request.app.state.settings
@@ -33,8 +42,8 @@ class EligibilityRequest(BaseModel):
     id_number: IdNumber
     amount: Money = Field(examples=["50000.00"])
     term_months: int = Field(ge=1, le=600, examples=[36])
-    purpose: str = Field(min_length=1, max_length=64, examples=["livestock"],
-                         description="Refused: wedding, house_building, investment_products, household_goods")
+    purpose: str = Field(min_length=1, max_length=64, examples=["livestock"], description=PURPOSE_DESCRIPTION,
+                         json_schema_extra=PURPOSE_SCHEMA)
     kind: Literal["new", "extension", "renewal"] = Field(
         "new", description="Exited households qualify only for extension and renewal, within the policy window")
 
@@ -51,6 +60,9 @@ class EligibilityResponse(BaseModel):
     county_pays_interest: bool
     benchmark_rate: str
     id_number: str = Field(description="Masked")
+    purpose: str = Field(description="The canonical purpose code the request's wording named",
+                         json_schema_extra={"enum": list(CODES)})
+    kind: str
 
 
 @router.post("/v1/credit/eligibility", response_model=EligibilityResponse,
@@ -59,7 +71,9 @@ class EligibilityResponse(BaseModel):
                          "`not_registered` (status 200). Reason codes: not_registered, no_labour_capacity, "
                          "amount_above_limit, amount_not_positive, term_above_limit, purpose_excluded, "
                          "post_exit_window_closed, exited_household_new_loan, programme_not_available. "
-                         "Every call is recorded in the audit ledger.")
+                         "The same decision gives the office's `credit.microloan` entitlement (a new loan at "
+                         "the full credit line), so both agree for every household status. A purpose outside "
+                         "the vocabulary is 422 `unknown_purpose`. Every call is recorded in the audit ledger.")
 async def eligibility(request: Request, body: EligibilityRequest,
                       principal: Principal = Depends(partner_scope("credit"))) -> dict:
     settings: BenefitsSettings = request.app.state.settings
@@ -76,7 +90,8 @@ class LoanReport(BaseModel):
     id_number: IdNumber | None = Field(None, description="Borrower (issuance only)")
     amount: Money | None = Field(None, description="Principal (issuance, renewal) or amount repaid (repayment)")
     due_date: dt.date | None = Field(None, description="Maturity (issuance, renewal)")
-    purpose: str | None = Field(None, max_length=64, description="Loan purpose (issuance)")
+    purpose: str | None = Field(None, min_length=1, max_length=64, description="Loan purpose (issuance). "
+                                + PURPOSE_DESCRIPTION, json_schema_extra=PURPOSE_SCHEMA)
     new_due_date: dt.date | None = Field(None, description="Extended maturity (extension)")
     covid: bool = Field(False, description="COVID extension (2020: loans due on/after 2020-01-01, <= 6 months)")
     new_loan_id: Ident | None = Field(None, description="The new loan replacing this one (renewal)")

@@ -36,37 +36,55 @@ def household_has_labour(household: Household, policy) -> bool:
     return any(person.labour_capacity in capacities for person in household.living_members())
 
 
-def microloan_eligibility(household: Household | None, request: LoanRequest, policy, as_of: dt.date) -> MicroloanDecision:
-    """Pure decision for a bank's request; reasons are stable codes."""
+def microloan_eligibility(household: Household | None, request: LoanRequest | None, policy, as_of: dt.date,
+                          kind: str = "new") -> MicroloanDecision:
+    """The one microcredit decision: the bank's answer and the office's ``credit.microloan``.
+
+    ``kind`` is new, extension or renewal: exited households (脱贫户) borrow on equal terms
+    for extension and renewal (001 L733) while the pack's post-exit window is open, not for
+    a new loan. Without a ``request`` (the entitlement view) the amount, term and purpose
+    checks are skipped and the answer is the credit line itself. Reasons are stable codes.
+    """
     max_amount = policy.param("credit.max_amount")
     county_max = policy.param("credit.county_paid_max_amount", None)
     ceiling = county_max if county_max is not None else max_amount
     max_term = int(policy.param("credit.max_term_months"))
     subsidy_rate = policy.param("credit.interest_subsidy_rate")
-    reasons = microloan_refusals(household, request, policy, as_of, ceiling, max_term)
+    reasons = microloan_refusals(household, request, policy, as_of, ceiling, max_term, kind)
     eligible = not reasons
     return MicroloanDecision(
         eligible=eligible, max_amount=yuan(ceiling if eligible else ZERO), max_term_months=max_term if eligible else 0,
         interest_subsidy_rate=subsidy_rate if eligible else Decimal(0), collateral_required=False,
-        county_pays_interest=eligible and request.amount > max_amount, reasons=reasons,
+        county_pays_interest=eligible and request is not None and request.amount > max_amount, reasons=reasons,
     )
 
 
-def microloan_refusals(household, request: LoanRequest, policy, as_of, ceiling, max_term) -> list[str]:
+def microloan_refusals(household, request: LoanRequest | None, policy, as_of, ceiling, max_term,
+                       kind: str = "new") -> list[str]:
     if household is None:
         return ["not_registered"]
+    exited = is_exited_household(household)
+    # Exited households stay in the programme's population (equal terms, 001 L733); removed,
+    # candidate and marginal households never were in it, and learn nothing more.
+    if household.status == "removed" or not (registered_in_effect(household, policy, as_of) or exited):
+        return ["not_registered"]
     reasons = []
-    # Exited households borrow on equal terms (extension, renewal), 001 L733.
-    if not (registered_in_effect(household, policy, as_of) or is_exited_household(household)):
-        reasons.append("not_registered")
     if not household_has_labour(household, policy):
         reasons.append("no_labour_capacity")
-    if request.amount <= 0 or request.amount > ceiling:
-        reasons.append("amount_above_limit" if request.amount > ceiling else "amount_not_positive")
-    if request.term_months <= 0 or request.term_months > max_term:
-        reasons.append("term_above_limit" if request.term_months > max_term else "term_not_positive")
-    if request.purpose in policy.param("credit.excluded_purposes"):
-        reasons.append("purpose_excluded")
+    if request is not None:
+        if request.amount <= 0 or request.amount > ceiling:
+            reasons.append("amount_above_limit" if request.amount > ceiling else "amount_not_positive")
+        if request.term_months <= 0 or request.term_months > max_term:
+            reasons.append("term_above_limit" if request.term_months > max_term else "term_not_positive")
+        if request.purpose in policy.param("credit.excluded_purposes"):
+            reasons.append("purpose_excluded")
+    if not policy.enabled("credit.microloan"):
+        reasons.append("programme_not_available")
+    if exited:
+        if not registered_in_effect(household, policy, as_of):
+            reasons.append("post_exit_window_closed")
+        if kind == "new":
+            reasons.append("exited_household_new_loan")
     return reasons
 
 
@@ -111,17 +129,27 @@ def interest_subsidy(principal_schedule: Sequence[tuple[dt.date, Decimal]], rate
 
 
 def evaluate(ctx: RuleContext) -> list[Entitlement]:
+    """``credit.microloan``: what a bank would answer for a new loan at the full credit line.
+
+    The same ``microloan_eligibility`` decides both, so the office's view and the bank's
+    answer agree for every household status.
+    """
     if not ctx.enabled("credit.microloan"):
         return []
     household = ctx.household
-    exited = is_exited_household(household)
-    if not (ctx.registered or exited):
-        return []
-    labour = household_has_labour(household, ctx.policy)
+    decision = microloan_eligibility(household, None, ctx.policy, ctx.as_of, kind="new")
+    if decision.reasons == ["not_registered"]:
+        return []  # not in the programme's population (candidate, marginal, removed)
+    refused = set(decision.reasons)
     ceiling = ctx.param("credit.county_paid_max_amount", None) or ctx.param("credit.max_amount")
     conditions = [cond("registered, or exited (equal terms for extension and renewal, 001 L733)", household.status, True),
-                  cond("household has labour capacity", labour, labour),
-                  cond("credit line without collateral, 100% interest subsidy", ceiling, True)]
-    return [entitlement("credit.microloan", conditions=conditions, amount=ceiling, unit="term",
-                        period=f"{int(ctx.param('credit.max_term_months'))} months",
+                  cond("household has labour capacity", household_has_labour(household, ctx.policy),
+                       "no_labour_capacity" not in refused)]
+    if is_exited_household(household):
+        conditions += [cond("post-exit policy window open", household.exit_date, "post_exit_window_closed" not in refused),
+                       cond("a new loan: exited households only extend or renew (001 L733)", household.status,
+                            "exited_household_new_loan" not in refused)]
+    conditions.append(cond("credit line without collateral, 100% interest subsidy", ceiling, True))
+    return [entitlement("credit.microloan", conditions=conditions, amount=decision.max_amount if decision.eligible
+                        else ZERO, unit="term", period=f"{int(ctx.param('credit.max_term_months'))} months",
                         source=citation_of(ctx.policy, "credit.max_amount", cite("001", "L733-L741")))]

@@ -83,11 +83,16 @@ def test_unknown_person_not_registered():
     assert decision.reasons == ["not_registered"]
 
 
-def test_exited_household_may_renew():
-    exited = household(status="exited", exit_date="2017-01-01", region_code="450702")
+def test_exited_household_may_renew_within_the_window_only():
+    # Qinzhou keeps policies two years after exit (003 L387); exited households extend or renew (001 L733).
     policy = resolve_pack("450702", dt.date(2020, 6, 30))
-    decision = microloan_eligibility(exited, LoanRequest(Decimal(20000), 12, "livestock"), policy, dt.date(2020, 6, 30))
-    assert decision.eligible
+    ask = LoanRequest(Decimal(20000), 12, "livestock")
+    within = household(status="exited", exit_date="2019-03-01", region_code="450702")
+    assert microloan_eligibility(within, ask, policy, dt.date(2020, 6, 30), "renewal").eligible
+    assert microloan_eligibility(within, ask, policy, dt.date(2020, 6, 30)).reasons == ["exited_household_new_loan"]
+    closed = household(status="exited", exit_date="2017-01-01", region_code="450702")
+    assert microloan_eligibility(closed, ask, policy, dt.date(2020, 6, 30), "extension").reasons == [
+        "post_exit_window_closed"]
 
 
 def test_interest_subsidy_full_and_partial_quarter():
