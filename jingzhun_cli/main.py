@@ -267,14 +267,30 @@ def _cli_principal():
     return Principal(subject=f"cli:{os.environ.get('USER', 'office')}", scopes=frozenset({"admin"}))
 
 
-def _print_report_errors(errors: list[dict], limit: int = 30) -> None:
+def _print_report_errors(errors: list[dict], limit: int = 30, title: str = "problem(s)") -> None:
     from rich.table import Table
-    table = Table("row", "column", "message", title=f"{len(errors)} problem(s)")
+    table = Table("row", "column", "message", title=f"{len(errors)} {title}")
     for error in errors[:limit]:
-        table.add_row(str(error["row"]), error["column"], error["message"])
+        where = f"{error['sheet']}!{error['row']}" if error.get("sheet") else str(error["row"])
+        table.add_row(where, error["column"], error["message"])
     console.print(table)
     if len(errors) > limit:
         console.print(f"… and {len(errors) - limit} more (--report FILE writes them all)")
+
+
+def _print_update_results(result: dict, limit: int = 30) -> None:
+    from rich.table import Table
+    shown = [r for r in result.get("results", []) if r["outcome"] != "unchanged"]
+    if not shown:
+        return
+    table = Table("row", "household", "outcome", "matched by", "changed paths",
+                  title="households created, changed or in conflict")
+    for item in shown[:limit]:
+        paths = ", ".join(item["changed_paths"][:8]) + (" …" if len(item["changed_paths"]) > 8 else "")
+        table.add_row(str(item["row"]), item["household_id"], item["outcome"], item["matched_by"] or "", paths)
+    console.print(table)
+    if len(shown) > limit:
+        console.print(f"… and {len(shown) - limit} more (--report FILE writes them all)")
 
 
 @import_app.command("areas")
@@ -307,6 +323,13 @@ def import_households(file: Path = typer.Argument(..., exists=True, dir_okay=Fal
                       skip_invalid: bool = typer.Option(False, "--skip-invalid",
                                                         help="Write the valid households even if some rows are bad"),
                       dry_run: bool = typer.Option(False, "--dry-run", help="Validate only"),
+                      update: bool = typer.Option(False, "--update",
+                                                  help="Yearly re-import: match households by 户编号 or the head's "
+                                                       "ID number, write changes as new versions, create the new "
+                                                       "ones"),
+                      strict: bool = typer.Option(False, "--strict",
+                                                  help="A header that names no ledger column is an error "
+                                                       "(default: a warning)"),
                       report: Optional[Path] = typer.Option(None, help="Write the full report (JSON) here")) -> None:
     """Import a household ledger (台账): validate the whole file, then write all of it or nothing."""
     import time
@@ -330,30 +353,43 @@ def import_households(file: Path = typer.Argument(..., exists=True, dir_okay=Fal
             engine, sessionmaker = await _registry_sessionmaker()()
             try:
                 return await import_ledger(sessionmaker, file.read_bytes(), file.name, _cli_principal(),
-                                           skip_invalid=skip_invalid, dry_run=dry_run, progress=tick)
+                                           skip_invalid=skip_invalid, dry_run=dry_run, progress=tick,
+                                           mode="update" if update else "create", strict=strict)
             finally:
                 await engine.dispose()
 
         try:
             result = asyncio.run(run())
-            failed = False
+            failed = None
         except Problem as problem:
             if "report" not in problem.extra:
                 progress.stop()
                 console.print(f"[red]{problem.title}[/red]: {problem.detail}")
                 raise typer.Exit(1)
-            result, failed = problem.extra["report"], True
+            result, failed = problem.extra["report"], problem
     if report:
         report.write_text(json.dumps(result, ensure_ascii=False, indent=2))
     seconds = time.perf_counter() - started
+    if result.get("warnings"):
+        _print_report_errors(result["warnings"], title="warning(s): columns not read / 未读取的列")
+    if update:
+        _print_update_results(result)
     if result["errors"]:
         _print_report_errors(result["errors"])
-    if failed:
-        console.print(f"[red]nothing written[/red]: {result['invalid_households']} of {result['households']} "
-                      "households have problems (fix them, or use --skip-invalid)")
+    if failed is not None:
+        if failed.title == "Invalid ledger header":  # a file-level problem, not the households'
+            console.print("[red]nothing written / 未写入[/red]: the header has problems, no row was read "
+                          "(表头有问题，未读取任何行)")
+        else:
+            console.print(f"[red]nothing written / 未写入[/red]: {result['invalid_households']} of "
+                          f"{result['households']} households have problems (fix them, or use --skip-invalid)")
         raise typer.Exit(1)
     verb = "would write" if dry_run else "wrote"
-    console.print(f"[green]{verb} {result['valid_households'] if dry_run else result['written']} households[/green] "
+    counts = (f" (created {result['created']}, changed {result['changed']}, unchanged {result['unchanged']}"
+              + (f", conflicts {result['conflict']}" if result["conflict"] else "") + ")") if update else ""
+    written = (result["created"] + result["changed"] if update else result["valid_households"]) if dry_run \
+        else result["written"]
+    console.print(f"[green]{verb} {written} households[/green]{counts} "
                   f"from {result['rows']} rows in {seconds:.1f}s"
                   + (f"; skipped {result['invalid_households']} invalid" if result["invalid_households"] else "")
                   + (f"; import id {result['import_id']}" if result.get("import_id") else ""))
@@ -363,20 +399,26 @@ def import_households(file: Path = typer.Argument(..., exists=True, dir_okay=Fal
 def export_households(file: Path = typer.Argument(..., dir_okay=False, help="Target .xlsx or .csv"),
                       village_code: Optional[str] = typer.Option(None), township_code: Optional[str] = typer.Option(None),
                       region_code: Optional[str] = typer.Option(None), status: Optional[str] = typer.Option(None)) -> None:
-    """Export households in the ledger format (the format `import households` reads)."""
-    from services.registry.imports.ledger import HEADER
-    from services.registry.imports.service import export_rows
+    """Export households in the ledger format (the format `import households` reads; every snapshot field).
+
+    XLSX: sheets 台账, 农机购置 and 培训记录. CSV: one sheet, machinery and trainings as JSON in their columns.
+    """
+    from services.registry.imports.ledger import CSV_HEADER
+    from services.registry.imports.service import export_rows, export_workbook
     from services.registry.imports.tabular import write_table
+
+    filters = {"village_code": village_code, "township_code": township_code, "region_code": region_code,
+               "status": status}
 
     async def run() -> int:
         engine, sessionmaker = await _registry_sessionmaker()()
         try:
-            rows = [row async for row in export_rows(sessionmaker, _cli_principal(), village_code=village_code,
-                                                      township_code=township_code, region_code=region_code,
-                                                      status=status)]
+            if file.suffix.lower() == ".xlsx":
+                return await export_workbook(sessionmaker, _cli_principal(), file, **filters)
+            rows = [row async for row in export_rows(sessionmaker, _cli_principal(), **filters)]
         finally:
             await engine.dispose()
-        write_table(file, HEADER, rows, "xlsx" if file.suffix.lower() == ".xlsx" else "csv")
+        write_table(file, CSV_HEADER, rows, "csv")
         return len(rows)
 
     console.print(f"exported {asyncio.run(run())} rows to {file}")
@@ -385,7 +427,8 @@ def export_households(file: Path = typer.Argument(..., dir_okay=False, help="Tar
 @export_app.command("sample-ledger")
 def export_sample_ledger(file: Path = typer.Argument(..., dir_okay=False, help="Target .xlsx or .csv"),
                          rows: int = typer.Option(1000, help="About this many person rows (whole households)"),
-                         seed: int = typer.Option(7, help="Same seed, same ledger")) -> None:
+                         seed: int = typer.Option(7, help="Same seed, same ledger; other seeds give other "
+                                                         "household and ID numbers (LZ<seed>-…)")) -> None:
     """Write a generated, valid ledger of candidate households (for trying the import)."""
     from services.registry.imports.sample import generate_ledger
     from services.registry.imports.tabular import write_table

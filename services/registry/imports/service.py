@@ -1,22 +1,33 @@
 """Ledger import and export: validate the whole file, then write all of it (or, asked to, the valid part).
 
-Import phases: read (CSV/XLSX) → parse and validate every row and household (``ledger.py``) →
-check ids and persons against the database, a chunk at a time → write in one transaction with the
-same events and version history as ``POST /v1/households``. With any error and no ``skip_invalid``
-nothing is written and the report lists every problem as ``{row, column, message}``.
+Import phases: read (CSV/XLSX, every sheet) → map the headers (unknown ones are warnings, or errors
+with ``strict``; missing required ones one file-level error) → parse and validate every row and
+household (``ledger.py``) → check ids and persons against the database, a chunk at a time → write in
+one transaction with the same events and version history as the API. With any error and no
+``skip_invalid`` nothing is written and the report lists every problem as ``{row, column, message}``;
+a header problem blocks even with ``skip_invalid`` (no row can be trusted to be read right).
+
+``mode="create"`` registers new households (a known one is an error). ``mode="update"`` is the yearly
+re-import: a household is matched by 户编号 (the registry id) or its head's ID number; an unknown one
+is created, a known one gets a new version (``household.updated``, the import as provenance) when
+the file changes it, and the report says per household created / changed (with the changed paths) /
+unchanged / conflict. Columns the file does not have keep the registry's values.
 """
 from __future__ import annotations
 
+import copy
 import uuid
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.registry.households.service import area_code_of, bulk_create_households, validated_new_household
+from services.registry.households.service import (area_code_of, bulk_create_households, prepare_new_version,
+                                                  save_new_version, validated_new_household)
 from services.registry.imports import ledger
-from services.registry.imports.tabular import read_table
+from services.registry.imports.cells import bilingual
+from services.registry.imports.tabular import WorkbookWriter, read_sheets
 from services.registry.tables import households, imports, person_index
 from shared.auth import Principal
 from shared.db import transaction
@@ -28,10 +39,24 @@ CHUNK = 500
 MAX_REPORTED_ERRORS = 10_000
 # progress(phase, advance, total): phases "validate" (rows) and "write" (households)
 Progress = Callable[[str, int, int], None]
+Mode = Literal["create", "update"]
 
 
 def _validate(body: dict, household_id: str | None) -> dict:
     return validated_new_household(body, household_id)
+
+
+def _known_headers(row: list[str]) -> int:
+    return sum(1 for title in row if title and ledger.MAIN_HEADERS.key_of(title))
+
+
+def _error(household: ledger.LedgerHousehold, key: str, zh: str, en: str, row: int | None = None) -> None:
+    household.errors.append(ledger.problem(row or household.rows[0], ledger.TITLE[key], zh, en))
+
+
+def _member_line(household: ledger.LedgerHousehold, number: str) -> int:
+    return next((row for row, cells in zip(household.rows, household.cells) if cells.get("id_number") == number),
+                household.rows[0])
 
 
 async def _check_against_database(session: AsyncSession, parse: ledger.LedgerParse, principal: Principal) -> None:
@@ -48,62 +73,250 @@ async def _check_against_database(session: AsyncSession, parse: ledger.LedgerPar
                                                 .where(person_index.c.id_number.in_(list(numbers))))).all())
         for household in chunk:
             if not principal.sees_area(area_code_of(household.snapshot)):
-                household.errors.append({"row": household.rows[0], "column": ledger.TITLE["village_code"],
-                                         "message": f"outside your area {principal.area}"})
+                _error(household, "village_code", f"不在你的辖区 {principal.area} 内",
+                       f"outside your area {principal.area}")
             if household.snapshot["id"] in existing:
-                household.errors.append({"row": household.rows[0], "column": ledger.TITLE["household_id"],
-                                         "message": f"household {household.snapshot['id']} is already registered"})
+                _error(household, "household_id", f"户 {household.snapshot['id']} 已登记（更新请用 --update / mode=update）",
+                       f"household {household.snapshot['id']} is already registered "
+                       "(to update it, import with --update / mode=update)")
         for number, other in taken.items():
             household = numbers[number]
-            line = next((row for row, cells in zip(household.rows, household.cells)
-                         if cells.get("id_number", "").upper() == number), household.rows[0])
-            household.errors.append({"row": line, "column": ledger.TITLE["id_number"],
-                                     "message": f"{mask_id_number(number)} already lives in household {other}"})
+            _error(household, "id_number", f"{mask_id_number(number)} 已是户 {other} 的成员",
+                   f"{mask_id_number(number)} already lives in household {other}", _member_line(household, number))
 
+
+# ---------------------------------------------------------------- update mode
+
+def _copy_path(source: dict, target: dict, path: tuple[str, ...]) -> None:
+    value = ledger.get_path(source, path)
+    if value is None:
+        return
+    for part in path[:-1]:
+        nxt = target.get(part)
+        if not isinstance(nxt, dict):
+            nxt = target[part] = {}
+        target = nxt
+    target[path[-1]] = copy.deepcopy(value)
+
+
+def _match_member(person: dict, existing: list[dict], taken: set[str]) -> dict | None:
+    for key in ("id", "id_number", "name"):
+        wanted = person.get(key)
+        if not wanted:
+            continue
+        found = [m for m in existing if m.get(key) == wanted and m["id"] not in taken]
+        if len(found) == 1:
+            return found[0]
+        if key != "name" and found:
+            return found[0]
+    return None
+
+
+def merged_body(before: dict, household: ledger.LedgerHousehold, present: set[str]) -> dict:
+    """What the file says for a known household; what it has no column for keeps the registry's value,
+    its members keep their person ids (matched by 成员编号, 身份证号 or name) and the registry's order."""
+    body = copy.deepcopy(household.body)
+    for column in ledger.HOUSEHOLD_COLUMNS:
+        if column.path and column.key not in present:
+            _copy_path(before, body, column.path)
+    for key in ("status", "exit_date"):  # a blank keeps the registry's: these change by procedure only
+        if body.get(key) is None and before.get(key) is not None:
+            body[key] = before[key]
+    existing = before.get("members") or []
+    order = {m["id"]: index for index, m in enumerate(existing)}
+    taken: set[str] = set()
+    ranked = []
+    for position, (line, person) in enumerate(zip(household.member_rows, body["members"])):
+        match = _match_member(person, existing, taken)
+        if match is not None:
+            taken.add(match["id"])
+            person["id"] = match["id"]
+            for column in ledger.PERSON_COLUMNS:
+                if column.path and column.key not in present and column.path != ("id",):
+                    _copy_path(match, person, column.path)
+        rank = order[match["id"]] if match is not None else len(existing) + position
+        ranked.append((rank, line, person))
+    ranked.sort(key=lambda item: item[0])
+    household.member_rows = [line for _, line, _ in ranked]
+    body["members"] = [person for _, _, person in ranked]
+    return body
+
+
+async def _plan_updates(session: AsyncSession, parse: ledger.LedgerParse, principal: Principal) -> list[dict]:
+    """Per valid household: what update mode would do (``outcome`` created / changed / unchanged /
+    conflict), with the snapshots to write. Conflicts are also added to the household's errors."""
+    plans: list[dict] = []
+    candidates = [h for h in parse.households if h.snapshot is not None and not h.errors]
+    claimed: dict[str, int] = {}  # registry id → row of the file household matched to it
+    for start in range(0, len(candidates), CHUNK):
+        chunk = candidates[start:start + CHUNK]
+        file_ids = [h.cells[0].get("household_id") for h in chunk if h.cells[0].get("household_id")]
+        numbers = {m["id_number"] for h in chunk for m in h.snapshot["members"]
+                   if m.get("id_number") and not m.get("deceased")}
+        owners = dict((await session.execute(select(person_index.c.id_number, person_index.c.household_id)
+                                             .where(person_index.c.id_number.in_(list(numbers)))))
+                      .all()) if numbers else {}
+        wanted = set(file_ids) | set(owners.values())
+        stored = dict((await session.execute(select(households.c.id, households.c.snapshot)
+                                             .where(households.c.id.in_(list(wanted))))).all()) if wanted else {}
+        for household in chunk:
+            plans.append(_plan_one(household, parse, principal, owners, stored, claimed))
+    return plans
+
+
+def _plan_one(household: ledger.LedgerHousehold, parse: ledger.LedgerParse, principal: Principal,
+              owners: dict[str, str], stored: dict[str, dict], claimed: dict[str, int]) -> dict:
+    row = household.rows[0]
+    file_id = household.cells[0].get("household_id") or None
+    head = next((m for m in household.snapshot["members"] if m["relation"] == "head"), None)
+    head_number = head.get("id_number") if head else None
+    by_id = stored.get(file_id) if file_id else None
+    owner_id = owners.get(head_number) if head_number else None
+    plan: dict[str, Any] = {"household": household, "row": row, "household_id": household.snapshot["id"],
+                            "matched_by": None, "changed_paths": []}
+
+    def conflict(key: str, zh: str, en: str, line: int | None = None) -> dict:
+        _error(household, key, zh, en, line)
+        return {**plan, "outcome": "conflict"}
+
+    if by_id is not None and owner_id is not None and owner_id != by_id["id"]:
+        return conflict("head_id_number", f"户编号 {file_id} 与户主身份证号所在的户 {owner_id} 不是同一户",
+                        f"户编号 {file_id} and the head's ID number (household {owner_id}) point to different "
+                        "households")
+    before = by_id if by_id is not None else stored.get(owner_id) if owner_id else None
+    if before is not None:
+        plan.update(household_id=before["id"], matched_by="household_id" if by_id is not None else "head_id_number")
+        if not principal.sees_area(area_code_of(before)):
+            return conflict("village_code", f"户 {before['id']} 不在你的辖区 {principal.area} 内",
+                            f"household {before['id']} is outside your area {principal.area}")
+        if before["id"] in claimed:
+            return conflict("household_id", f"与第 {claimed[before['id']]} 行是同一户 {before['id']}",
+                            f"the same household {before['id']} as row {claimed[before['id']]}")
+        claimed[before["id"]] = row
+    target = before["id"] if before is not None else household.snapshot["id"]
+    for member in household.snapshot["members"]:
+        number = member.get("id_number")
+        other = owners.get(number) if number and not member.get("deceased") else None
+        if other is not None and other != target:
+            return conflict("id_number", f"{mask_id_number(number)} 是另一户 {other} 的成员",
+                            f"{mask_id_number(number)} belongs to another household, {other}",
+                            _member_line(household, number))
+    if before is None:
+        if not principal.sees_area(area_code_of(household.snapshot)):
+            return conflict("village_code", f"不在你的辖区 {principal.area} 内", f"outside your area {principal.area}")
+        return {**plan, "outcome": "created", "snapshot": household.snapshot}
+    body = merged_body(before, household, parse.present)
+    for key in ("status", "exit_date"):
+        if body.get(key) != before.get(key):
+            return conflict(key, f"{ledger.TITLE[key]}只能通过程序（识别、退出、返贫等）变更，登记为 "
+                                 f"{before.get(key)!r}，文件为 {body.get(key)!r}",
+                            f"{key} changes only through procedures (transitions); the registry has "
+                            f"{before.get(key)!r}, the file {body.get(key)!r}")
+    try:
+        snapshot, paths = prepare_new_version(before, body)
+    except Problem as invalid:
+        for error in invalid.extra.get("errors", []):
+            household.errors.append(ledger.locate(error, household))
+        return {**plan, "outcome": "invalid"}
+    if not principal.sees_area(area_code_of(snapshot)):
+        return conflict("village_code", f"不在你的辖区 {principal.area} 内", f"outside your area {principal.area}")
+    outcome = "changed" if paths else "unchanged"
+    return {**plan, "outcome": outcome, "before": before, "body": body, "snapshot": snapshot, "changed_paths": paths}
+
+
+# ---------------------------------------------------------------- report and import
 
 def _report(parse: ledger.LedgerParse, *, written: int, import_id: str | None, dry_run: bool,
-            skip_invalid: bool) -> dict[str, Any]:
+            skip_invalid: bool, mode: Mode, strict: bool, plans: list[dict] | None = None) -> dict[str, Any]:
     errors = parse.all_errors()
     invalid = sum(1 for h in parse.households if h.errors or h.snapshot is None)
-    return {"import_id": import_id, "rows": parse.rows, "households": len(parse.households),
-            "valid_households": len(parse.households) - invalid, "invalid_households": invalid,
-            "written": written, "dry_run": dry_run, "skip_invalid": skip_invalid, "error_count": len(errors),
-            "errors": errors[:MAX_REPORTED_ERRORS]}
+    report = {"import_id": import_id, "mode": mode, "strict": strict, "rows": parse.rows,
+              "households": len(parse.households), "valid_households": len(parse.households) - invalid,
+              "invalid_households": invalid, "written": written, "dry_run": dry_run, "skip_invalid": skip_invalid,
+              "warning_count": len(parse.warnings), "warnings": parse.warnings, "error_count": len(errors),
+              "errors": errors[:MAX_REPORTED_ERRORS]}
+    if plans is not None:
+        counts = {outcome: 0 for outcome in ("created", "changed", "unchanged", "conflict")}
+        for plan in plans:
+            if plan["outcome"] in counts:
+                counts[plan["outcome"]] += 1
+        report.update(counts)
+        report["results"] = [{"row": p["row"], "household_id": p["household_id"], "outcome": p["outcome"],
+                              "matched_by": p["matched_by"], "changed_paths": p["changed_paths"]}
+                             for p in plans][:MAX_REPORTED_ERRORS]
+    return report
+
+
+def _blocked(report: dict, header: bool) -> Problem:
+    if header:
+        zh = "表头有问题，未读取任何行，未写入任何数据"
+        en = "the header has problems; no row was read and nothing was written"
+        title = "Invalid ledger header"
+    else:
+        zh = (f"{report['invalid_households']} 户共 {report['error_count']} 处问题，未写入任何数据；"
+              "请修正，或用 skip_invalid 只写入无误的户")
+        en = (f"{report['error_count']} problem(s) in {report['invalid_households']} household(s); nothing was "
+              "written. Fix them, or import with skip_invalid to write the valid households only.")
+        title = "Invalid ledger"
+    return Problem(422, title, bilingual(zh, en), type_="https://jingzhun.dev/problems/validation", report=report,
+                   errors=[{"loc": ["file", *([e["sheet"]] if e.get("sheet") else []), e["row"], e["column"]],
+                            "msg": e["message"]} for e in report["errors"][:1000]])
 
 
 async def import_ledger(sessionmaker: async_sessionmaker[AsyncSession], data: bytes, filename: str | None,
                         principal: Principal, *, skip_invalid: bool = False, dry_run: bool = False,
-                        progress: Progress | None = None) -> dict[str, Any]:
+                        progress: Progress | None = None, mode: Mode = "create",
+                        strict: bool = False) -> dict[str, Any]:
     """Returns the report; raises a 422 Problem carrying it when errors block an all-or-nothing import."""
-    header, rows = read_table(data, filename)
-    tick = (lambda n: progress("validate", n, len(rows))) if progress else None
-    parse = ledger.parse_ledger(header, rows, _validate, admin=principal.is_admin, progress=tick)
+    sheets = read_sheets(data, filename, header_hint=_known_headers)
+    main = sheets[0]
+    tick = (lambda n: progress("validate", n, len(main.rows))) if progress else None
+    parse = ledger.parse_ledger(main.header, main.rows, _validate, admin=principal.is_admin, progress=tick,
+                                sheets=sheets[1:], strict=strict, first_line=main.first_line)
+    options = {"dry_run": dry_run, "skip_invalid": skip_invalid, "mode": mode, "strict": strict}
+    header_errors = [e for e in parse.errors if e["row"] == 1]
+    if header_errors or not parse.header_ok:
+        raise _blocked(_report(parse, written=0, import_id=None, **options), header=True)
+    plans = None
     async with sessionmaker() as session:
-        await _check_against_database(session, parse, principal)
-    blocked = bool(parse.all_errors()) and not skip_invalid
-    if blocked:
-        report = _report(parse, written=0, import_id=None, dry_run=dry_run, skip_invalid=skip_invalid)
-        raise Problem(422, "Invalid ledger", f"{report['error_count']} problem(s) in {report['invalid_households']} "
-                      "household(s); nothing was written. Fix them, or import with skip_invalid to write the "
-                      "valid households only.", type_="https://jingzhun.dev/problems/validation", report=report,
-                      errors=[{"loc": ["file", e["row"], e["column"]], "msg": e["message"]}
-                              for e in report["errors"][:1000]])
-    valid = [h.snapshot for h in parse.valid]
-    if dry_run or not valid:
-        return _report(parse, written=0, import_id=None, dry_run=dry_run, skip_invalid=skip_invalid)
+        if mode == "update":
+            plans = await _plan_updates(session, parse, principal)
+        else:
+            await _check_against_database(session, parse, principal)
+    if parse.all_errors() and not skip_invalid:
+        raise _blocked(_report(parse, written=0, import_id=None, plans=plans, **options), header=False)
+    if plans is None:
+        plans = [{"outcome": "created", "snapshot": h.snapshot} for h in parse.valid]
+        listed = None
+    else:
+        listed = plans
+    writes = [p for p in plans if p["outcome"] in ("created", "changed")]
+    if dry_run or not writes:
+        return _report(parse, written=0, import_id=None, plans=listed, **options)
     import_id = f"imp-{uuid.uuid4().hex[:12]}"
     note = f"ledger import {import_id} ({filename or 'upload'}) by {principal.subject}"
+    created = [p["snapshot"] for p in writes if p["outcome"] == "created"]
+    changed = [p for p in writes if p["outcome"] == "changed"]
     async with transaction(sessionmaker) as session:
-        for start in range(0, len(valid), CHUNK):
-            chunk = valid[start:start + CHUNK]
+        for start in range(0, len(created), CHUNK):
+            chunk = created[start:start + CHUNK]
             await bulk_create_households(session, chunk, principal, note=note)
             if progress:
-                progress("write", len(chunk), len(valid))
-        report = _report(parse, written=len(valid), import_id=import_id, dry_run=False, skip_invalid=skip_invalid)
+                progress("write", len(chunk), len(writes))
+        for plan in changed:
+            plan["snapshot"] = await save_new_version(
+                session, plan["before"], plan["body"], event_type="household.updated", actor=principal.subject,
+                note=f"{note}, row {plan['row']}", source=f"import:{import_id}",
+                extra={"provenance": {"import_id": import_id, "filename": filename, "row": plan["row"]}})
+            if progress:
+                progress("write", 1, len(writes))
+        report = _report(parse, written=len(writes), import_id=import_id, plans=listed, **options)
+        stored = {k: v for k, v in report.items() if k not in ("errors", "results")}
         await session.execute(insert(imports).values(
             id=import_id, filename=(filename or "")[:255], actor=principal.subject, at=utcnow(), rows=parse.rows,
-            households=len(parse.households), written=len(valid), skipped=report["invalid_households"],
-            report={k: v for k, v in report.items() if k != "errors"} | {"errors": report["errors"][:1000]}))
+            households=len(parse.households), written=len(writes), skipped=report["invalid_households"],
+            report=stored | {"errors": report["errors"][:1000]}
+            | ({"results": report["results"][:MAX_REPORTED_ERRORS]} if "results" in report else {})))
     return report
 
 
@@ -113,6 +326,8 @@ async def get_import(session: AsyncSession, import_id: str) -> dict:
         raise Problem(404, "Import not found", f"No import {import_id}.")
     return {**row.report, "filename": row.filename, "actor": row.actor, "at": row.at.isoformat()}
 
+
+# ---------------------------------------------------------------- export
 
 async def export_snapshots(sessionmaker: async_sessionmaker[AsyncSession], principal: Principal, *,
                            village_code: str | None = None, township_code: str | None = None,
@@ -133,8 +348,34 @@ async def export_snapshots(sessionmaker: async_sessionmaker[AsyncSession], princ
         decode_cursor(cursor)
 
 
+def _mask_for(principal: Principal):
+    return None if principal.is_admin else mask_id_number
+
+
 async def export_rows(sessionmaker, principal: Principal, **filters) -> AsyncIterator[list]:
-    mask = None if principal.is_admin else mask_id_number
+    """Rows of a one-sheet (CSV) ledger, ``ledger.CSV_HEADER`` order: lists as JSON in their columns."""
+    mask = _mask_for(principal)
+    async for snapshot in export_snapshots(sessionmaker, principal, **filters):
+        for row in ledger.ledger_rows(snapshot, mask=mask, lists_in_cells=True):
+            yield row
+
+
+async def export_workbook(sessionmaker, principal: Principal, target, **filters) -> int:
+    """An XLSX ledger: the main sheet (``ledger.HEADER``) and the sheets 农机购置 and 培训记录.
+    Returns the number of main-sheet rows."""
+    mask = _mask_for(principal)
+    main = "台账"
+    machinery, trainings = ledger.SHEETS["machinery"][0], ledger.SHEETS["trainings"][0]
+    writer = WorkbookWriter([(main, ledger.HEADER), (machinery, ledger.SHEET_HEADER["machinery"]),
+                             (trainings, ledger.SHEET_HEADER["trainings"])])
+    rows = 0
     async for snapshot in export_snapshots(sessionmaker, principal, **filters):
         for row in ledger.ledger_rows(snapshot, mask=mask):
-            yield row
+            writer.append(main, row)
+            rows += 1
+        for row in ledger.machinery_sheet_rows(snapshot):
+            writer.append(machinery, row)
+        for row in ledger.training_sheet_rows(snapshot, mask=mask):
+            writer.append(trainings, row)
+    writer.save(target)
+    return rows

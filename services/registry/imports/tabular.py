@@ -5,9 +5,21 @@ import csv
 import io
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from datetime import date, datetime
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from shared.problems import Problem
+
+
+@dataclass
+class Sheet:
+    """One sheet as read: its header, its rows (raw cells; blank rows kept) and the line of rows[0]."""
+
+    name: str
+    header: list[str]
+    rows: list[list[Any]]
+    first_line: int = 2
 
 
 def _decode(data: bytes) -> str:
@@ -48,6 +60,60 @@ def read_table(data: bytes, filename: str | None) -> tuple[list[str], list[list[
     header, body = table[0], table[1:]
     width = len(header)
     return header, [row[:width] + [""] * (width - len(row)) for row in body]
+
+
+def read_sheets(data: bytes, filename: str | None, *, header_hint=None) -> list:
+    """Every sheet of the file, cells as the file holds them (XLSX typed, CSV text), blank rows kept so
+    row numbers stay the spreadsheet's. The header is the first non-blank row, or with ``header_hint``
+    (a function counting the known headers in a row) the first of the leading rows it recognises, so a
+    title row above the header (``南康区2019年建档立卡台账``) is skipped."""
+    if (filename or "").lower().endswith((".xlsx", ".xlsm")) or data[:2] == b"PK":
+        from openpyxl import load_workbook
+        try:
+            workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+        except Exception as exc:  # noqa: BLE001 - openpyxl raises many types for a broken file
+            raise Problem(422, "Unreadable file", f"Not a readable XLSX workbook ({type(exc).__name__}).") from exc
+        tables = [(sheet.title, [[v.strip() if isinstance(v, str) else v for v in row]
+                                 for row in sheet.iter_rows(values_only=True)]) for sheet in workbook.worksheets]
+    else:
+        tables = [("", [[c.strip() for c in row] for row in csv.reader(io.StringIO(_decode(data)))])]
+    sheets = []
+    for name, rows in tables:
+        filled = [index for index, row in enumerate(rows[:20]) if any(v not in (None, "") for v in row)]
+        if not filled:
+            if not sheets:
+                raise Problem(422, "Empty file", "The file has no header row. / 文件没有表头行。")
+            continue
+        start = filled[0]
+        if header_hint is not None:
+            start = next((i for i in filled[:10] if header_hint([_cell(v) for v in rows[i]]) >= 3), start)
+        header = [_cell(v) for v in rows[start]]
+        while header and not header[-1]:
+            header.pop()
+        width = len(header)
+        body = [list(row[:width]) + [None] * (width - len(row)) for row in rows[start + 1:]]
+        sheets.append(Sheet(name, header, body, first_line=start + 2))
+    return sheets
+
+
+class WorkbookWriter:
+    """An XLSX of several sheets written in one pass (write-only mode: rows stream to each sheet in any
+    order, so a household's main rows, machinery and trainings are appended as it is read)."""
+
+    def __init__(self, sheets: list[tuple[str, list[str]]]) -> None:
+        from openpyxl import Workbook
+        self.workbook = Workbook(write_only=True)
+        self.sheets = {}
+        for title, header in sheets:
+            self.sheets[title] = self.workbook.create_sheet(title)
+            self.append(title, header)
+
+    def append(self, title: str, row: list) -> None:
+        from shared.spreadsheet import xlsx_row
+        self.sheets[title].append(xlsx_row(row))
+
+    def save(self, path_or_buffer) -> None:
+        self.workbook.save(path_or_buffer)
 
 
 def write_table(path_or_buffer, header: list[str], rows: Iterable[list], fmt: str) -> None:

@@ -6,7 +6,7 @@ import io
 
 from openpyxl import Workbook, load_workbook
 
-from services.registry.imports.ledger import HEADER
+from services.registry.imports.ledger import CSV_HEADER, HEADER
 from services.registry.imports.sample import generate_ledger
 from services.registry.tables import households, imports, person_index
 from tests.integration.registry.conftest import count, events
@@ -117,14 +117,19 @@ async def test_export_masks_id_numbers_for_non_admins(registry):
     assert (await upload(registry, to_csv(header, rows))).status_code == 201
     text = (await registry.get("/v1/exports/households")).content.decode("utf-8-sig")
     exported = list(csv.reader(io.StringIO(text)))
-    assert exported[0] == HEADER and "********" in exported[1][COL["身份证号"]]
+    # CSV carries the list data (machinery, trainings) in two extra columns after the main sheet's
+    assert exported[0] == CSV_HEADER and exported[0][:len(HEADER)] == HEADER
+    assert "********" in exported[1][COL["身份证号"]]
 
 
 async def test_ledger_needs_its_key_columns_and_admin_for_registered_status(registry):
     header, rows = generate_ledger(20, seed=9, status="未脱贫")
     missing = await upload(registry, to_csv([h if h != "与户主关系" else "关系?" for h in header], rows))
     assert missing.status_code == 422
-    assert {"row": 1, "column": "与户主关系", "message": "required column missing"} in missing.json()["report"]["errors"]
+    # one file-level error names every missing column (issue 16), not a row problem
+    assert missing.json()["report"]["errors"] == [
+        {"row": 1, "column": "与户主关系", "missing": ["与户主关系"],
+         "message": "缺少必需的列：与户主关系；未读取任何行 / required column(s) missing: 与户主关系; no row was read"}]
     office = registry.token_headers("registry:write")
     refused = await upload(registry, to_csv(header, rows), headers=office)
     assert refused.status_code == 422
@@ -134,8 +139,9 @@ async def test_ledger_needs_its_key_columns_and_admin_for_registered_status(regi
 
 async def test_a_person_already_registered_elsewhere_is_a_row_error(registry):
     header, rows = generate_ledger(30, seed=21)
-    assert (await upload(registry, to_csv(header, rows[:10]))).status_code == 201
-    clash = [list(r) for r in rows[10:]]
+    cut = next(n for n in range(10, 30) if rows[n][COL["户编号"]] != rows[n - 1][COL["户编号"]])  # whole households
+    assert (await upload(registry, to_csv(header, rows[:cut]))).status_code == 201
+    clash = [list(r) for r in rows[cut:]]
     target = next(i for i, r in enumerate(clash) if r[COL["与户主关系"]] == "子女")
     for key in ("身份证号", "出生日期", "性别"):
         clash[target][COL[key]] = rows[1][COL[key]]

@@ -20,7 +20,7 @@ def test_generated_ledger_is_valid_and_groups_by_household_number():
     assert result.all_errors() == []
     assert sum(len(h.snapshot["members"]) for h in result.valid) == 200
     first = result.valid[0].snapshot
-    assert first["id"] == "LZ0000001" and first["members"][0]["relation"] == "head"
+    assert first["id"] == "LZ01-000001" and first["members"][0]["relation"] == "head"
     assert first["village"]["township_name"] in ("隆木乡", "坪市乡", "麻双乡")
     assert set(first["poverty_causes"]) <= {"illness", "disability", "schooling", "lack_of_capital",
                                             "lack_of_skills", "lack_of_labour"}
