@@ -101,10 +101,14 @@ class HeaderTable:
         for key, spellings in names.items():
             for spelling in spellings:
                 normal = normalise_header(spelling)
-                if self.lookup.get(normal, key) != key:
-                    raise ValueError(f"header {spelling!r} would name both {self.lookup[normal]} and {key}")
-                self.lookup[normal] = key
-                self.spelling.setdefault(normal, spelling)
+                suffixed = _SUFFIX.match(normal)
+                # a title with its unit (种植面积(亩)) is also accepted without it
+                bare = suffixed.group(1) if suffixed and is_fill_in_hint(suffixed.group(2)) else None
+                for form in filter(None, (normal, bare)):
+                    if self.lookup.get(form, key) != key:
+                        raise ValueError(f"header {spelling!r} would name both {self.lookup[form]} and {key}")
+                    self.lookup[form] = key
+                    self.spelling.setdefault(form, spelling)
 
     def key_of(self, header: str) -> str | None:
         normal = normalise_header(header)
