@@ -124,6 +124,9 @@ class AuditSettings(ServiceSettings):
     # A partner look-up counts as "followed by nothing" if no delivery came within these days.
     lookup_grace_days: int = 30
     cookie_secure: bool = False  # dashboard cookie gets the Secure flag (behind HTTPS)
+    # Default ``as_of`` of the supervision queries and the dashboard; unset means today (China). The
+    # embedded launcher sets the demo district's 2020-06-30, like JZ_BENEFITS_EVALUATION_DATE.
+    evaluation_date: date | None = None
 
 
 SETTINGS_CLASSES: dict[str, type[ServiceSettings]] = {

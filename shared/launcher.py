@@ -56,8 +56,9 @@ class LaunchConfig:
             env[prefix + "PORT"] = str(self.ports[service])
             env[prefix + "DATABASE_URL"] = self.database_url(service)
         env["JZ_REGISTRY_BENEFITS_URL"] = f"http://127.0.0.1:{self.ports['benefits']}"
-        if self.evaluation_date and "JZ_BENEFITS_EVALUATION_DATE" not in os.environ:
-            env["JZ_BENEFITS_EVALUATION_DATE"] = self.evaluation_date
+        for variable in ("JZ_BENEFITS_EVALUATION_DATE", "JZ_AUDIT_EVALUATION_DATE"):
+            if self.evaluation_date and variable not in os.environ:
+                env[variable] = self.evaluation_date
         env.update(self.extra_env)
         return env
 

@@ -123,11 +123,31 @@ def _cadre_ids(snapshot: dict) -> list[str] | None:
 
 
 def _step_of(data: dict) -> dict | None:
-    step = data.get("step")
-    if isinstance(step, dict):
-        return step
-    if "override" in data or "action" in data:
+    """The procedure step an event records: the registry sends it as ``transition`` (its step record,
+    with ``at``, the business time of the step); ``step`` and flat fields are older shapes."""
+    for key in ("step", "transition"):
+        if isinstance(data.get(key), dict):
+            step = dict(data[key])
+            override = data.get("override")
+            if isinstance(override, dict) and not step.get("overridden_criteria"):
+                step["overridden_criteria"] = override.get("overridden_criteria") or []
+            return step
+    if "action" in data:
         return {k: data.get(k) for k in ("action", "override", "reason", "overridden_criteria")}
+    return None
+
+
+REGISTERING_ACTIONS = ("register", "announce")
+
+
+def registration_time(step: dict | None) -> datetime | None:
+    """When the procedure made the household ``registered`` (the step's own date, never the time the
+    event was written or ingested); None when this event is not that step."""
+    if not step:
+        return None
+    to_status = step.get("to_status")
+    if to_status == "registered" or (to_status is None and step.get("action") in REGISTERING_ACTIONS):
+        return parse_time(step.get("at"))
     return None
 
 
@@ -179,8 +199,11 @@ async def _project_household(session: AsyncSession, record: dict, data: dict, sn
             categories=categories, relocated=bool(relocation.get("relocated")) or "relocated" in categories,
             moved_in=bool(relocation.get("moved_in")),
             population=sum(1 for m in members if not m.get("deceased")))
-        if status == "registered" and row.registered_at is None:
-            values["registered_at"] = when
+        # Registration is dated by its procedure step; a household brought in already registered has
+        # no step, and the rules fall back to its identified_year (never to when the event arrived).
+        registered_on = registration_time(step) if status == "registered" else None
+        if registered_on is not None and row.registered_at is None:
+            values["registered_at"] = registered_on
         if status in EXITED_STATUSES and row.status not in EXITED_STATUSES:
             values["readiness_at_exit"] = row.exit_readiness
             values["moved_in_at_exit"] = values["moved_in"]
@@ -273,13 +296,18 @@ async def _project_pairing_event(session: AsyncSession, record: dict, data: dict
     if household_id is None and isinstance(data.get("household"), dict):
         household_id = data["household"].get("id")
     cadre = data.get("cadre") if isinstance(data.get("cadre"), dict) else {}
-    cadre_id = data.get("cadre_id") or cadre.get("id")
+    # the registry's pairing.started / pairing.ended carry the pairing record itself
+    pairing = data.get("pairing") if isinstance(data.get("pairing"), dict) else {}
+    cadre_id = data.get("cadre_id") or cadre.get("id") or pairing.get("cadre_id")
     if not isinstance(household_id, str) or not isinstance(cadre_id, str):
         return
     word = (data.get("action") or record["type"].split(".", 1)[-1] or "").lower()
-    when = parse_time(data.get("at") or data.get("time")) or parse_time(record.get("time")) or utcnow()
+    ended = any(w in word for w in UNPAIR_WORDS)
+    business_time = pairing.get("ended_at") if ended else pairing.get("started_at")
+    when = (parse_time(business_time or data.get("at") or data.get("time")) or parse_time(record.get("time"))
+            or utcnow())
     await _ensure_household(session, household_id, record)
-    if any(w in word for w in UNPAIR_WORDS):
+    if ended:
         await _unpair(session, household_id, cadre_id, record, when)
     elif any(w in word for w in PAIR_WORDS):
         await _pair(session, household_id, cadre_id, record, when)

@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from services.audit.dashboard.charts import grouped_bars, hbar_chart
 from services.audit.ledger.service import latest_checkpoint
 from services.audit.supervision.anomalies import RULES, Context, find_anomalies
-from services.audit.supervision.common import effective_area, today_in_china
+from services.audit.supervision.common import default_as_of, effective_area
 from services.audit.supervision.progress import entitlement_stats, progress, village_incidence
 from services.audit.tables import ledger_records
 from shared.auth import Principal
@@ -59,7 +59,7 @@ async def dashboard(request: Request, area: str | None = None, as_of: date | Non
                             secure=request.app.state.audit.cookie_secure, path="/dashboard")
         return response
     area = effective_area(principal, area)
-    as_of = as_of or today_in_china()
+    as_of = as_of or default_as_of(request.app.state.settings)
     settings, extras = request.app.state.settings, request.app.state.audit
     async with request.app.state.sessionmaker() as session:
         found = await find_anomalies(session, Context(area=area, as_of=as_of, no_visit_days=settings.no_visit_days,

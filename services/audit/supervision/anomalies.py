@@ -103,7 +103,8 @@ async def exit_overridden(session: AsyncSession, ctx: Context) -> list[dict]:
         steps = (row.exit_evidence or {}).get("steps", [])
         overridden = sorted({c for s in steps for c in s.get("overridden_criteria") or []}
                             | set(readiness.get("unmet") or [] if unready else []))
-        reasons = [s.get("reason") for s in steps if s.get("override") and s.get("reason")]
+        # approval carries the proposal's override and reason: one reason, however many steps repeat it
+        reasons = list(dict.fromkeys(s.get("reason") for s in steps if s.get("override") and s.get("reason")))
         out.append(finding("exit_overridden", row,
                            "exited although the exit-readiness assessment was not met"
                            + (f" (unmet: {', '.join(overridden)})" if overridden else ""),
@@ -161,21 +162,48 @@ async def duplicate_id_number(session: AsyncSession, ctx: Context) -> list[dict]
     return out
 
 
+def registration_date(row: Any) -> tuple[dt.date | None, str | None]:
+    """When the household was registered, by its own business dates: the registration step of its
+    procedure, else the last day of its ``identified_year`` (the latest it can have been registered, so
+    a count from it never overstates the days). None when the registry recorded neither."""
+    if row.registered_at is not None:
+        return china_date(row.registered_at), "procedure"
+    if row.identified_year:
+        return dt.date(row.identified_year, 12, 31), "identified_year"
+    return None, None
+
+
 async def no_recent_visit(session: AsyncSession, ctx: Context) -> list[dict]:
+    """Registered households whose last home visit, or with none their registration, lies more than
+    ``no_visit_days`` before ``as_of``; counted in China calendar days, from the visit's ``visited_at``
+    and the registration's procedure date or ``identified_year``, never from when an event arrived."""
     h = audit_households
-    cutoff = end_of_day_utc(ctx.as_of) - dt.timedelta(days=ctx.no_visit_days)
-    stale = or_(h.c.last_visit_at < cutoff, and_(h.c.last_visit_at.is_(None), h.c.registered_at < cutoff))
+    # on day ``as_of - threshold`` the count is exactly the threshold, which is not yet too long
+    last_allowed = ctx.as_of - dt.timedelta(days=ctx.no_visit_days)
+    cutoff = end_of_day_utc(last_allowed - dt.timedelta(days=1))
+    never_visited = h.c.last_visit_at.is_(None)
+    stale = or_(h.c.last_visit_at < cutoff,
+                and_(never_visited, h.c.registered_at.is_not(None), h.c.registered_at < cutoff),
+                and_(never_visited, h.c.registered_at.is_(None), h.c.identified_year < last_allowed.year))
     out = []
     async for row in iter_households(session, h.c.status == "registered", stale, in_area(h, ctx.area)):
         last = china_date(row.last_visit_at)
-        since = last or china_date(row.registered_at)
-        out.append(finding("no_recent_visit", row,
-                           (f"no home visit since {last.isoformat()}" if last else "never visited since registration")
-                           + f": {(ctx.as_of - since).days} days > {ctx.no_visit_days}",
+        registered_on, basis = registration_date(row)
+        since = last or registered_on
+        days = (ctx.as_of - since).days
+        if last:
+            detail = f"no home visit since {last.isoformat()}"
+        elif basis == "procedure":
+            detail = f"never visited since registration on {registered_on.isoformat()}"
+        else:
+            detail = f"never visited since registration (identified in {row.identified_year})"
+        out.append(finding("no_recent_visit", row, detail + f": {days} days > {ctx.no_visit_days}",
                            [row.last_visit_record_id or row.first_record_id], [],
                            last_visit=last.isoformat() if last else None,
-                           registered_on=china_date(row.registered_at).isoformat() if row.registered_at else None,
-                           days=(ctx.as_of - since).days, threshold_days=ctx.no_visit_days))
+                           registered_on=registered_on.isoformat() if registered_on else None,
+                           registered_basis=basis, identified_year=row.identified_year,
+                           counted_from="last_visit" if last else basis,
+                           days=days, threshold_days=ctx.no_visit_days))
         if len(out) >= ctx.limit:
             break
     return out

@@ -37,6 +37,12 @@ def today_in_china() -> date:
     return datetime.now(CHINA).date()
 
 
+def default_as_of(settings) -> date:
+    """The evaluation date a supervision query judges on when the caller gives none: the configured
+    ``evaluation_date`` (the demo's 2020-06-30 under the launcher), else today in China."""
+    return getattr(settings, "evaluation_date", None) or today_in_china()
+
+
 def end_of_day_utc(day: date) -> datetime:
     """The instant a China calendar day ends, in UTC (the read models store UTC)."""
     return datetime.combine(day + timedelta(days=1), time.min, CHINA).astimezone(timezone.utc)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from services.audit.supervision.anomalies import RULES, Context, find_anomalies
-from services.audit.supervision.common import effective_area, today_in_china
+from services.audit.supervision.common import default_as_of, effective_area
 from services.audit.supervision.progress import progress, village_incidence
 from services.audit.supervision.sample import draw_sample, sample_csv, sample_xlsx
 from shared.auth import Principal, require_scopes
@@ -29,7 +29,7 @@ async def anomalies(request: Request, area: str | None = None, as_of: date | Non
                       errors=[{"loc": ["query", "rule"], "msg": f"unknown rule {u}"} for u in unknown])
     area = effective_area(principal, area)
     extras, settings = request.app.state.audit, request.app.state.settings
-    ctx = Context(area=area, as_of=as_of or today_in_china(), no_visit_days=settings.no_visit_days,
+    ctx = Context(area=area, as_of=as_of or default_as_of(settings), no_visit_days=settings.no_visit_days,
                   lookup_grace_days=extras.lookup_grace_days, limit=limit)
     async with request.app.state.sessionmaker() as session:
         result = await find_anomalies(session, ctx, rule)
