@@ -7,6 +7,7 @@ paired) is allowed, so a transferred cadre can be replaced without the household
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import Field, ValidationError
@@ -114,14 +115,16 @@ def _active(household_id: str):
     return and_(pairings.c.household_id == household_id, pairings.c.ended_at.is_(None))
 
 
-async def pair(session: AsyncSession, household_id: str, cadre_id: str, principal: Principal) -> dict:
+async def pair(session: AsyncSession, household_id: str, cadre_id: str, principal: Principal, *,
+               at: datetime | None = None) -> dict:
+    """``at``: when the pairing began, for pairings brought in from before the system (default now)."""
     snapshot = await load_household(session, household_id, principal, for_update=True)
     await get_cadre(session, cadre_id)
     if snapshot["status"] == "removed":
         raise Problem(409, "Household removed", "A removed household (剔除) is not paired with cadres.")
     if await session.scalar(select(pairings.c.id).where(_active(household_id), pairings.c.cadre_id == cadre_id)):
         raise Problem(409, "Already paired", f"Cadre {cadre_id} is already paired with household {household_id}.")
-    now = utcnow()
+    now = at or utcnow()
     result = await session.execute(insert(pairings).values(household_id=household_id, cadre_id=cadre_id,
                                                            started_at=now, started_by=principal.subject)
                                    .returning(pairings))
@@ -132,7 +135,7 @@ async def pair(session: AsyncSession, household_id: str, cadre_id: str, principa
 
 
 async def unpair(session: AsyncSession, household_id: str, cadre_id: str, reason: str | None,
-                 principal: Principal) -> dict:
+                 principal: Principal, *, at: datetime | None = None) -> dict:
     snapshot = await load_household(session, household_id, principal, for_update=True)
     row = (await session.execute(select(pairings).where(_active(household_id), pairings.c.cadre_id == cadre_id))
            ).first()
@@ -146,7 +149,7 @@ async def unpair(session: AsyncSession, household_id: str, cadre_id: str, reason
                       f"Household {household_id} is {snapshot['status']}: it keeps its assistance cadre until it "
                       "has exited. Pair the replacement cadre first to hand over.", type_=NOT_DELINKED,
                       status_of_household=snapshot["status"])
-    now = utcnow()
+    now = at or utcnow()
     await session.execute(update(pairings).where(pairings.c.id == row.id)
                           .values(ended_at=now, ended_by=principal.subject, end_reason=reason))
     pairing = pairing_dict((await session.execute(select(pairings).where(pairings.c.id == row.id))).first())

@@ -54,6 +54,8 @@ class AreaFlags(StrictBody):
     is_deep_poverty: bool = Field(default=False, description="深度贫困村 (villages)")
     exit_year: int | None = Field(default=None, ge=1980, le=2100, description="摘帽 / 出列 year")
     collective_income: Money | None = Field(default=None, description="Village collective income, yuan per year")
+    population: int | None = Field(default=None, ge=0, description="Registered (户籍) population: the denominator "
+                                                                   "of the poverty incidence")
     indicators: VillageIndicators | None = None
 
 
@@ -110,7 +112,8 @@ async def village_payload(session: AsyncSession, area: dict) -> dict[str, Any]:
             "township_name": township.name if township else "",
             "is_poor_village": bool(flags.get("is_poor")), "is_deep_poverty_village": bool(flags.get("is_deep_poverty")),
             "exit_year": flags.get("exit_year"), "collective_income": flags.get("collective_income"),
-            "indicators": flags.get("indicators"), "work_team": await village_team_of(session, area["code"])}
+            "population": flags.get("population"), "indicators": flags.get("indicators"),
+            "work_team": await village_team_of(session, area["code"])}
 
 
 # The village fields a household snapshot carries (API.md); the rest stays on the area.
@@ -239,6 +242,7 @@ AREA_COLUMNS = {
     "level": ("level", "级别", "层级"), "is_poor": ("is_poor", "贫困村", "贫困县", "是否贫困"),
     "is_deep_poverty": ("is_deep_poverty", "深度贫困村"), "exit_year": ("exit_year", "退出年度", "出列年度", "摘帽年度"),
     "collective_income": ("collective_income", "集体经济收入"),
+    "population": ("population", "人口", "户籍人口", "总人口"),
     "poverty_incidence_pct": ("poverty_incidence_pct", "贫困发生率"),
 }
 INDICATOR_COLUMNS = {
@@ -285,6 +289,8 @@ def parse_area_rows(data: bytes, filename: str | None) -> tuple[list[tuple[int, 
                 flags["exit_year"] = int(cell["exit_year"])
             if cell.get("collective_income"):
                 flags["collective_income"] = cell["collective_income"]
+            if cell.get("population"):
+                flags["population"] = int(cell["population"])
             indicators = {("collective_income" if k == "collective_income_has" else k): parse_bool(cell[f"ind:{k}"])
                           for k in INDICATOR_COLUMNS if cell.get(f"ind:{k}")}
             if cell.get("poverty_incidence_pct"):
