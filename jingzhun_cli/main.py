@@ -58,37 +58,28 @@ def migrate(service: Optional[str] = typer.Argument(None, help="registry, benefi
 
 @app.command("demo-data")
 def demo_data(count: int = typer.Option(200, help="Households to load")) -> None:
-    """Load the demo district into the registry (idempotent: existing households are kept)."""
-    from jingzhun_cli.demo import demo_households
-    from services.registry.households.service import create_household
-    from services.registry.tables import households
-    from shared.auth import Principal
-    from shared.db import make_engine, make_sessionmaker, transaction
+    """Load the demo district into the registry: areas (population, incidence), cadres, households and
+    their 2016-2020 pairings, visits and exits (idempotent: a second run adds nothing)."""
+    from jingzhun_cli.demo import load_demo_district
+    from shared.db import make_engine, make_sessionmaker
     from shared.migrate import upgrade_to_head
-    from sqlalchemy import select
 
-    async def run() -> tuple[int, int]:
+    async def run():
         settings = service_settings("registry")
         engine = make_engine(settings.resolved_database_url())
-        await upgrade_to_head("registry", engine)
-        sessionmaker = make_sessionmaker(engine)
-        loader = Principal(subject="demo-data", scopes=frozenset({"admin"}))
-        created = skipped = 0
-        async with sessionmaker() as session:
-            existing = set((await session.execute(select(households.c.id)
-                                                  .where(households.c.id.like("hh-demo-%")))).scalars())
-        for household_id, body in demo_households(count):
-            if household_id in existing:
-                skipped += 1
-                continue
-            async with transaction(sessionmaker) as session:
-                await create_household(session, body, loader, household_id=household_id)
-            created += 1
-        await engine.dispose()
-        return created, skipped
+        try:
+            await upgrade_to_head("registry", engine)
+            return await load_demo_district(make_sessionmaker(engine), settings, count=count)
+        finally:
+            await engine.dispose()
 
-    created, skipped = asyncio.run(run())
-    console.print(f"demo district: {created} households created, {skipped} already there")
+    report = asyncio.run(run())
+    areas = report.areas
+    console.print(f"demo district: {report.households_created} households created, "
+                  f"{report.households_existing} already there; areas {areas.get('created', 0)} created, "
+                  f"{areas.get('updated', 0)} updated, {areas.get('unchanged', 0)} unchanged; "
+                  f"{report.cadres_created} cadres, {report.pairings} pairings, {report.unpairings} unpairings, "
+                  f"{report.visits} visits, {report.transitions} procedure steps, {report.other_steps} member changes")
 
 
 @app.command()
@@ -556,16 +547,17 @@ def audit_sample(year: int = typer.Option(..., help="Exit year"), area: Optional
 
 
 @audit_app.command("anomalies")
-def audit_anomalies(as_of: Optional[str] = typer.Option(None, help="YYYY-MM-DD (default: today)"),
+def audit_anomalies(as_of: Optional[str] = typer.Option(None, help="YYYY-MM-DD (default: JZ_AUDIT_EVALUATION_DATE, "
+                                                                  "else today)"),
                     area: Optional[str] = typer.Option(None), rule: Optional[list[str]] = typer.Option(None)) -> None:
     """Run the anomaly rules and print the findings with their evidence."""
     from datetime import date
     from services.audit.settings import load_extras
     from services.audit.supervision.anomalies import Context, find_anomalies
-    from services.audit.supervision.common import today_in_china
+    from services.audit.supervision.common import default_as_of
 
     async def work(settings, sessionmaker):
-        ctx = Context(area=area, as_of=date.fromisoformat(as_of) if as_of else today_in_china(),
+        ctx = Context(area=area, as_of=date.fromisoformat(as_of) if as_of else default_as_of(settings),
                       no_visit_days=settings.no_visit_days,
                       lookup_grace_days=load_extras(settings).lookup_grace_days, limit=1000)
         async with sessionmaker() as session:
