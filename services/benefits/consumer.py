@@ -6,7 +6,7 @@ version at or below the stored one is ignored (redelivery, replay, reordering).
 from __future__ import annotations
 
 import logging
-from datetime import date
+from datetime import date, timedelta, timezone
 
 from fastapi import FastAPI
 from pydantic import ValidationError
@@ -25,6 +25,7 @@ from shared.events import Envelope, utcnow
 log = logging.getLogger("benefits.consumer")
 
 GROUP_ID = "benefits"
+CHINA = timezone(timedelta(hours=8))
 
 
 def evaluation_date(settings: BenefitsSettings) -> date:
@@ -38,8 +39,16 @@ async def _already_processed(session: AsyncSession, event_id: str) -> bool:
     return False
 
 
-async def store_snapshot(session: AsyncSession, snapshot: dict) -> bool:
-    """Upsert the snapshot if it is newer than the stored one; True when it was."""
+def recorded_on(envelope: Envelope) -> date | None:
+    """The China-local day the registry recorded the event."""
+    return envelope.time.astimezone(CHINA).date() if envelope.time else None
+
+
+async def store_snapshot(session: AsyncSession, snapshot: dict, observed_on: date | None = None) -> bool:
+    """Upsert the snapshot if it is newer than the stored one; True when it was.
+
+    ``observed_on``: the day the registry recorded the version (dates status changes and deaths).
+    """
     stored = await session.scalar(select(household_snapshots.c.version)
                                   .where(household_snapshots.c.household_id == snapshot["id"]))
     if stored is not None and stored >= snapshot["version"]:
@@ -53,7 +62,7 @@ async def store_snapshot(session: AsyncSession, snapshot: dict) -> bool:
     else:
         await session.execute(update(household_snapshots)
                               .where(household_snapshots.c.household_id == snapshot["id"]).values(**values))
-    await index_persons(session, snapshot)  # partner look-up by ID number, status history, insurers' roster
+    await index_persons(session, snapshot, observed_on)  # partner look-up by ID number, status history, insurers' roster
     return True
 
 
@@ -63,7 +72,7 @@ async def apply_registry_event(session: AsyncSession, envelope: Envelope, as_of:
         return 0
     if envelope.type.startswith(("household.", "person.")) and "household" in envelope.data:
         snapshot = envelope.data["household"]
-        if not await store_snapshot(session, snapshot):
+        if not await store_snapshot(session, snapshot, recorded_on(envelope)):
             return 0
         return await recompute_household(session, snapshot, as_of, cause_event_id=envelope.id,
                                          actor=envelope.actor, packs=packs)

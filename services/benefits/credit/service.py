@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.benefits.credit.purposes import accepted_purposes, canonical_purpose
 from services.benefits.packs import resolve_pack
 from services.benefits.partners.access import client_of, record_access
-from services.benefits.partners.lookup import FoundPerson, find_person, id_hash, status_history
+from services.benefits.partners.lookup import FoundPerson, find_person, id_hash, status_history, status_on
 from services.benefits.partners.tables import (credit_claim_lines, credit_claims, credit_decisions,
                                                credit_loan_events, credit_loans, credit_subsidies_paid)
 from services.benefits.rules.common import post_exit_window_open
@@ -329,10 +329,7 @@ async def _check_extension(loan, body: dict) -> None:
 # --- interest subsidy ----------------------------------------------------------------------
 
 def _eligible_on(day: dt.date, history: list, region_code: str) -> bool:
-    entry = None
-    for item in history:
-        if item.effective_on is None or item.effective_on <= day:
-            entry = item
+    entry = status_on(history, day)
     if entry is None:
         return False
     if entry.status in ("registered", "returned"):

@@ -67,7 +67,11 @@ def roster_relevant(row: dict) -> bool:
 
 
 def person_rows(snapshot: dict) -> list[dict]:
-    """Look-up rows for every member with an ID number (pure)."""
+    """Look-up rows for every member with an ID number (pure).
+
+    ``deceased_on`` is the member's ``date_of_death`` when the snapshot carries one; otherwise
+    ``index_persons`` fills in the day the death was recorded.
+    """
     rows = []
     for member in snapshot.get("members") or []:
         number, person_id = member.get("id_number"), member.get("id")
@@ -78,7 +82,8 @@ def person_rows(snapshot: dict) -> list[dict]:
                      "status": snapshot["status"], "exit_date": _date(snapshot.get("exit_date")),
                      "identified_year": snapshot.get("identified_year"),
                      "categories": sorted(snapshot.get("categories") or []),
-                     "deceased": bool(member.get("deceased")), "in_household": True})
+                     "deceased": bool(member.get("deceased")), "in_household": True,
+                     "deceased_on": _date(member.get("date_of_death")) if member.get("deceased") else None})
     return rows
 
 
@@ -101,11 +106,16 @@ async def next_sequence(session: AsyncSession, name: str, count: int = 1) -> int
     return value - count + 1
 
 
-async def index_persons(session: AsyncSession, snapshot: dict) -> None:
-    """Refresh the look-up rows, status history and roster sequence of one household snapshot."""
+async def index_persons(session: AsyncSession, snapshot: dict, observed_on: dt.date | None = None) -> None:
+    """Refresh the look-up rows, status history and roster sequence of one household snapshot.
+
+    ``observed_on`` is the day the registry recorded this version (its event's time; default
+    today): the effective date of a status change or a death the snapshot does not date itself.
+    """
     now = utcnow()
-    await _record_status(session, snapshot, now)
-    new_rows = {row["id_hash"]: row for row in person_rows(snapshot)}
+    observed_on = observed_on or now.date()
+    status_since = await _record_status(session, snapshot, now, observed_on)
+    new_rows = {row["id_hash"]: {**row, "status_since": status_since} for row in person_rows(snapshot)}
     old_rows = {row.id_hash: dict(row._mapping) for row in (await session.execute(
         select(person_lookup).where((person_lookup.c.household_id == snapshot["id"])
                                     | person_lookup.c.id_hash.in_(list(new_rows))))).all()}
@@ -115,6 +125,10 @@ async def index_persons(session: AsyncSession, snapshot: dict) -> None:
             changes.append((key, {**old, "in_household": False}, False))  # left the household
     for key, row in new_rows.items():
         old = old_rows.get(key)
+        if row["deceased"] and row["deceased_on"] is None:
+            # The first version that shows the death dates it; later versions keep that date.
+            row["deceased_on"] = (old or {}).get("deceased_on") if (old or {}).get("deceased") else None
+            row["deceased_on"] = row["deceased_on"] or observed_on
         changes.append((key, {**(old or {"roster_listed": False, "roster_seq": None}), **row}, old is None))
     bump = []
     for key, values, _ in changes:
@@ -136,26 +150,39 @@ async def index_persons(session: AsyncSession, snapshot: dict) -> None:
             await session.execute(update(person_lookup).where(person_lookup.c.id_hash == key).values(**values))
 
 
-async def _record_status(session: AsyncSession, snapshot: dict, now) -> None:
+async def _record_status(session: AsyncSession, snapshot: dict, now, observed_on: dt.date) -> dt.date | None:
+    """Append the household's status to its history if it changed; the current status's effective date."""
     last = (await session.execute(
         select(household_status_history.c.status, household_status_history.c.exit_date,
-               household_status_history.c.categories)
+               household_status_history.c.categories, household_status_history.c.effective_on)
         .where(household_status_history.c.household_id == snapshot["id"])
         .order_by(household_status_history.c.version.desc()).limit(1))).first()
     status, exit_date = snapshot["status"], _date(snapshot.get("exit_date"))
     categories = sorted(snapshot.get("categories") or [])
     if last is not None and (last.status, last.exit_date, sorted(last.categories or [])) == (status, exit_date,
                                                                                               categories):
-        return
+        return last.effective_on
     if last is None:
         effective = None  # first status known: in force since ever
     elif status in ("exited", "monitored") and exit_date is not None and last.status in ("registered", "returned"):
         effective = exit_date
+    elif status == "monitored" and last.status == "exited" and "marginal" not in categories:
+        effective = last.effective_on  # monitoring after exit: still the exit's status, from the exit
     else:
-        effective = now.date()
+        effective = observed_on
     await session.execute(insert(household_status_history).values(
         household_id=snapshot["id"], version=snapshot["version"], status=status, exit_date=exit_date,
         categories=categories, effective_on=effective, recorded_at=now))
+    return effective
+
+
+def status_on(history, day: dt.date):
+    """The household's status entry in force on ``day`` (history oldest first), or None."""
+    entry = None
+    for item in history:
+        if item.effective_on is None or item.effective_on <= day:
+            entry = item
+    return entry
 
 
 @dataclass(frozen=True)
@@ -164,6 +191,7 @@ class FoundPerson:
     person_id: str
     snapshot: dict
     person: dict
+    deceased_on: dt.date | None = None  # when the death took effect, for a deceased person
 
     @property
     def region_code(self) -> str:
@@ -173,7 +201,8 @@ class FoundPerson:
 async def find_person(session: AsyncSession, id_number: str) -> FoundPerson | None:
     """The person currently holding this ID number in a stored household, or None."""
     row = (await session.execute(
-        select(person_lookup.c.household_id, person_lookup.c.person_id, household_snapshots.c.snapshot)
+        select(person_lookup.c.household_id, person_lookup.c.person_id, person_lookup.c.deceased_on,
+               household_snapshots.c.snapshot)
         .join(household_snapshots, household_snapshots.c.household_id == person_lookup.c.household_id)
         .where(person_lookup.c.id_hash == id_hash(id_number), person_lookup.c.in_household.is_(True)))).first()
     if row is None:
@@ -181,7 +210,7 @@ async def find_person(session: AsyncSession, id_number: str) -> FoundPerson | No
     person = next((m for m in row.snapshot.get("members") or [] if m.get("id") == row.person_id), None)
     if person is None:
         return None
-    return FoundPerson(row.household_id, row.person_id, row.snapshot, person)
+    return FoundPerson(row.household_id, row.person_id, row.snapshot, person, row.deceased_on)
 
 
 async def status_history(session: AsyncSession, household_id: str) -> list:

@@ -53,6 +53,10 @@ person_lookup = Table(
     Column("roster_listed", Boolean, nullable=False),  # ever shown on the insurers' roster
     Column("roster_seq", BigInteger, nullable=True),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # When the death took effect: the snapshot's date_of_death, else the day the registry recorded it.
+    Column("deceased_on", Date, nullable=True),
+    # When the household's current status took effect (null: the first status known, since ever).
+    Column("status_since", Date, nullable=True),
     Index("ix_person_lookup_roster_seq", "roster_seq"),
 )
 

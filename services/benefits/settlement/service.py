@@ -1,5 +1,14 @@
 """One-stop settlement for insurers (001 L369-L387): layers, year-to-date out-of-pocket, roster, records.
 
+Coverage of a stay is judged on the **admission date**: the poor are admitted under
+"treatment first, payment later" (先诊疗后付费, 001 L369), so whether the person is a
+registered poor person is settled when they are admitted, and the whole stay follows it.
+On that day the household's status (from its status history, not today's) must be
+registered or returned, or exited within the pack's post-exit window measured to the
+admission date; a death recorded after admission (during or after the stay) does not
+matter, one before admission does. The layers are computed with the pack valid on the
+discharge date, when the bill is settled.
+
 A stay is settled once per insurer claim id: a resend returns the stored result and
 changes nothing. The person's year-to-date out-of-pocket lives in ``settlement_ytd``;
 its row is locked (PostgreSQL) or the database write lock is held (SQLite) before the
@@ -12,6 +21,7 @@ import datetime as dt
 import hashlib
 import logging
 import uuid
+from dataclasses import dataclass
 from decimal import Decimal
 
 from sqlalchemy import insert, select, update
@@ -19,9 +29,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.benefits.packs import resolve_pack
 from services.benefits.partners.access import client_of, record_access
-from services.benefits.partners.lookup import FoundPerson, find_person, id_hash, next_sequence, roster_relevant
-from services.benefits.partners.tables import person_lookup, settlement_ytd, settlements
-from services.benefits.rules.common import _add_years, registered_in_effect
+from services.benefits.partners.lookup import (FoundPerson, find_person, id_hash, next_sequence, status_history,
+                                               status_on)
+from services.benefits.partners.tables import household_status_history, person_lookup, settlement_ytd, settlements
+from services.benefits.rules.common import _add_years
 from services.benefits.rules.health import HospitalBill, PersonContext, one_stop_settlement
 from services.benefits.tables import outbox
 from shared.auth import Principal
@@ -44,15 +55,115 @@ def _digest(value) -> str:
     return hashlib.sha256(json_dumps(value).encode()).hexdigest()
 
 
-def covered_on(found: FoundPerson | None, day: dt.date):
-    """(covered, policy, household) for the person on ``day``."""
-    if found is None or found.person.get("deceased"):
-        return False, None, None
-    household = Household.model_validate(found.snapshot)
-    policy = resolve_pack(household.region_code, day)
-    covered = (household.status != "removed" and policy.enabled(PROGRAM)
-               and registered_in_effect(household, policy, day))
-    return covered, policy, household
+@dataclass(frozen=True)
+class Coverage:
+    """Whether a person is covered on a day, why, and the interval that answer holds for.
+
+    Covered: ``effective_from`` is the start of the covered period (registration), and
+    ``effective_to`` its last day when known (end of the post-exit window, death).
+    Not covered: ``effective_from`` is the day the coverage ended (death, removal, the day
+    after the window), ``effective_to`` is None.
+    """
+    covered: bool
+    reason: str  # registered | returned | exited | deceased | removed | post_exit_window_ended | not_covered
+    effective_from: dt.date | None = None
+    effective_to: dt.date | None = None
+
+    def to_json(self) -> dict:
+        return {"covered": self.covered, "reason": self.reason,
+                "effective_from": self.effective_from.isoformat() if self.effective_from else None,
+                "effective_to": self.effective_to.isoformat() if self.effective_to else None}
+
+
+NOT_COVERED = Coverage(False, "not_covered")
+_COVERED_KINDS = ("registered", "returned")
+
+
+def _exited_kind(entry) -> bool:
+    return entry.status == "exited" or (entry.status == "monitored" and "marginal" not in (entry.categories or []))
+
+
+def window_end(policy, exit_date: dt.date | None) -> dt.date | None:
+    """Last day of the post-exit window (same rule as ``rules.common.post_exit_window_open``)."""
+    until = policy.param("post_exit_policy_until", None)
+    years = int(policy.param("post_exit_policy_years", Decimal(0)))
+    ends = [until] if until is not None else []
+    if years > 0 and exit_date is not None:
+        ends.append(_add_years(exit_date, years) - dt.timedelta(days=1))
+    return max(ends) if ends else None
+
+
+def _covered_since(history, entry, identified_year: int | None) -> dt.date | None:
+    """Start of the unbroken covered run (registered, returned, exited) that ``entry`` belongs to."""
+    since, in_run = None, False
+    for item in history:
+        if item.status in _COVERED_KINDS or _exited_kind(item):
+            if not in_run:
+                since, in_run = item.effective_on, True
+        else:
+            in_run = False
+        if item is entry:
+            break
+    if since is None and identified_year:
+        since = dt.date(identified_year, 1, 1)
+    return since
+
+
+def coverage_on(day: dt.date, *, history, region_code: str, identified_year: int | None, deceased: bool,
+                deceased_on: dt.date | None, resolve=resolve_pack) -> Coverage:
+    """Coverage of one person on ``day`` from the household's status history (pure)."""
+    if deceased and (deceased_on is None or deceased_on < day):
+        return Coverage(False, "deceased", deceased_on)
+    entry = status_on(history, day)
+    if entry is None:
+        return NOT_COVERED
+    policy = resolve(region_code, day)
+    if not policy.enabled(PROGRAM):
+        return NOT_COVERED
+    until = deceased_on if deceased else None
+    if entry.status in _COVERED_KINDS:
+        return Coverage(True, entry.status, _covered_since(history, entry, identified_year), until)
+    if _exited_kind(entry):
+        end = window_end(policy, entry.exit_date)
+        if end is not None and day <= end:
+            return Coverage(True, "exited", _covered_since(history, entry, identified_year),
+                            min(end, until) if until else end)
+        return Coverage(False, "post_exit_window_ended",
+                        end + dt.timedelta(days=1) if end is not None else entry.effective_on or entry.exit_date)
+    if entry.status == "removed":
+        return Coverage(False, "removed", entry.effective_on)
+    return NOT_COVERED  # candidate, marginal: never on the roster, and the insurer learns nothing more
+
+
+@dataclass(frozen=True)
+class _Status:
+    status: str
+    exit_date: dt.date | None
+    categories: list
+    effective_on: dt.date | None
+
+
+async def _history_of(session: AsyncSession, found: FoundPerson) -> list:
+    history = await status_history(session, found.household_id)
+    if history:
+        return list(history)
+    snapshot = found.snapshot  # stored before the history existed: its current status, since ever
+    exit_date = snapshot.get("exit_date")
+    return [_Status(snapshot["status"], dt.date.fromisoformat(exit_date) if exit_date else None,
+                    snapshot.get("categories") or [], None)]
+
+
+async def stay_coverage(session: AsyncSession, found: FoundPerson | None, admission: dt.date) -> Coverage:
+    if found is None:
+        return NOT_COVERED
+    return coverage_on(admission, history=await _history_of(session, found), region_code=found.region_code,
+                       identified_year=found.snapshot.get("identified_year"),
+                       deceased=bool(found.person.get("deceased")), deceased_on=found.deceased_on)
+
+
+#: Why a stay is not covered, as the insurer is told (unknown people: only ``not_covered``).
+REFUSAL_REASONS = {"deceased": "deceased_before_admission", "removed": "removed",
+                   "post_exit_window_ended": "post_exit_window_ended", "not_covered": "not_covered"}
 
 
 async def _lock_ytd(session: AsyncSession, person_hash: str, year: int) -> Decimal:
@@ -96,14 +207,18 @@ async def one_stop(session: AsyncSession, principal: Principal, body: dict) -> d
     if stored is not None:
         result = _replay(stored, digest)
         await record_access(session, principal, scope=SCOPE, endpoint=endpoint, id_number=body["id_number"],
-                            decision_id=result["settlement_id"], decision="replayed")
+                            decision_id=result["settlement_id"], decision="replayed", eligible=result["eligible"])
         return result
     bill = HospitalBill(admission_date=body["admission_date"], discharge_date=body["discharge_date"],
                         hospital_level=body["hospital_level"], in_district=body["in_district"],
                         total_cost=body["total_cost"], in_policy_cost=body["in_policy_cost"])
     day = body["discharge_date"]
     found = await find_person(session, body["id_number"])
-    covered, policy, household = covered_on(found, day)
+    coverage = await stay_coverage(session, found, body["admission_date"])
+    covered = coverage.covered
+    if covered:
+        household = Household.model_validate(found.snapshot)
+        policy = resolve_pack(household.region_code, day)
     settlement_id = str(uuid.uuid4())
     total = yuan(bill.total_cost)
     if covered and bill.in_district:
@@ -122,11 +237,12 @@ async def one_stop(session: AsyncSession, principal: Principal, body: dict) -> d
         patient_pays = computed.patient_pays
     else:
         # Not covered: only basic information, nothing about the person's situation.
-        reasons = ["not_in_district"] if covered else ["not_covered"]
+        reasons = ["not_in_district"] if covered else [REFUSAL_REASONS[coverage.reason]]
         result = {"eligible": False, "layers": [], "patient_pays": format_yuan(total), "effective_ratio": "0.0000",
                   "year_to_date_out_of_pocket": None, "reasons": reasons}
         patient_pays = total
-    result.update(settlement_id=settlement_id, claim_id=claim_id, id_number=mask_id_number(body["id_number"]))
+    result.update(settlement_id=settlement_id, claim_id=claim_id, id_number=mask_id_number(body["id_number"]),
+                  coverage_judged_on=body["admission_date"].isoformat())
     now = utcnow()
     seq = await next_sequence(session, "settlements")
     await session.execute(insert(settlements).values(
@@ -142,9 +258,12 @@ async def one_stop(session: AsyncSession, principal: Principal, body: dict) -> d
                               "bill": {k: (v.isoformat() if isinstance(v, dt.date) else str(v))
                                        for k, v in request_view.items()}, **(person_ref or {})})
     await add_to_outbox(session, outbox, TOPIC_BENEFITS, found.household_id if found else client_id, envelope)
+    paid = total - patient_pays
     await record_access(session, principal, scope=SCOPE, endpoint=endpoint, id_number=body["id_number"],
-                        decision_id=settlement_id, decision="settled" if result["eligible"] else "not_covered",
-                        person=person_ref)
+                        decision_id=settlement_id, decision="settled" if result["eligible"] else result["reasons"][0],
+                        person=person_ref, eligible=result["eligible"],
+                        outcome={"paid": format_yuan(paid), "patient_pays": format_yuan(patient_pays),
+                                 "total_cost": format_yuan(total), "reasons": result["reasons"]})
     log.info("settlement decided", extra={"fields": {"client_id": client_id, "settlement_id": settlement_id,
                                                      "id_number": result["id_number"],
                                                      "eligible": result["eligible"]}})
@@ -153,28 +272,29 @@ async def one_stop(session: AsyncSession, principal: Principal, body: dict) -> d
 
 # --- roster and records ------------------------------------------------------------------
 
-def _coverage(row, as_of: dt.date) -> dict | None:
-    """The roster entry of a look-up row, or None when the person is not covered on ``as_of``."""
-    if not roster_relevant(dict(row._mapping)):
-        return None
-    policy = resolve_pack(row.region_code, as_of)
-    if not policy.enabled(PROGRAM):
-        return None
-    coverage_until = None
-    if row.status in ("exited", "monitored"):
-        until = policy.param("post_exit_policy_until", None)
-        years = int(policy.param("post_exit_policy_years", Decimal(0)))
-        ends = [until] if until is not None else []
-        if years > 0 and row.exit_date is not None:
-            ends.append(_add_years(row.exit_date, years) - dt.timedelta(days=1))
-        if not ends:
-            return None
-        coverage_until = max(ends)
-        if coverage_until < as_of:
-            return None
+def roster_entry(row, as_of: dt.date) -> dict:
+    """What the roster says about a look-up row on ``as_of``: covered or not, why, and since when.
+
+    ``reason``: registered, returned, exited (within the post-exit window) when covered;
+    deceased, removed, post_exit_window_ended, left_household or not_covered when not.
+    ``effective_date``: the day that reason took effect (registration, return, exit, death,
+    removal, the first day after the window).
+    """
+    if not row.in_household:
+        return {"covered": False, "reason": "left_household", "effective_date": row.updated_at.date().isoformat()}
+    current = _Status(row.status, row.exit_date, row.categories or [], None)
+    coverage = coverage_on(as_of, history=[current], region_code=row.region_code,
+                           identified_year=row.identified_year, deceased=row.deceased, deceased_on=row.deceased_on)
+    if not coverage.covered:
+        effective = row.status_since if coverage.reason == "removed" else coverage.effective_from
+        return {"covered": False, "reason": coverage.reason,
+                "effective_date": effective.isoformat() if effective else None}
+    since = coverage.effective_from
+    effective = row.exit_date if coverage.reason == "exited" else (row.status_since or since)
     category = {"registered": "registered", "returned": "returned"}.get(row.status, "exited_in_window")
-    return {"coverage_from": dt.date(row.identified_year, 1, 1).isoformat() if row.identified_year else None,
-            "coverage_until": coverage_until.isoformat() if coverage_until else None,
+    return {"covered": True, "reason": coverage.reason, "effective_date": effective.isoformat() if effective else None,
+            "coverage_from": since.isoformat() if since else None,
+            "coverage_until": coverage.effective_to.isoformat() if coverage.effective_to else None,
             "category": category, "categories": row.categories}
 
 
@@ -188,19 +308,56 @@ async def roster_page(session: AsyncSession, principal: Principal, cursor: int, 
                                   .order_by(person_lookup.c.roster_seq).limit(limit))).all()
     items = []
     for row in rows:
-        coverage = _coverage(row, as_of)
-        item = {"person_ref": row.id_hash[:24], "id_number": row.id_masked, "covered": coverage is not None,
-                "change_seq": row.roster_seq}
-        if coverage is not None:
-            item.update(coverage)
-        elif cursor == 0:
+        entry = roster_entry(row, as_of)
+        if not entry["covered"] and cursor == 0:
             continue
-        items.append(item)
+        items.append({"person_ref": row.id_hash[:24], "id_number": row.id_masked, "change_seq": row.roster_seq,
+                      **entry})
     next_cursor = str(rows[-1].roster_seq) if rows else (str(cursor) if cursor else None)
     await record_access(session, principal, scope=SCOPE, endpoint="GET /v1/settlements/roster",
                         decision=f"{len(items)} persons")
     return {"items": items, "next_cursor": next_cursor, "as_of": as_of.isoformat(),
             "more": len(rows) == limit}
+
+
+# --- coverage look-up ----------------------------------------------------------------------
+
+async def coverage_lookup(session: AsyncSession, principal: Principal, id_numbers: list[str], as_of: dt.date) -> dict:
+    """Coverage on ``as_of`` of each submitted ID number, in the submitted order.
+
+    The insurer's policyholders are matched by the keyed hash the look-up table is built on:
+    the clear numbers are hashed here and never stored, logged or sent to audit.
+    """
+    hashes = [id_hash(number) for number in id_numbers]
+    rows = {row.id_hash: row for row in (await session.execute(
+        select(person_lookup).where(person_lookup.c.id_hash.in_(set(hashes)),
+                                    person_lookup.c.in_household.is_(True)))).all()}
+    histories: dict[str, list] = {}
+    if rows:
+        for entry in (await session.execute(
+                select(household_status_history).where(household_status_history.c.household_id.in_(
+                    {row.household_id for row in rows.values()}))
+                .order_by(household_status_history.c.household_id, household_status_history.c.version))).all():
+            histories.setdefault(entry.household_id, []).append(entry)
+    items, persons = [], {}
+    for number, key in zip(id_numbers, hashes):
+        row = rows.get(key)
+        if row is None:
+            coverage = NOT_COVERED
+        else:
+            history = histories.get(row.household_id) or [_Status(row.status, row.exit_date, row.categories or [],
+                                                                  None)]
+            coverage = coverage_on(as_of, history=history, region_code=row.region_code,
+                                   identified_year=row.identified_year, deceased=row.deceased,
+                                   deceased_on=row.deceased_on)
+            persons[key] = {"household_id": row.household_id, "person_id": row.person_id}
+        items.append({"id_number_masked": mask_id_number(number), **coverage.to_json(), "programme": PROGRAM})
+    covered = sum(1 for item in items if item["covered"])
+    counts = {"submitted": len(items), "matched": sum(1 for key in hashes if key in rows), "covered": covered}
+    await record_access(session, principal, scope=SCOPE, endpoint="POST /v1/settlements/coverage:lookup",
+                        decision=f"lookup: {counts['submitted']} submitted, {covered} covered",
+                        outcome={**counts, "as_of": as_of.isoformat(), "persons": list(persons.values())})
+    return {"as_of": as_of.isoformat(), "items": items, **counts}
 
 
 async def records_page(session: AsyncSession, principal: Principal, cursor: int, limit: int) -> dict:

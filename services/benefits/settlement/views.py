@@ -55,7 +55,10 @@ class OneStopResponse(BaseModel):
     settlement_id: str
     claim_id: str
     id_number: str = Field(description="Masked")
-    reasons: list[str] = []
+    reasons: list[str] = Field([], description="Empty when paid; else one of not_covered, not_in_district, "
+                                                "deceased_before_admission, removed, post_exit_window_ended")
+    coverage_judged_on: str | None = Field(None, description="The admission date: coverage is the person's "
+                                                             "status on that day (先诊疗后付费, 001 L369)")
     policy: dict | None = None
     replayed: bool = False
 
@@ -76,12 +79,54 @@ async def one_stop(request: Request, body: OneStopRequest,
 @router.get("/v1/settlements/roster", summary="Covered persons, and every change since the cursor",
             description="Start with no cursor: every covered person (masked ID number, coverage window, "
                         "category). Keep `next_cursor` and poll with it: you get each person whose coverage "
-                        "changed since, with `covered: false` for those to drop.")
+                        "changed since, with `covered: false` for those to drop. Every item carries `reason` "
+                        "(registered, returned, exited; deceased, removed, post_exit_window_ended, "
+                        "left_household, not_covered) and `effective_date`. To match persons to your "
+                        "policyholders, use `POST /v1/settlements/coverage:lookup`.")
 async def roster(request: Request, cursor: Annotated[str | None, Query(pattern=r"^\d{1,18}$")] = None,
                  limit: Annotated[int, Query(ge=1, le=1000)] = 500,
                  principal: Principal = Depends(partner_scope("settlement"))) -> dict:
     async with transaction(request.app.state.sessionmaker) as session:
         return await service.roster_page(session, principal, int(cursor or 0), limit, as_of(request))
+
+
+class CoverageLookup(BaseModel):
+    id_numbers: list[IdNumber] = Field(min_length=1, max_length=500,
+                                       description="Your policyholders' ID numbers (in the body, never the URL)")
+    as_of: dt.date | None = Field(None, description="Coverage on this day (default: today)")
+
+
+class CoverageItem(BaseModel):
+    id_number_masked: str
+    covered: bool
+    reason: str = Field(description="Covered: registered, returned, exited (within the post-exit window). Not "
+                                    "covered: deceased, removed, post_exit_window_ended, not_covered (unknown "
+                                    "or never covered: nothing more is said)")
+    effective_from: str | None = Field(None, description="Covered: start of the covered period. Not covered: "
+                                                         "the day coverage ended")
+    effective_to: str | None = Field(None, description="Covered: last covered day when known (post-exit window "
+                                                       "end, death)")
+    programme: str
+
+
+class CoverageLookupResponse(BaseModel):
+    as_of: str
+    items: list[CoverageItem]
+    submitted: int
+    matched: int
+    covered: int
+
+
+@router.post("/v1/settlements/coverage:lookup", response_model=CoverageLookupResponse,
+             summary="Match your policyholders: coverage of up to 500 ID numbers, in the order sent",
+             description="The masked roster cannot be matched to your policyholders; this can. Send the ID "
+                         "numbers you hold; benefits matches them by the keyed hash it keeps (it stores no "
+                         "clear numbers, and keeps none of yours). Answers come back in the submitted order, "
+                         "masked. Each call is recorded in the audit ledger with its counts.")
+async def coverage_lookup(request: Request, body: CoverageLookup,
+                          principal: Principal = Depends(partner_scope("settlement"))) -> dict:
+    async with transaction(request.app.state.sessionmaker) as session:
+        return await service.coverage_lookup(session, principal, body.id_numbers, body.as_of or as_of(request))
 
 
 @router.get("/v1/settlements", summary="Settlement records of this insurer, oldest first, by cursor")
