@@ -420,9 +420,10 @@ def _body_of(cells: dict[str, str], columns: list[Column], errors: list[CellErro
     """The snapshot fields a row fills; a blank cell sets nothing, so the snapshot's default applies
     and an optional object (income, student, employment, …) exists only when one of its cells is filled."""
     body: dict[str, Any] = {}
-    for column in columns:
-        text = cells.get(column.key, "")
-        if not text or column.path is None:
+    level = columns[0].level
+    for key, text in cells.items():  # only the file's columns, in its order
+        column = BY_KEY[key]
+        if not text or column.path is None or column.level != level:
             continue
         try:
             _set(body, column.path, read_value(column, text))
@@ -468,8 +469,16 @@ Validator = Callable[[dict, str], dict]  # (body, household id) → canonical sn
 def _row_cells(columns: dict[str, int], by_key: dict[str, Column], row: list[Any],
                errors: list[tuple[str, str]]) -> dict[str, str]:
     found = {}
+    width = len(row)
     for key, index in columns.items():
-        raw = row[index] if index < len(row) else None
+        raw = row[index] if index < width else None
+        if raw is None or raw == "":
+            found[key] = ""
+            continue
+        column = by_key[key]
+        if type(raw) is str and column.kind not in ("id", "date"):  # the common case, kept fast
+            found[key] = raw.strip()
+            continue
         try:
             found[key] = cell_text(by_key[key], raw)
         except CellError as exc:
@@ -613,9 +622,10 @@ def _member_row(group: LedgerHousehold, cells: dict[str, str]) -> int | None:
 
 def _parse_household(group: LedgerHousehold, validate: Validator, admin: bool) -> None:
     first_row, first = group.rows[0], group.cells[0]
+    household_keys = [key for key in HOUSEHOLD_KEYS if first.get(key) and key != "household_id"]
     for line, cells in zip(group.rows[1:], group.cells[1:]):
-        for key in HOUSEHOLD_KEYS:
-            if key != "household_id" and cells.get(key) and first.get(key) and cells[key] != first[key]:
+        for key in household_keys:
+            if cells.get(key) and cells[key] != first[key]:
                 group.errors.append(problem(line, TITLE[key], f"与本户第 {first_row} 行（{first[key]!r}）不一致",
                                             f"differs from the household's row {first_row} ({first[key]!r})"))
     if first.get("household_id") and not HOUSEHOLD_ID.match(first["household_id"]):
