@@ -121,7 +121,10 @@ async def eligibility(session: AsyncSession, principal: Principal, body: dict, a
         request=request_view, result=result, as_of=as_of, valid_until=valid_until, created_at=utcnow()))
     await record_access(session, principal, scope=SCOPE, endpoint="POST /v1/credit/eligibility",
                         id_number=body["id_number"], decision_id=decision_id,
-                        decision="eligible" if decision.eligible else "not_eligible", person=_person_ref(found))
+                        decision="eligible" if decision.eligible else "not_eligible", person=_person_ref(found),
+                        eligible=decision.eligible,
+                        outcome={"max_amount": result["max_amount"], "reasons": decision.reasons,
+                                 "purpose": body["purpose"], "kind": result["kind"]})
     return result
 
 
@@ -211,8 +214,10 @@ async def report_loan(session: AsyncSession, principal: Principal, body: dict) -
         if stored.body_hash != digest:
             raise _reject(409, "report_id_reused", "This report_id was used for a different report.")
         result = stored.result
+        access = _loan_access(event, result.get("loan"), result.get("new_loan"))
+        access["decision"] = f"{access['decision']}:replayed"
         await record_access(session, principal, scope=SCOPE, endpoint="POST /v1/credit/loans",
-                            id_number=None, decision_id=body["report_id"], decision=f"{event}:replayed")
+                            id_number=None, decision_id=body["report_id"], **access)
         return {**result, "replayed": True}
     found = None
     if event == "issuance":
@@ -265,13 +270,32 @@ async def report_loan(session: AsyncSession, principal: Principal, body: dict) -
     await session.execute(update(credit_loan_events).where(credit_loan_events.c.client_id == client_id,
                                                            credit_loan_events.c.report_id == body["report_id"])
                           .values(result=result))
+    access = _loan_access(event, result["loan"], result.get("new_loan"))
     await record_access(session, principal, scope=SCOPE, endpoint="POST /v1/credit/loans", id_number=None,
-                        decision_id=body["report_id"], decision=event,
-                        person={"household_id": loan.household_id, "person_id": loan.person_id})
+                        decision_id=body["report_id"], person={"household_id": loan.household_id,
+                                                               "person_id": loan.person_id}, **access)
     log.info("loan report %s %s", event, loan_id,
              extra={"fields": {"client_id": client_id, "loan_id": loan_id, "event": event,
                                "id_number": loan.id_masked}})
     return result
+
+
+def _loan_access(event: str, loan: dict | None, new_loan: dict | None = None) -> dict:
+    """The access record's decision for a loan report: an issuance is subsidised or refused."""
+    if not loan:
+        return {"decision": event}
+    outcome = {"event": event, "loan_id": loan["loan_id"], "principal": loan["principal"],
+               "outstanding": loan["outstanding"], "status": loan["status"],
+               "subsidy_eligible": loan["subsidy_eligible"], "reasons": loan["reasons"]}
+    if event == "issuance":
+        return {"decision": "subsidised" if loan["subsidy_eligible"] else "refused",
+                "eligible": loan["subsidy_eligible"], "outcome": outcome}
+    if new_loan:  # renewal: the new loan's subsidy decision is the one that counts
+        outcome["new_loan"] = {"loan_id": new_loan["loan_id"], "principal": new_loan["principal"],
+                               "subsidy_eligible": new_loan["subsidy_eligible"], "reasons": new_loan["reasons"]}
+        return {"decision": f"renewal:{'subsidised' if new_loan['subsidy_eligible'] else 'refused'}",
+                "eligible": new_loan["subsidy_eligible"], "outcome": outcome}
+    return {"decision": event, "outcome": outcome}
 
 
 async def _found_for_loan(session: AsyncSession, loan) -> FoundPerson | None:
@@ -398,7 +422,8 @@ async def interest_claim(session: AsyncSession, principal: Principal, body: dict
         if stored.body_hash != digest:
             raise _reject(409, "claim_id_reused", "This claim_id was used for a different claim.")
         await record_access(session, principal, scope=SCOPE, endpoint="POST /v1/credit/interest-claims",
-                            decision_id=stored.result["decision_id"], decision="replayed")
+                            decision_id=stored.result["decision_id"], decision="replayed",
+                            **_claim_access(stored.result))  # _claim_access sets no decision
         return stored.result
     year, quarter = body["year"], body["quarter"]
     _, quarter_end = quarter_bounds(year, quarter)
@@ -429,11 +454,19 @@ async def interest_claim(session: AsyncSession, principal: Principal, body: dict
     await add_to_outbox(session, outbox, TOPIC_BENEFITS, client_id, envelope)
     await record_access(session, principal, scope=SCOPE, endpoint="POST /v1/credit/interest-claims",
                         decision_id=decision_id,
-                        decision=f"approved {result['approved_lines']}, rejected {result['rejected_lines']}")
+                        decision=f"approved {result['approved_lines']}, rejected {result['rejected_lines']}",
+                        **_claim_access(result))
     log.info("interest claim decided", extra={"fields": {"client_id": client_id, "claim_id": body["claim_id"],
                                                          "decision_id": decision_id,
                                                          "total_approved": result["total_approved"]}})
     return result
+
+
+def _claim_access(result: dict) -> dict:
+    """A claim is eligible when anything in it was approved; the outcome has the counts and totals."""
+    return {"eligible": result["approved_lines"] > 0,
+            "outcome": {key: result[key] for key in ("year", "quarter", "approved_lines", "rejected_lines",
+                                                     "total_claimed", "total_approved")}}
 
 
 async def _claim_line(session, client_id, claim_id, number, line, year, quarter, quarter_end, as_of, seen) -> dict:
