@@ -72,7 +72,10 @@ async def apply_registry_event(session: AsyncSession, envelope: Envelope, as_of:
         return 0
     if envelope.type.startswith(("household.", "person.")) and "household" in envelope.data:
         snapshot = envelope.data["household"]
-        if not await store_snapshot(session, snapshot, recorded_on(envelope)):
+        # A change takes effect on the day it was recorded; a system run on a fixed evaluation date
+        # (the demo) has not reached later days, so the change takes effect on that date at the latest.
+        observed_on = min(filter(None, (recorded_on(envelope), as_of)))
+        if not await store_snapshot(session, snapshot, observed_on):
             return 0
         return await recompute_household(session, snapshot, as_of, cause_event_id=envelope.id,
                                          actor=envelope.actor, packs=packs)

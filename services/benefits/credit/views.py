@@ -21,7 +21,7 @@ router = APIRouter(tags=["credit"], responses={**PROBLEM_RESPONSES, 429: {"descr
 
 IdNumber = Annotated[str, AfterValidator(normalize_id_number),
                      Field(description="18-character resident ID number (GB 11643 check digit)",
-                           examples=["360782197803150018"])]
+                           examples=["360782197803180014"])]  # 钟大山 of hh-demo-0004 (demo data)
 Ident = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:/-]+$")]
 
 PURPOSE_DESCRIPTION = (
