@@ -41,7 +41,7 @@ from starlette.routing import compile_path
 from shared.db import transaction
 from shared.events import as_aware
 from shared.idempotency_table import define_idempotency_keys
-from shared.problems import PROBLEM_MEDIA_TYPE, Problem, problem_response
+from shared.problems import Problem, problem_response
 
 log = logging.getLogger("idempotency")
 
@@ -434,5 +434,5 @@ def install_idempotency(app, routes: Iterable[str]) -> None:
     app.openapi = openapi
 
 
-__all__ = ["HEADER", "IdempotencyMiddleware", "IdempotencyStore", "PROBLEM_MEDIA_TYPE", "document_header",
+__all__ = ["HEADER", "IdempotencyMiddleware", "IdempotencyStore", "canonical_body", "document_header",
            "install_idempotency", "parse_key", "principal_id", "request_fingerprint", "storable"]

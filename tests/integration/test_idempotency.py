@@ -22,6 +22,7 @@ from services.benefits.tables import outbox as benefits_outbox
 from services.benefits.tables import recompute_jobs
 from services.registry import app as registry_app
 from services.registry.app import create_app
+from services.registry.imports.sample import generate_ledger
 from services.registry.tables import areas, cadres, household_versions, households, imports, outbox, pairings
 from services.registry.tables import idempotency_keys as registry_keys
 from services.registry.tables import visits
@@ -34,7 +35,6 @@ from tests.integration.partners.conftest import FARMER_ID, base_households, make
 from tests.integration.registry.conftest import BenefitsStub, Clock
 from tests.integration.registry.test_areas import AREAS_CSV
 from tests.integration.registry.test_ledger_import import to_csv
-from services.registry.imports.sample import generate_ledger
 
 NEWBORN = {"name": "钟小芳", "id_number": make_id_number("360782", date(2020, 2, 2), 2), "sex": "F",
            "birth_date": "2020-02-02", "relation": "child"}
