@@ -216,12 +216,11 @@ async def one_stop(session: AsyncSession, principal: Principal, body: dict) -> d
     found = await find_person(session, body["id_number"])
     coverage = await stay_coverage(session, found, body["admission_date"])
     covered = coverage.covered
-    if covered:
-        household = Household.model_validate(found.snapshot)
-        policy = resolve_pack(household.region_code, day)
     settlement_id = str(uuid.uuid4())
     total = yuan(bill.total_cost)
     if covered and bill.in_district:
+        household = Household.model_validate(found.snapshot)
+        policy = resolve_pack(household.region_code, day)  # the bill is settled at discharge
         ytd_before = await _lock_ytd(session, person_hash, day.year)
         stored = await _stored(session, client_id, claim_id)  # a concurrent resend may have won the lock
         if stored is not None:
