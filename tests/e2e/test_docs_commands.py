@@ -31,8 +31,13 @@ DOCUMENTED_PORTS = (8001, 8002, 8003)
 @pytest.fixture(scope="module")
 def demo_system(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("docs")
+    # The commands run from the repository root (`.venv/bin/jingzhun`, `jingzhun_cli/examples/…`), but
+    # what they write (ledgers, reports, var/) must land in a scratch copy: link every top-level entry.
     (workdir / ".venv").symlink_to(Path(sys.executable).resolve().parents[1]
                                    if not (ROOT / ".venv").exists() else ROOT / ".venv")
+    for entry in ROOT.iterdir():
+        if entry.name not in {".venv", ".git", "var"} and not (workdir / entry.name).exists():
+            (workdir / entry.name).symlink_to(entry)
     ports = {documented: free_port() for documented in DOCUMENTED_PORTS}
     env = {**os.environ, "JZ_VAR_DIR": str(workdir / "var"), "NO_COLOR": "1", "COLUMNS": "200"}
     for name in [k for k in env if k.endswith("_DATABASE_URL") or k == "JZ_BENEFITS_EVALUATION_DATE"]:
