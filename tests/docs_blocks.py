@@ -1,6 +1,6 @@
 """The shell examples of README.md and docs/*.md, as a runnable script with checked answers.
 
-Every ```bash block of a document runs, in document order, in one bash process (so variables set in
+Every ```bash (or sh, shell, console) block of a document runs, in document order, in one bash process (so variables set in
 one block are there in the next, as for a reader pasting them into one terminal). A block is skipped
 only when the line before its fence says ``<!-- docs-test: skip … -->`` with the reason.
 
@@ -20,7 +20,7 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
-FENCE = re.compile(r"^```bash\s*$")
+FENCE = re.compile(r"^```(?:bash|sh|shell|console)\s*$")
 SKIP = re.compile(r"<!--\s*docs-test:\s*skip\b(.*?)-->")
 EXPECT = re.compile(r"#\s*expect:\s*(.+?)\s*$")
 EXPECT_STATUS = re.compile(r"#\s*expect-status:\s*([\d\s]+)$")

@@ -4,12 +4,13 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
-from datetime import date, datetime
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from shared.problems import Problem
+
+from services.registry.imports.cells import plain_text as _cell
 
 
 @dataclass
@@ -29,18 +30,6 @@ def _decode(data: bytes) -> str:
         except UnicodeDecodeError:
             continue
     raise Problem(422, "Unreadable file", "The CSV is neither UTF-8 nor GB18030 text.")
-
-
-def _cell(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, datetime):
-        return value.date().isoformat() if value.time() == datetime.min.time() else value.isoformat()
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value).strip()
 
 
 def read_table(data: bytes, filename: str | None) -> tuple[list[str], list[list[str]]]:
