@@ -236,6 +236,9 @@ class Person(SnapshotModel):
     employment: Employment | None = None
     trainings: list[Training] = Field(default_factory=list)
     deceased: bool = False
+    # When the death took effect: an insurer's stay is judged on its own dates (coverage on admission,
+    # 001 L369), so "deceased" alone cannot tell a stay before the death from one after it.
+    date_of_death: date | None = None
     # Extensions (001 L391, 000 L229).
     rehab_condition: RehabCondition | None = None
     chronic_outpatient_cost: Money | None = None

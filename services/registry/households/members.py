@@ -80,7 +80,8 @@ async def mark_deceased(session: AsyncSession, household_id: str, person_id: str
         raise Problem(409, "Already recorded as deceased", f"Member {person_id} is already recorded as deceased.",
                       type_="https://jingzhun.dev/problems/conflict")
     members = list(before["members"])
-    members[index] = {**members[index], "deceased": True}
+    members[index] = {**members[index], "deceased": True,
+                      "date_of_death": date_of_death.isoformat() if date_of_death else None}
     text = f"member {person_id} deceased" + (f" on {date_of_death.isoformat()}" if date_of_death else "")
     return await save_new_version(session, before, {**before, "members": members}, event_type="household.updated",
                                   actor=principal.subject, note=f"{text}: {note}" if note else text)

@@ -67,6 +67,7 @@ def _validated_snapshot(body: dict, household_id: str, version: int) -> dict:
 def _check_members(members: list[dict]) -> None:
     errors, seen = [], {}
     for index, member in enumerate(members):
+        errors.extend(_death_problems(member, index))
         number = member.get("id_number")
         if not number:
             continue
@@ -88,6 +89,22 @@ def _check_members(members: list[dict]) -> None:
     if errors:
         raise Problem(422, "Invalid household", "Some members are invalid.",
                       type_="https://jingzhun.dev/problems/validation", errors=errors)
+
+
+def _death_problems(member: dict, index: int) -> list[dict]:
+    """A date of death belongs to a deceased member, and falls between birth and today."""
+    died = member.get("date_of_death")
+    if not died:
+        return []
+    loc = ["body", "members", index, "date_of_death"]
+    if not member.get("deceased"):
+        return [{"loc": loc, "msg": "date_of_death is set but the member is not deceased / 成员未标记为已故却填写了死亡日期"}]
+    born = member.get("birth_date")
+    if born and died < born:
+        return [{"loc": loc, "msg": f"date of death {died} is before the birth date {born} / 死亡日期早于出生日期"}]
+    if date.fromisoformat(died) > date.today():
+        return [{"loc": loc, "msg": f"date of death {died} is in the future / 死亡日期晚于今天"}]
+    return []
 
 
 def _living(members: list[dict]) -> dict[str, str]:

@@ -94,6 +94,7 @@ COLUMNS: list[Column] = [
     P("disability_kind", "残疾类别", ("disability", "kind"), "word", "disability_kind"),
     P("student_stage", "在校情况", ("student", "stage"), "word", "student_stage"),
     P("deceased", "是否已故", ("deceased",), "bool"),
+    P("date_of_death", "死亡日期", ("date_of_death",), "date", en="date of death"),
     # --- household facts the entitlements and assessments read (added so nothing is lost on export)
     H("g_income_source", "有稳定收入来源", ("guarantees", "income_source"), "bool"),
     H("g_road_access", "通硬化路", ("guarantees", "road_access"), "bool"),

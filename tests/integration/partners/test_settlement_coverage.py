@@ -206,3 +206,20 @@ async def test_roster_shows_the_post_exit_window_end(databases, tmp_path):
                                             params={"cursor": start["next_cursor"]})).json()["items"]
         assert {(i["covered"], i["reason"], i["effective_date"]) for i in items} == {
             (False, "post_exit_window_ended", "2020-03-01")}
+
+
+async def test_the_registrys_date_of_death_decides_not_the_day_it_was_recorded(insurer_world):
+    """The death was entered late (recorded 2020-07-01) but happened on 2020-05-20: a stay admitted
+    on 2020-06-10 is refused, one admitted on 2020-05-10 is covered."""
+    people = numbers(300)
+    snapshot = household("hh-late-death", numbers=people)
+    await record(insurer_world.app, snapshot, "2020-01-02")
+    died = copy.deepcopy(snapshot)
+    died["version"] = 2
+    died["members"][0].update(deceased=True, date_of_death="2020-05-20")
+    await record(insurer_world.app, died, "2020-07-01")
+
+    after_death = await settle(insurer_world.insurer, stay(people[0], "2020-06-10", "2020-06-15", "LD-1"))
+    assert after_death["eligible"] is False and after_death["reasons"] == ["deceased_before_admission"]
+    before_death = await settle(insurer_world.insurer, stay(people[0], "2020-05-10", "2020-05-15", "LD-2"))
+    assert before_death["eligible"] is True and before_death["patient_pays"] == "2000.00"

@@ -59,7 +59,8 @@ PERSON = objects(
         ["physical", "visual", "hearing", "speech", "intellectual", "mental", "multiple"]))),
     self_care=st.sampled_from(["able", "partial_loss", "full_loss"]), bedridden=st.booleans(),
     student=optional(STUDENT), employment=optional(EMPLOYMENT), trainings=st.lists(TRAINING, max_size=2),
-    deceased=st.booleans(), rehab_condition=optional(st.sampled_from(["cerebral_palsy", "deaf", "autism",
+    deceased=st.booleans(), date_of_death=optional(st.dates(date(2014, 1, 1), date(2020, 6, 30))),
+    rehab_condition=optional(st.sampled_from(["cerebral_palsy", "deaf", "autism",
                                                                       "intellectual"])),
     chronic_outpatient_cost=optional(MONEY), dibao_covered=OPT_BOOL,
     born=st.dates(date(1930, 1, 1), date(2019, 12, 31)),
@@ -117,7 +118,9 @@ def households_of(drawn: list[dict]) -> list[dict]:
             members.append({**person, "id_number": number, "birth_date": born.isoformat(),
                             "sex": "M" if sequence % 2 else "F",
                             "relation": "head" if index == 0 else person["relation"],
-                            "deceased": False if index == 0 else person["deceased"]})
+                            "deceased": False if index == 0 else person["deceased"],
+                            "date_of_death": (person["date_of_death"].isoformat() if index and person["deceased"]
+                                              and person["date_of_death"] and person["date_of_death"] >= born else None)})
         bodies.append({**household, "members": members})
     return bodies
 

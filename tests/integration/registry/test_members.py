@@ -34,6 +34,8 @@ async def test_add_change_and_deceased_each_bump_the_version(registry):
     died = await registry.post(f"/v1/households/{hid}/members/{newborn['id']}/deceased",
                                json={"date_of_death": "2020-05-01"})
     assert died.status_code == 200 and died.json()["members"][-1]["deceased"] is True
+    # the date itself is kept in the snapshot (insurers judge a stay on its dates), not only in the note
+    assert died.json()["members"][-1]["date_of_death"] == "2020-05-01"
     assert died.json()["version"] == 4
     again = await registry.post(f"/v1/households/{hid}/members/{newborn['id']}/deceased", json={})
     assert again.status_code == 409
@@ -104,3 +106,23 @@ async def test_move_outside_the_callers_area_is_refused(registry):
                                    json={"to_household_id": far["id"]}, headers=scoped)
     assert response.status_code == 403
     assert len((await registry.get(f"/v1/households/{first['id']}")).json()["members"]) == 4
+
+
+async def test_a_date_of_death_needs_a_deceased_member_born_before_it(registry):
+    body = household_body()
+    before = await state_counts(registry.app)
+    spouse = body["members"][1]
+    cases = {
+        "not deceased": {**spouse, "date_of_death": "2020-01-01"},
+        "before the birth date": {**spouse, "deceased": True, "date_of_death": "1900-01-01"},
+        "in the future": {**spouse, "deceased": True, "date_of_death": "2999-01-01"},
+    }
+    for expected, member in cases.items():
+        response = await registry.post("/v1/households", json={**body, "members": [body["members"][0], member]})
+        assert response.status_code == 422, response.text
+        error = next(e for e in response.json()["errors"] if e["loc"][-1] == "date_of_death")
+        assert expected in error["msg"], error
+    assert await state_counts(registry.app) == before
+    ok = await registry.post("/v1/households", json={**body, "members": [
+        body["members"][0], {**spouse, "deceased": True, "date_of_death": "2020-03-01"}]})
+    assert ok.status_code == 201 and ok.json()["members"][1]["date_of_death"] == "2020-03-01"
