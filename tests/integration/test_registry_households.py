@@ -116,7 +116,7 @@ async def test_area_scoped_token_sees_only_its_area(registry):
     assert (await registry.get(f"/v1/households/{household_id}",
                                headers={"Authorization": f"Bearer {inside}"})).status_code == 200
     assert (await registry.get(f"/v1/households/{household_id}",
-                               headers={"Authorization": f"Bearer {outside}"})).status_code == 403
+                               headers={"Authorization": f"Bearer {outside}"})).status_code == 404
     listed = await registry.get("/v1/households", headers={"Authorization": f"Bearer {outside}"})
     assert listed.json()["items"] == []
 

@@ -17,10 +17,14 @@ from shared.problems import PROBLEM_RESPONSES, Problem
 router = APIRouter(prefix="/v1/audit", tags=["ledger"], responses=PROBLEM_RESPONSES)
 
 
-def _check_subject_area(principal: Principal, row) -> None:
+def _household_not_found(household_id: str) -> Problem:
+    return Problem(404, "Household not found", f"No records for household {household_id}.")
+
+
+def _check_subject_area(principal: Principal, row, household_id: str) -> None:
+    """A household outside the caller's area answers like an unknown one (its id is not confirmed)."""
     if row is not None and not principal.sees_area(row.village_code or row.region_code):
-        raise Problem(403, "Outside your area", f"Your token is limited to area {principal.area}.",
-                      type_="https://jingzhun.dev/problems/forbidden")
+        raise _household_not_found(household_id)
 
 
 @router.get("/records", summary="Ledger records, oldest first (ID numbers masked)")
@@ -38,10 +42,10 @@ async def records(request: Request, subject: str | None = Query(None, examples=[
         async with request.app.state.sessionmaker() as session:
             row = (await session.execute(audit_households.select().where(
                 audit_households.c.household_id == subject.split("/", 1)[1]))).first()
+        household_id = subject.split("/", 1)[1]
         if row is None:
-            raise Problem(403, "Outside your area", "Unknown household or outside your area.",
-                          type_="https://jingzhun.dev/problems/forbidden")
-        _check_subject_area(principal, row)
+            raise _household_not_found(household_id)
+        _check_subject_area(principal, row, household_id)
     async with request.app.state.sessionmaker() as session:
         items, next_cursor = await service.list_records(session, subject=subject, type_=type, since=since,
                                                         until=until, actor=actor, chain_id=chain_id,
@@ -82,9 +86,9 @@ async def household_history(request: Request, household_id: str, cursor: str | N
     async with request.app.state.sessionmaker() as session:
         row = (await session.execute(audit_households.select().where(
             audit_households.c.household_id == household_id))).first()
-        _check_subject_area(principal, row)
+        _check_subject_area(principal, row, household_id)
         if row is None and principal.area and not principal.is_admin:
-            raise Problem(404, "Household not found", f"No records for household {household_id}.")
+            raise _household_not_found(household_id)
         items, next_cursor = await service.household_history(
             session, household_id, cursor=cursor, limit=limit,
             algorithm=request.app.state.settings.hash_algorithm)

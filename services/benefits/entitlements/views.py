@@ -36,11 +36,10 @@ async def evaluate(request: Request, body: EvaluateRequest,
 async def _visible(request: Request, household_id: str, principal: Principal) -> dict:
     async with request.app.state.sessionmaker() as session:
         result = await service.household_entitlements(session, household_id)
-    if result is None:
+    # Outside the caller's area answers like an unknown household, so other areas' ids are not confirmed.
+    if result is None or not principal.sees_area(result["area_code"]):
         raise Problem(404, "Household not known to benefits",
                       f"No registry event for {household_id} has been processed yet.")
-    if not principal.sees_area(result["area_code"]):
-        raise Problem(403, "Outside your area", f"Your token is limited to area {principal.area}.")
     return result
 
 

@@ -45,23 +45,26 @@ async def start_recompute(request: Request, body: RecomputeRequest,
     return JSONResponse(job, status_code=202, headers={"Location": f"/v1/jobs/{job['id']}"})
 
 
+def visible_job(job: dict[str, Any] | None, job_id: str, principal: Principal) -> dict[str, Any]:
+    """A job's area is its scope: an area-limited caller sees only jobs wholly inside its area (a job
+    over ``all`` or another region answers 404 like an unknown one, so its id is not confirmed)."""
+    if job is None or not (principal.is_admin or Scope.model_validate(job["scope"]).within(principal.area)):
+        raise Problem(404, "Unknown job", f"No recompute job {job_id}.")
+    return job
+
+
 @router.get("/v1/jobs/{job_id}", summary="Progress of a recompute job")
 async def get_job(request: Request, job_id: str,
                   principal: Principal = Depends(require_scopes("benefits:read"))) -> dict[str, Any]:
     async with request.app.state.sessionmaker() as session:
-        job = await service.get_job(session, job_id)
-    if job is None:
-        raise Problem(404, "Unknown job", f"No recompute job {job_id}.")
-    return job
+        return visible_job(await service.get_job(session, job_id), job_id, principal)
 
 
 @router.post("/v1/jobs/{job_id}/resume", status_code=202, summary="Resume a failed recompute job")
 async def resume_job(request: Request, job_id: str,
                      principal: Principal = Depends(require_scopes("admin"))) -> dict[str, Any]:
     async with transaction(request.app.state.sessionmaker) as session:
-        job = await service.get_job(session, job_id)
-        if job is None:
-            raise Problem(404, "Unknown job", f"No recompute job {job_id}.")
+        job = visible_job(await service.get_job(session, job_id), job_id, principal)
         if job["status"] == "failed":
             await service.resume_failed_job(session, job_id)
         elif job["status"] == "done":

@@ -48,19 +48,35 @@ def _event_data(cadre: dict) -> dict:
     return {"cadre": {k: v for k, v in cadre.items() if k != "phone"}, "version": cadre["version"]}
 
 
-async def get_cadre(session: AsyncSession, cadre_id: str, *, for_update: bool = False) -> dict:
+def cadre_not_found(cadre_id: str) -> Problem:
+    return Problem(404, "干部不存在 / Cadre not found", f"没有干部 {cadre_id} / No cadre {cadre_id}.")
+
+
+def check_target_area(principal: Principal, area_code: str | None) -> None:
+    """A write may not place a cadre outside the caller's area (decided on the code alone, before any
+    look-up, so the 403 confirms nothing; an area-limited caller cannot clear a cadre's area either)."""
+    if not principal.sees_area(area_code):
+        raise Problem(403, "不在你的辖区 / Outside your area",
+                      f"你的令牌限于辖区 {principal.area} / Your token is limited to area {principal.area}.",
+                      type_="https://jingzhun.dev/problems/forbidden")
+
+
+async def get_cadre(session: AsyncSession, cadre_id: str, principal: Principal, *, for_update: bool = False) -> dict:
+    """404 for a cadre outside the caller's area too, so other areas' ids are not confirmed."""
     query = select(cadres).where(cadres.c.id == cadre_id)
     if for_update:
         query = query.with_for_update()
     row = (await session.execute(query)).first()
-    if row is None:
-        raise Problem(404, "Cadre not found", f"No cadre {cadre_id}.")
+    if row is None or not principal.sees_area(row.area_code):
+        raise cadre_not_found(cadre_id)
     return cadre_dict(row)
 
 
 async def create_cadre(session: AsyncSession, body: CadreIn, principal: Principal) -> dict:
-    if body.area_code and not principal.sees_area(body.area_code):
-        raise Problem(403, "Outside your area", f"Your token is limited to area {principal.area}.")
+    if body.area_code is None and principal.area and not principal.is_admin:
+        # An area-limited office registers its cadres in its own area, else it could not see them again.
+        body = body.model_copy(update={"area_code": principal.area})
+    check_target_area(principal, body.area_code)
     cadre_id = body.id or f"c-{uuid.uuid4().hex[:12]}"
     if await session.scalar(select(cadres.c.id).where(cadres.c.id == cadre_id)):
         raise Problem(409, "Cadre exists", f"Cadre {cadre_id} already exists.")
@@ -75,12 +91,13 @@ async def create_cadre(session: AsyncSession, body: CadreIn, principal: Principa
 async def patch_cadre(session: AsyncSession, cadre_id: str, patch: Any, principal: Principal) -> dict:
     if not isinstance(patch, dict) or "id" in patch:
         raise invalid(["body"], "a JSON merge patch object without id")
-    before = await get_cadre(session, cadre_id, for_update=True)
+    before = await get_cadre(session, cadre_id, principal, for_update=True)
     merged = apply_merge_patch({k: v for k, v in before.items() if k not in ("version",)}, patch)
     try:
         body = CadreIn.model_validate(merged)
     except ValidationError as exc:
         raise problem_from_validation(exc, "Invalid cadre") from exc
+    check_target_area(principal, body.area_code)  # no moving one's own cadre out of one's area
     after = {**body.model_dump(), "version": before["version"] + 1}
     await session.execute(update(cadres).where(cadres.c.id == cadre_id)
                           .values(updated_at=utcnow(), **{k: v for k, v in after.items() if k != "id"}))
@@ -119,7 +136,7 @@ async def pair(session: AsyncSession, household_id: str, cadre_id: str, principa
                at: datetime | None = None) -> dict:
     """``at``: when the pairing began, for pairings brought in from before the system (default now)."""
     snapshot = await load_household(session, household_id, principal, for_update=True)
-    await get_cadre(session, cadre_id)
+    await get_cadre(session, cadre_id, principal)  # only a cadre the caller may see
     if snapshot["status"] == "removed":
         raise Problem(409, "Household removed", "A removed household (剔除) is not paired with cadres.")
     if await session.scalar(select(pairings.c.id).where(_active(household_id), pairings.c.cadre_id == cadre_id)):

@@ -32,7 +32,7 @@ async def create_cadre(request: Request, body: service.CadreIn, principal: Princ
 @router.get("/v1/cadres/{cadre_id}", summary="Read a cadre")
 async def get_cadre(request: Request, cadre_id: str, principal: Principal = Reader) -> dict:
     async with request.app.state.sessionmaker() as session:
-        return await service.get_cadre(session, cadre_id)
+        return await service.get_cadre(session, cadre_id, principal)
 
 
 @router.patch("/v1/cadres/{cadre_id}", summary="Change a cadre (JSON merge patch)")

@@ -181,10 +181,10 @@ async def load_household(session: AsyncSession, household_id: str, principal: Pr
 
 
 def check_loaded(snapshot: dict | None, household_id: str, principal: Principal) -> dict:
-    """``load_household``'s checks on an already read snapshot (404 if missing, 403 outside the area)."""
-    if snapshot is None:
+    """``load_household``'s checks on an already read snapshot: 404 if missing or outside the caller's
+    area (so the ids of other areas are not confirmed; docs/security.md, object-level authorization)."""
+    if snapshot is None or not principal.sees_area(area_code_of(snapshot)):
         raise Problem(404, "Household not found", f"No household {household_id}.")
-    check_area(principal, snapshot)
     return snapshot
 
 

@@ -84,14 +84,21 @@ def area_dict(row) -> dict[str, Any]:
             "flags": row.flags, "version": row.version}
 
 
-async def get_area(session: AsyncSession, code: str, *, for_update: bool = False) -> dict:
+async def get_area(session: AsyncSession, code: str, principal: Principal, *, for_update: bool = False) -> dict:
+    """404 for an area outside the caller's area too, so other areas' codes are not confirmed."""
+    if not principal.sees_area(code):
+        raise area_not_found(code)
     query = select(areas).where(areas.c.code == code)
     if for_update:
         query = query.with_for_update()
     row = (await session.execute(query)).first()
     if row is None:
-        raise Problem(404, "Area not found", f"No administrative area {code}.")
+        raise area_not_found(code)
     return area_dict(row)
+
+
+def area_not_found(code: str) -> Problem:
+    return Problem(404, "区划不存在 / Area not found", f"没有行政区划 {code} / No administrative area {code}.")
 
 
 async def village_team_of(session: AsyncSession, code: str) -> dict[str, Any]:
@@ -185,7 +192,7 @@ async def upsert_area(session: AsyncSession, body: AreaIn, principal: Principal)
 async def patch_area(session: AsyncSession, code: str, patch: Any, principal: Principal) -> dict:
     if not isinstance(patch, dict) or set(patch) - {"name", "flags"}:
         raise invalid(["body"], "a merge patch may change name and flags only")
-    before = await get_area(session, code, for_update=True)
+    before = await get_area(session, code, principal, for_update=True)
     merged = apply_merge_patch({"code": code, "name": before["name"], "flags": before["flags"]}, patch)
     try:
         body = AreaIn.model_validate(merged)
@@ -211,8 +218,7 @@ async def list_areas(session: AsyncSession, principal: Principal, *, parent_code
 
 async def set_village_team(session: AsyncSession, code: str, first_secretary: str | None, team_leader: str | None,
                            members: list[str], principal: Principal) -> dict:
-    _check_area_scope(principal, code)
-    area = await get_area(session, code, for_update=True)
+    area = await get_area(session, code, principal, for_update=True)
     if area["level"] != "village":
         raise invalid(["path", "code"], f"{code} is a {area['level']}, not a village")
     wanted = [(c, "first_secretary") for c in [first_secretary] if c] + \
@@ -220,7 +226,10 @@ async def set_village_team(session: AsyncSession, code: str, first_secretary: st
     ids = {c for c, _ in wanted}
     if len(ids) != len(wanted):
         raise invalid(["body"], "a cadre holds one role in a village team")
-    known = set((await session.execute(select(cadres.c.id).where(cadres.c.id.in_(ids)))).scalars()) if ids else set()
+    # A cadre outside the caller's area is as unknown as a missing one (its id is not confirmed).
+    known = {cadre_id for cadre_id, area_code in (await session.execute(
+        select(cadres.c.id, cadres.c.area_code).where(cadres.c.id.in_(ids)))).all()
+        if principal.sees_area(area_code)} if ids else set()
     if ids - known:
         raise invalid(["body"], f"unknown cadres: {', '.join(sorted(ids - known))}")
     now = utcnow()

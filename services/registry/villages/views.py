@@ -42,7 +42,7 @@ async def patch_area(request: Request, code: str, patch: Annotated[Any, Body(med
 @router.get("/v1/areas/{code}", summary="Read an area (villages include their work team)")
 async def get_area(request: Request, code: str, principal: Principal = Reader) -> dict:
     async with request.app.state.sessionmaker() as session:
-        area = await service.get_area(session, code)
+        area = await service.get_area(session, code, principal)
         if area["level"] == "village":
             area["work_team"] = await service.village_team_of(session, code)
     return area

@@ -202,7 +202,7 @@ async def test_area_limited_callers_see_only_their_area(audit):
     assert [f["household_id"] for f in response.json()["items"]] == ["hh-x"]
     assert (await audit.get("/v1/supervision/anomalies", params={"area": "360703106"},
                             headers=township_a)).status_code == 403
-    assert (await audit.get("/v1/audit/households/hh-y/history", headers=township_a)).status_code == 403
+    assert (await audit.get("/v1/audit/households/hh-y/history", headers=township_a)).status_code == 404
     assert (await audit.get("/v1/audit/households/hh-x/history", headers=township_a)).status_code == 200
     assert (await audit.get("/v1/supervision/anomalies", params={"rule": "nope"})).status_code == 422
     assert (await audit.get("/v1/supervision/anomalies", headers={"Authorization": ""})).status_code == 401
