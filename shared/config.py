@@ -57,6 +57,11 @@ class CommonSettings(BaseSettings):
     # offline that long before retrying). Fractions are allowed.
     idempotency_ttl_hours: float = Field(24.0, gt=0)
 
+    # The identity key: HMAC key of ``id_number_hash``, the only form of an ID number outside the
+    # registry (registry events, benefits' look-ups, the audit ledger). One secret shared by registry
+    # and benefits; required in production; embedded default var/keys/identity.key (0600).
+    identity_key: str | None = None
+
     @property
     def dev_key_file(self) -> Path:
         return self.var_dir / "dev-jwt-key.pem"
@@ -103,9 +108,6 @@ class BenefitsSettings(ServiceSettings):
     partner_rate_per_s: float = 10.0  # sustained requests per second per client
     partner_burst: int = 20  # bucket size: requests a client may send at once
     partner_status_cache_s: float = 5.0  # how long a disabled client's old tokens may still work
-    # HMAC key for the ID-number look-up index; unset = derived from the development JWT key
-    # (embedded profile only; production must set it and keep it as secret as the database).
-    person_lookup_key: str | None = None
     credit_decision_valid_days: int = 30
 
 
@@ -115,8 +117,6 @@ class AuditSettings(ServiceSettings):
     port: int = DEFAULT_PORTS["audit"]
     hash_algorithm: Literal["sha256", "sm3"] = "sha256"
     no_visit_days: int = 90
-    # Secret for the keyed hash of ID numbers (duplicate detection); unset = a key file under var/.
-    id_hash_key: str | None = None
     # PostgreSQL role the service connects as; migration 0002 grants it SELECT/INSERT only.
     service_role: str | None = None
     checkpoint_schedule: bool = True

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from decimal import Decimal
@@ -28,11 +29,38 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
+#: Files SQLite keeps beside a database; they hold the same personal data as the file itself.
+SQLITE_SIDECARS = ("-wal", "-shm", "-journal")
+
+
+def create_private_database_file(path: Path) -> None:
+    """Create the SQLite file 0600 before the engine opens it (SQLite would create it 0644 under the
+    usual umask), and tighten an existing one: registry and benefits files hold personal data."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    os.close(fd)
+    os.chmod(path, 0o600)
+    restrict_sidecar_files(path)
+
+
+def restrict_sidecar_files(path: Path) -> None:
+    """SQLite creates -wal/-shm/-journal with the database file's mode, but a file made by an older
+    version (or another tool) may be wider: make every one that exists 0600."""
+    for suffix in SQLITE_SIDECARS:
+        sidecar = path.with_name(path.name + suffix)
+        try:
+            if sidecar.stat().st_mode & 0o077:
+                os.chmod(sidecar, 0o600)
+        except FileNotFoundError:
+            continue
+
+
 def make_engine(url: str, **kwargs) -> AsyncEngine:
     if is_sqlite(url):
         database = make_url(url).database
-        if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        on_disk = bool(database) and database != ":memory:" and not database.startswith("file:")
+        if on_disk:
+            create_private_database_file(Path(database))
         engine = create_async_engine(url, json_serializer=json_dumps,
                                      connect_args={"timeout": 30}, **kwargs)
 
@@ -46,6 +74,8 @@ def make_engine(url: str, **kwargs) -> AsyncEngine:
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
+            if on_disk:  # WAL just created -wal and -shm beside the file
+                restrict_sidecar_files(Path(database))
 
         return engine
     kwargs.setdefault("pool_size", 10)

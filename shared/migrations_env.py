@@ -5,7 +5,6 @@ import asyncio
 
 from alembic import context
 from sqlalchemy import MetaData
-from sqlalchemy.ext.asyncio import create_async_engine
 
 
 def run(target_metadata: MetaData) -> None:
@@ -23,7 +22,9 @@ def run(target_metadata: MetaData) -> None:
         return
 
     async def run_async() -> None:
-        engine = create_async_engine(config.get_main_option("sqlalchemy.url"))
+        # shared.db.make_engine creates a SQLite file 0600 before opening it (personal data).
+        from shared.db import make_engine
+        engine = make_engine(config.get_main_option("sqlalchemy.url"))
         async with engine.begin() as conn:
             await conn.run_sync(do_run)
         await engine.dispose()

@@ -22,7 +22,7 @@ from shared.idcard import mask_id_number
 
 IdHasher = Callable[[str], str]
 ID_HASH_FIELD = "id_number_hash"
-_CLEAR_ID = re.compile(r"^\d{17}[\dXx]$")
+CLEAR_ID_NUMBER = _CLEAR_ID = re.compile(r"^\d{17}[\dXx]$")
 
 
 def normalise_id_number(id_number: str) -> str:
@@ -97,3 +97,114 @@ def ledger_form(value: Any, id_hasher: IdHasher | None = None) -> Any:
     if isinstance(value, list):
         return [ledger_form(item, id_hasher) for item in value]
     return value
+
+
+# ---------------------------------------------------------------- the identity key
+
+IDENTITY_KEY_ENV = "JZ_IDENTITY_KEY"
+_hashers: dict[tuple, IdHasher] = {}
+
+
+def identity_key_file(var_dir: Path | str) -> Path:
+    return Path(var_dir) / "keys" / "identity.key"
+
+
+def identity_key(settings: Any = None) -> bytes:
+    """The deployment's identity key: ``JZ_IDENTITY_KEY``, or (embedded only) ``var/keys/identity.key``.
+
+    Production without the setting is an error naming it: a key made up on one node would give
+    hashes no other service can match, and a partner look-up would silently find nobody.
+    """
+    if settings is None:
+        from shared.config import CommonSettings
+        settings = CommonSettings()
+    configured = getattr(settings, "identity_key", None)
+    if configured:
+        return configured.encode()
+    if getattr(settings, "profile", "embedded") == "production":
+        raise RuntimeError(f"{IDENTITY_KEY_ENV} must be set in the production profile: it keys the hash "
+                           "that registry and benefits use to find persons without clear ID numbers")
+    return load_or_create_secret(identity_key_file(getattr(settings, "var_dir", "var")))
+
+
+def identity_hasher(settings: Any = None) -> IdHasher:
+    """``keyed_id_hasher(identity_key(settings))``, built once per key source."""
+    if settings is None:
+        from shared.config import CommonSettings
+        settings = CommonSettings()
+    source = (getattr(settings, "identity_key", None), getattr(settings, "profile", "embedded"),
+              str(Path(getattr(settings, "var_dir", "var")).resolve()))
+    hasher = _hashers.get(source)
+    if hasher is None:
+        hasher = _hashers[source] = keyed_id_hasher(identity_key(settings))
+    return hasher
+
+
+# ---------------------------------------------------------------- shapes that leave the registry
+
+def event_form(value: Any, id_hasher: IdHasher) -> Any:
+    """Event data as the registry publishes it (pure): every ``id_number`` anywhere in it becomes its
+    mask with the keyed hash beside it (``id_number_hash``); nothing else changes.
+
+    The exact ``birth_date`` stays (benefits' age rules need it): events go to the services and the
+    ledger, and the ledger keeps ``ledger_form`` of them (birth year only), never to a caller.
+    """
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if key == "id_number" and isinstance(item, str) and item:
+                masked = mask_with_hash(item, id_hasher)
+                out["id_number"] = masked["id_number"]
+                if ID_HASH_FIELD in masked:
+                    out[ID_HASH_FIELD] = masked[ID_HASH_FIELD]
+            elif key == ID_HASH_FIELD and ID_HASH_FIELD in out:
+                continue  # computed above from the clear number
+            else:
+                out[key] = event_form(item, id_hasher)
+        return out
+    if isinstance(value, list):
+        return [event_form(item, id_hasher) for item in value]
+    return value
+
+
+def age_on(born: Any, on: date) -> int | None:
+    if born is None:
+        return None
+    if not isinstance(born, date):
+        try:
+            born = date.fromisoformat(str(born)[:10])
+        except ValueError:
+            return None
+    return on.year - born.year - ((on.month, on.day) < (born.month, born.day))
+
+
+def masked_member(member: dict) -> dict:
+    """A member for a caller who may not see clear numbers: masked number, birth year, no birth date.
+
+    The standard mask hides exactly the eight birth-date digits, so the exact date beside it would
+    give the number back (the check digit settles the rest). The keyed hash is dropped too: it is an
+    internal index, and a caller holding the key could test candidates against it.
+    """
+    out = {key: value for key, value in member.items() if key not in ("birth_date", ID_HASH_FIELD)}
+    if member.get("id_number"):
+        out["id_number"] = mask_id_number(member["id_number"])
+    if "birth_date" in member:
+        out["birth_year"] = birth_year(member.get("birth_date"))
+    return out
+
+
+def masked_snapshot(snapshot: dict) -> dict:
+    """A household for a non-admin caller (registry responses, cadre views, exports)."""
+    return {**snapshot, "members": [masked_member(m) for m in snapshot.get("members") or []]}
+
+
+def private_output_file(path: Path) -> Path:
+    """Create (or truncate) ``path`` 0600 before a writer opens it: files the CLI writes with personal
+    data (exports, samples, import reports) are readable by their owner only. Writers that open the
+    path again with "w"/"wb" keep the mode."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.close(fd)
+    os.chmod(path, 0o600)
+    return path

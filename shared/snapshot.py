@@ -56,7 +56,9 @@ def _zero_quantity() -> Decimal:
 
 def _zero_money() -> Decimal:
     return ZERO
-ID_NUMBER_PATTERN = r"^\d{17}[\dXx]$"
+# Clear (registry input, admin views) or masked (events and every other output: first 6, last 4;
+# shared.personal_data). The registry checks a clear number's check digit itself.
+ID_NUMBER_PATTERN = r"^\d{6}(\d{8}|\*{8})\d{3}[\dXx]$"
 
 
 class SnapshotModel(BaseModel):

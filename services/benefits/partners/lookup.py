@@ -1,6 +1,7 @@
 """Find a person by ID number without keeping ID numbers in a searchable clear column.
 
-``person_lookup`` is keyed by HMAC-SHA256(look-up key, normalised ID number). The
+``person_lookup`` is keyed by ``id_number_hash`` = HMAC-SHA256(identity key, normalised ID number),
+which the registry's events carry beside the masked number (they never carry the clear one). The
 index is maintained in the transaction that stores a household snapshot
 (``index_persons``, called from ``consumer.store_snapshot``), together with the
 household's status history (day-by-day credit eligibility) and the insurers'
@@ -10,10 +11,7 @@ shows about them changes).
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import hmac
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import delete, insert, select, update
@@ -21,37 +19,34 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.benefits.partners.tables import household_status_history, partner_sequences, person_lookup
 from services.benefits.tables import household_snapshots
-from shared.config import service_settings
 from shared.events import utcnow
 from shared.idcard import mask_id_number
+from shared.personal_data import CLEAR_ID_NUMBER, ID_HASH_FIELD, identity_hasher, normalise_id_number
 
 #: Household statuses under which a person can be on the insurers' roster (coverage is
 #: then decided by the pack and date when the roster is read).
 ROSTER_STATUSES = ("registered", "returned", "exited", "monitored")
 
 
-@lru_cache(maxsize=1)
-def lookup_key() -> bytes:
-    settings = service_settings("benefits")
-    if settings.person_lookup_key:
-        return settings.person_lookup_key.encode()
-    if settings.profile == "production":
-        raise RuntimeError("JZ_BENEFITS_PERSON_LOOKUP_KEY must be set in the production profile")
-    # Embedded profile: derive from the development signing key, a secret that already lives in var/.
-    from cryptography.hazmat.primitives import serialization
-    from shared.auth import load_or_create_dev_key
-    key = load_or_create_dev_key(settings.dev_key_file)
-    material = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
-                                 serialization.NoEncryption())
-    return hmac.new(b"jingzhun/person-lookup/v1", material, hashlib.sha256).digest()
-
-
 def normalise(id_number: str) -> str:
-    return id_number.strip().upper()
+    return normalise_id_number(id_number)
 
 
 def id_hash(id_number: str) -> str:
-    return hmac.new(lookup_key(), normalise(id_number).encode(), hashlib.sha256).hexdigest()
+    """The keyed hash of a clear number a bank or insurer sends: the same identity key as the
+    registry's ``id_number_hash``, so it finds the person the registry published."""
+    return identity_hasher()(id_number)
+
+
+def member_hash(member: dict) -> str | None:
+    """A member's look-up key: the registry's ``id_number_hash``, or the hash of a clear number (a
+    snapshot stored before the registry stopped publishing clear numbers, or a what-if household)."""
+    if member.get(ID_HASH_FIELD):
+        return member[ID_HASH_FIELD]
+    number = member.get("id_number")
+    if number and CLEAR_ID_NUMBER.match(number.strip()):
+        return id_hash(number)
+    return None
 
 
 def _date(value: Any) -> dt.date | None:
@@ -74,10 +69,10 @@ def person_rows(snapshot: dict) -> list[dict]:
     """
     rows = []
     for member in snapshot.get("members") or []:
-        number, person_id = member.get("id_number"), member.get("id")
-        if not number or not person_id:
+        number, person_id, key = member.get("id_number"), member.get("id"), member_hash(member)
+        if not number or not person_id or not key:
             continue
-        rows.append({"id_hash": id_hash(number), "household_id": snapshot["id"], "person_id": person_id,
+        rows.append({"id_hash": key, "household_id": snapshot["id"], "person_id": person_id,
                      "id_masked": mask_id_number(normalise(number)), "region_code": snapshot["region_code"],
                      "status": snapshot["status"], "exit_date": _date(snapshot.get("exit_date")),
                      "identified_year": snapshot.get("identified_year"),
@@ -222,7 +217,10 @@ async def status_history(session: AsyncSession, household_id: str) -> list:
 
 
 async def reindex_all(session: AsyncSession, batch: int = 500) -> int:
-    """Rebuild the index from the stored snapshots, a page at a time (after a key change)."""
+    """Rebuild the index from the stored snapshots, a page at a time.
+
+    After a change of the identity key the stored hashes are stale: replay the registry's events
+    (or re-publish the households) so the snapshots carry new hashes, then call this."""
     await session.execute(delete(person_lookup))
     done, after = 0, ""
     while True:

@@ -18,6 +18,7 @@ from services.registry.tables import household_versions, households, pairings, p
 from shared.auth import Principal
 from shared.events import utcnow
 from shared.idcard import InvalidIdNumber, check_consistency, mask_id_number, validate_id_number
+from shared.personal_data import masked_snapshot
 from shared.problems import Problem
 from shared.snapshot import Household, HouseholdCreate
 
@@ -338,10 +339,8 @@ async def list_households(session: AsyncSession, principal: Principal, *, villag
 
 
 def present(snapshot: dict, principal: Principal) -> dict:
-    """Responses mask ID numbers unless the caller holds admin."""
+    """Responses mask ID numbers unless the caller holds admin; a masked member carries ``birth_year``
+    instead of ``birth_date``, because the mask hides exactly the birth-date digits (docs/security.md)."""
     if principal.is_admin:
         return snapshot
-    masked = dict(snapshot)
-    masked["members"] = [{**m, "id_number": mask_id_number(m.get("id_number")) if m.get("id_number") else None}
-                         for m in snapshot.get("members", [])]
-    return masked
+    return masked_snapshot(snapshot)
