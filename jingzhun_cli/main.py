@@ -359,7 +359,8 @@ def import_households(file: Path = typer.Argument(..., exists=True, dir_okay=Fal
                 raise typer.Exit(1)
             result, failed = problem.extra["report"], problem
     if report:
-        report.write_text(json.dumps(result, ensure_ascii=False, indent=2))
+        from shared.personal_data import private_output_file
+        private_output_file(report).write_text(json.dumps(result, ensure_ascii=False, indent=2))
     seconds = time.perf_counter() - started
     if result.get("warnings"):
         _print_report_errors(result["warnings"], title="warning(s): columns not read / 未读取的列")
@@ -402,6 +403,8 @@ def export_households(file: Path = typer.Argument(..., dir_okay=False, help="Tar
                "status": status}
 
     async def run() -> int:
+        from shared.personal_data import private_output_file
+        private_output_file(file)  # clear ID numbers: owner-only (0600) before anything is written
         engine, sessionmaker = await _registry_sessionmaker()()
         try:
             if file.suffix.lower() == ".xlsx":
@@ -540,7 +543,8 @@ def audit_sample(year: int = typer.Option(..., help="Exit year"), area: Optional
     else:
         payload = sample_csv(result)
     if out:
-        out.write_bytes(payload)
+        from shared.personal_data import private_output_file
+        private_output_file(out).write_bytes(payload)
         console.print(f"{result['n']} households from {len(result['strata'])} townships written to {out}")
     else:
         typer.echo(payload.decode("utf-8-sig"))

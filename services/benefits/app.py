@@ -17,6 +17,7 @@ from services.benefits.recompute.views import router as recompute_router
 from services.benefits.simulation.views import router as simulation_router
 from shared.app import ServiceSpec, create_service_app
 from shared.config import BenefitsSettings, service_settings
+from shared.personal_data import identity_key
 
 log = logging.getLogger("benefits")
 
@@ -61,6 +62,7 @@ IDEMPOTENT_POSTS = (
 
 def create_app(settings: BenefitsSettings | None = None) -> FastAPI:
     settings = settings or service_settings("benefits")
+    identity_key(settings)  # production without JZ_IDENTITY_KEY refuses to start, naming it
     spec = ServiceSpec(
         name="benefits", title="Jingzhun benefits (精准 · 政策计算)",
         description="Policy packs as data; every programme and assessment with its explanation and "

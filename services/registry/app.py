@@ -15,6 +15,7 @@ from services.registry.visits.views import router as visits_router
 from services.registry.workflows.views import router as workflows_router
 from shared.app import ServiceSpec, create_service_app
 from shared.config import RegistrySettings, service_settings
+from shared.personal_data import identity_key
 
 
 # The creating POSTs, where a retry after a lost answer must not create twice (Idempotency-Key).
@@ -31,6 +32,7 @@ IDEMPOTENT_POSTS = (
 def create_app(settings: RegistrySettings | None = None, *,
                benefits_transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
     settings = settings or service_settings("registry")
+    identity_key(settings)  # production without JZ_IDENTITY_KEY refuses to start, naming it
     spec = ServiceSpec(
         name="registry", title="Jingzhun registry (精准 · 建档立卡)",
         description="Households, persons, villages, cadres, visits and procedures. Every committed "

@@ -33,6 +33,7 @@ from shared.auth import Principal
 from shared.db import transaction
 from shared.events import utcnow
 from shared.idcard import mask_id_number
+from shared.personal_data import birth_year
 from shared.problems import Problem
 
 CHUNK = 500
@@ -352,10 +353,20 @@ def _mask_for(principal: Principal):
     return None if principal.is_admin else mask_id_number
 
 
+def _export_view(snapshot: dict, principal: Principal) -> dict:
+    """A non-admin export keeps only the birth year in 出生日期: beside the masked number the exact
+    date would give the number back (the mask hides exactly those eight digits)."""
+    if principal.is_admin:
+        return snapshot
+    return {**snapshot, "members": [{**member, "birth_date": birth_year(member.get("birth_date"))}
+                                    for member in snapshot.get("members") or []]}
+
+
 async def export_rows(sessionmaker, principal: Principal, **filters) -> AsyncIterator[list]:
     """Rows of a one-sheet (CSV) ledger, ``ledger.CSV_HEADER`` order: lists as JSON in their columns."""
     mask = _mask_for(principal)
     async for snapshot in export_snapshots(sessionmaker, principal, **filters):
+        snapshot = _export_view(snapshot, principal)
         for row in ledger.ledger_rows(snapshot, mask=mask, lists_in_cells=True):
             yield row
 
@@ -370,6 +381,7 @@ async def export_workbook(sessionmaker, principal: Principal, target, **filters)
                              (trainings, ledger.SHEET_HEADER["trainings"])])
     rows = 0
     async for snapshot in export_snapshots(sessionmaker, principal, **filters):
+        snapshot = _export_view(snapshot, principal)
         for row in ledger.ledger_rows(snapshot, mask=mask):
             writer.append(main, row)
             rows += 1
