@@ -47,7 +47,7 @@ def bench_env(var_dir: Path) -> dict[str, str]:
                 "JZ_BENEFITS_DATABASE_URL": f"sqlite+aiosqlite:///{var_dir / 'benefits.db'}",
                 "JZ_BENEFITS_RUN_CONSUMER": "false", "JZ_BENEFITS_EVALUATION_DATE": AS_OF,
                 "JZ_BENEFITS_PARTNER_RATE_LIMIT_ENABLED": "false",
-                "JZ_BENEFITS_PERSON_LOOKUP_KEY": "bench-lookup-key-not-secret"})
+                "JZ_IDENTITY_KEY": "bench-identity-key-not-secret"})
     return env
 
 

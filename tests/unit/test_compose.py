@@ -351,3 +351,20 @@ def test_dockerignore_keeps_local_state_out_of_the_image():
     ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()}
     for entry in (".venv", "var", ".git", ".pytest_cache", ".hypothesis"):
         assert entry in ignored, entry
+
+
+def test_processes_that_hash_id_numbers_get_the_identity_key_from_outside(services):
+    # Registry (publishing), benefits (look-ups) and the migration (benefits 0006) share one key; in
+    # production it is never generated, so compose and k8s must pass it from a secret / .env.
+    for name in ("migrate", "registry", "benefits"):
+        value = str(environment(services[name]).get("JZ_IDENTITY_KEY", "missing"))
+        assert value.startswith("${JZ_IDENTITY_KEY"), f"{name}: JZ_IDENTITY_KEY must come from the environment"
+        assert not resolve(value), f"{name}: no default identity key may be written in the file"
+    k8s = {doc["metadata"]["name"]: doc for _, doc in k8s_documents() if doc["kind"] in ("Deployment", "Job")}
+    for name, doc in k8s.items():
+        if name not in ("registry", "benefits") and doc["kind"] != "Job":
+            continue
+        env = {e["name"]: e for c in doc["spec"]["template"]["spec"]["containers"] for e in c.get("env", [])}
+        if doc["kind"] == "Job" and "JZ_BENEFITS_DATABASE_URL" not in env:
+            continue
+        assert env["JZ_IDENTITY_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "jingzhun-identity", name
