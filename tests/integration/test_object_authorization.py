@@ -314,3 +314,53 @@ async def test_objects_of_another_area_are_not_found_and_unchanged(databases, tm
     print(f"\nobject-level authorization: {len(tried)} calls on {len(CASES)} routes "
           f"({len(EXEMPT)} exempt)\n" + "\n".join(tried))
     assert len(tried) == sum(len(cases) for cases in CASES.values())
+
+
+async def test_ids_and_areas_in_queries_and_bodies_stay_inside_the_callers_area(databases, tmp_path):
+    """Ids that arrive in a body or a query (visits, exports, ledger records, samples, partner access,
+    simulations, entitlement lists): 404 for another area's object, 403 for a filter naming a wider or
+    other area (decided on the code alone), an empty answer for a list."""
+    urls = {name: await databases.url(name) for name in ("registry", "benefits", "audit")}
+    apps = build_apps(tmp_path, urls)
+    settings = apps["registry"].state.settings
+    admin = {"Authorization": f"Bearer {mint_token(settings, 'admin', subject='admin-1')}"}
+
+    def token(scopes: str, **kw) -> dict:
+        return {"Authorization": f"Bearer {mint_token(settings, scopes, area=AREA_A, **kw)}"}
+
+    async with running_app(apps["registry"]) as client:
+        world = await registry_world(client, admin, settings)
+        visit = await client.post("/v1/visits", headers=token("visits:write", subject="cadre-a"), json={
+            "client_visit_id": "5b0f6c1e-8d7f-4c53-9d0e-2f5b8f6a9c11", "household_id": world["hh_b"],
+            "visited_at": "2020-06-28T10:30:00+08:00", "location": {"lat": 25.66, "lon": 114.76}})
+        assert visit.status_code == 404, visit.text
+        assert (await client.get(f"/v1/households/{world['hh_b']}/visits", headers=admin)).json()["items"] == []
+        export = await client.get("/v1/exports/households", params={"village_code": VILLAGE_B},
+                                  headers=token("registry:read"))
+        assert export.status_code == 200 and len(export.text.strip().splitlines()) == 1  # the header only
+        everything = await client.get("/v1/exports/households", headers=token("registry:read"))
+        assert world["hh_b"] not in everything.text and world["hh_a"] in everything.text
+        listed = await client.get("/v1/households", params={"village_code": VILLAGE_B}, headers=token("registry:read"))
+        assert listed.json()["items"] == []
+    async with running_app(apps["benefits"]) as client:
+        await benefits_world(client, apps["benefits"], admin)
+        simulate = await client.post("/v1/simulate", headers=token("benefits:evaluate"),
+                                     json={"pack": "nankang-2020", "scope": {"kind": "region", "code": AREA_B},
+                                           "overrides": {"crop_livestock.household_cap": "5000"}})
+        assert simulate.status_code == 403, simulate.text
+        other = await client.get("/v1/entitlements", params={"area": AREA_B}, headers=token("benefits:read"))
+        assert other.status_code == 403
+    async with running_app(apps["audit"]) as client:
+        world = await audit_world(apps["audit"])
+        records = await client.get("/v1/audit/records", params={"subject": f"household/{world['hh_b']}"},
+                                   headers=token("audit:read"))
+        assert records.status_code == 404, records.text
+        unknown = await client.get("/v1/audit/records", params={"subject": "household/hh-nobody"},
+                                   headers=token("audit:read"))
+        assert unknown.status_code == 404 and unknown.json()["title"] == records.json()["title"]
+        sample = await client.get("/v1/supervision/sample", params={"year": 2020, "area": AREA_B},
+                                  headers=token("audit:read"))
+        assert sample.status_code == 403
+        access = await client.get("/v1/supervision/partner-access", params={"household_id": world["hh_b"]},
+                                  headers=token("audit:read"))
+        assert access.status_code == 200 and access.json()["items"] == []
