@@ -19,6 +19,7 @@ from shared.idempotency import install_idempotency
 from shared.logs import RequestIdMiddleware, configure_logging
 from shared.migrate import upgrade_to_head
 from shared.problems import PROBLEM_MEDIA_TYPE, install_problem_handlers
+from shared.signing import SigningConfigError, bind_signer, check_event_keys
 
 log = logging.getLogger("app")
 
@@ -45,7 +46,13 @@ def create_service_app(spec: ServiceSpec, settings: ServiceSettings, *, configur
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:  # events are signed at the source: the service's key (and a consumer's keyring) must load
+            event_signer = check_event_keys(settings)
+        except SigningConfigError as exc:
+            log.error("%s", exc)
+            raise
         engine = make_engine(settings.resolved_database_url())
+        bind_signer(engine, event_signer)  # whatever stages events in this database signs with this key
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
         if settings.should_auto_migrate():

@@ -43,6 +43,20 @@ class CommonSettings(BaseSettings):
     jwt_audience: str = "jingzhun"
     jwt_jwks_url: str | None = None
     jwt_public_key_file: Path | None = None
+    # Partner tokens (banks, insurers) are issued by benefits' /oauth/token with its own signing key,
+    # under their own issuer name; every service verifies them through benefits' JWKS. Unset URL:
+    # benefits on its default local port (the embedded launcher sets the real one).
+    partner_token_issuer: str = "jingzhun-benefits"
+    partner_jwks_url: str | None = None
+    # JWKS fetching: keys are cached this long, a kid not in the cache triggers at most one refresh per
+    # interval, and a fetch gives up after the timeout (requests then get 503 instead of hanging).
+    jwks_cache_ttl_s: float = Field(300.0, gt=0)
+    jwks_refresh_min_interval_s: float = Field(10.0, ge=0)
+    jwks_fetch_timeout_s: float = Field(5.0, gt=0)
+    # Bearer token for /metrics. Required in production; unset in the embedded profile = open to
+    # loopback callers only.
+    metrics_token: str | None = None
+
 
     # Outbox relay and consumers.
     outbox_poll_interval_s: float = 0.05
@@ -65,6 +79,9 @@ class CommonSettings(BaseSettings):
     @property
     def dev_key_file(self) -> Path:
         return self.var_dir / "dev-jwt-key.pem"
+
+    def resolved_partner_jwks_url(self) -> str:
+        return self.partner_jwks_url or f"http://127.0.0.1:{DEFAULT_PORTS['benefits']}/.well-known/jwks.json"
 
 
 class ServiceSettings(CommonSettings):
@@ -108,6 +125,14 @@ class BenefitsSettings(ServiceSettings):
     partner_rate_per_s: float = 10.0  # sustained requests per second per client
     partner_burst: int = 20  # bucket size: requests a client may send at once
     partner_status_cache_s: float = 5.0  # how long a disabled client's old tokens may still work
+    # Key that signs partner tokens (PEM, EC P-256 or RSA). Required in production; embedded default:
+    # var/keys/partner-signing.pem, created 0600 on first start. Published at /.well-known/jwks.json.
+    partner_signing_key_file: Path | None = None
+    # /oauth/token failure throttle: this many failed attempts per client id, or per remote address,
+    # within the window answer 429 (with Retry-After) until the oldest failure leaves the window.
+    oauth_failures_per_client: int = Field(10, ge=1)
+    oauth_failures_per_address: int = Field(50, ge=1)
+    oauth_failure_window_s: float = Field(300.0, gt=0)
     credit_decision_valid_days: int = 30
 
 
@@ -123,10 +148,48 @@ class AuditSettings(ServiceSettings):
     checkpoint_interval_s: float = 86400.0
     # A partner look-up counts as "followed by nothing" if no delivery came within these days.
     lookup_grace_days: int = 30
-    cookie_secure: bool = False  # dashboard cookie gets the Secure flag (behind HTTPS)
+    # Dashboard cookie gets the Secure flag (behind HTTPS); unset = on outside the embedded profile.
+    cookie_secure: bool | None = None
     # Default ``as_of`` of the supervision queries and the dashboard; unset means today (China). The
     # embedded launcher sets the demo district's 2020-06-30, like JZ_BENEFITS_EVALUATION_DATE.
     evaluation_date: date | None = None
+
+
+class InsecureConfiguration(RuntimeError):
+    """The production profile is missing a setting it cannot run safely without."""
+
+
+def production_refusals(settings: CommonSettings) -> list[str]:
+    """Why these settings must not serve in the production profile (empty: fine, or not production).
+
+    The development issuer (a key under var/) exists only in the embedded profile; production
+    trusts an external issuer, signs partner tokens with a configured key and guards /metrics.
+    """
+    if settings.profile != "production":
+        return []
+    reasons = []
+    if not settings.jwt_jwks_url and not settings.jwt_public_key_file:
+        reasons.append("JZ_JWT_JWKS_URL (or JZ_JWT_PUBLIC_KEY_FILE) must name the external token issuer; "
+                       "the development key under var/ is not trusted in production")
+    elif settings.jwt_public_key_file and not settings.jwt_jwks_url and not Path(settings.jwt_public_key_file).is_file():
+        reasons.append(f"JZ_JWT_PUBLIC_KEY_FILE={settings.jwt_public_key_file} does not exist")
+    if getattr(settings, "service_name", None) == "benefits":
+        key_file = getattr(settings, "partner_signing_key_file", None)
+        if not key_file:
+            reasons.append("JZ_BENEFITS_PARTNER_SIGNING_KEY_FILE must name the partner-token signing key "
+                           "(PEM private key, readable by the service only)")
+        elif not Path(key_file).is_file():
+            reasons.append(f"JZ_BENEFITS_PARTNER_SIGNING_KEY_FILE={key_file} does not exist")
+    if not settings.metrics_token:
+        reasons.append("JZ_METRICS_TOKEN must be set: /metrics needs a bearer token in production")
+    return reasons
+
+
+def refuse_insecure(settings: CommonSettings) -> None:
+    reasons = production_refusals(settings)
+    if reasons:
+        name = getattr(settings, "service_name", "") or "jingzhun"
+        raise InsecureConfiguration(f"{name} refuses to start in the production profile: " + "; ".join(reasons))
 
 
 SETTINGS_CLASSES: dict[str, type[ServiceSettings]] = {
