@@ -58,6 +58,18 @@ class CommonSettings(BaseSettings):
     metrics_token: str | None = None
 
 
+    # Kafka client security (every producer, consumer and admin client: shared/bus.py). Production runs
+    # SASL/SCRAM with per-topic ACLs; each process logs in as its own principal.
+    kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: str | None = None
+    kafka_ssl_cafile: Path | None = None  # CA bundle for SSL / SASL_SSL; unset = system trust store
+
+    # Trusted event-signing public keys (JSON keyring, shared/signing.py); required in production by the
+    # services that consume events. Embedded: the public halves of var/keys/*-events.pem are trusted too.
+    event_trusted_keys_file: Path | None = None
+
     # Outbox relay and consumers.
     outbox_poll_interval_s: float = 0.05
     outbox_batch_size: int = 500
@@ -92,6 +104,9 @@ class ServiceSettings(CommonSettings):
     port: int = 0
     database_url: str | None = None
     auto_migrate: bool | None = None  # default: on in the embedded profile
+    # This service's Ed25519 event signing key (PEM, PKCS#8), e.g. JZ_REGISTRY_EVENT_SIGNING_KEY_FILE.
+    # Required in production; embedded default var/keys/<service>-events.pem, created 0600.
+    event_signing_key_file: Path | None = None
     run_consumer: bool = True
 
     def resolved_database_url(self) -> str:

@@ -36,6 +36,11 @@ class Envelope(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict)
     traceparent: str | None = None
     actor: str | None = None  # who caused the change (token subject), for the audit trail
+    # Set by shared.signing.sign_envelope when the event is staged (base64url Ed25519, no padding):
+    # ``signer`` is the key id, ``signature`` covers this envelope, ``ledger_signature`` its ledger content.
+    signer: str | None = None
+    signature: str | None = None
+    ledger_signature: str | None = None
 
     def to_bytes(self) -> bytes:
         return json_dumps(self.model_dump(mode="json", exclude_none=True)).encode()

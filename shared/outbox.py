@@ -9,6 +9,7 @@ from sqlalchemy import (BigInteger, Column, DateTime, Index, Integer, MetaData, 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.events import Envelope, utcnow
+from shared.signing import sign_envelope, signer_for
 
 #: Rows are spread over lanes by key; a relay owns a whole lane while it publishes,
 #: which keeps per-key order even when several relays share one outbox.
@@ -37,12 +38,21 @@ def define_outbox(metadata: MetaData) -> Table:
     )
 
 
+def signed_payload(session: AsyncSession, envelope: Envelope) -> str:
+    """The outbox payload of an event, signed with the key of the service whose database this is.
+
+    Every producer of outbox rows (one at a time or in bulk) goes through here, so nothing leaves a
+    service unsigned; the relay publishes the payload byte for byte.
+    """
+    return sign_envelope(envelope, signer_for(session, envelope.source)).to_bytes().decode()
+
+
 async def add_to_outbox(session: AsyncSession, outbox: Table, topic: str, key: str,
                         envelope: Envelope) -> None:
-    """Stage an event; it is published only if the surrounding transaction commits."""
+    """Stage an event (signed); it is published only if the surrounding transaction commits."""
     await session.execute(insert(outbox).values(
         event_id=envelope.id, topic=topic, key=key, lane=lane_of(key),
-        payload=envelope.to_bytes().decode(), created_at=utcnow(), attempts=0))
+        payload=signed_payload(session, envelope), created_at=utcnow(), attempts=0))
     if session.bind is not None and session.bind.dialect.name == "postgresql":
         from sqlalchemy import text
         await session.execute(text("SELECT pg_notify('jz_outbox', :topic)"), {"topic": topic})

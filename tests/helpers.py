@@ -62,3 +62,15 @@ async def eventually(probe, timeout: float = 30.0, interval: float = 0.1):
             return last
         await asyncio.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s (last: {last!r})")
+
+
+def signed(envelope, var_dir):
+    """Sign an envelope as its source service would: with that service's embedded key under ``var_dir``
+    (the key the services of a test trust, since they share the test's var_dir)."""
+    from shared.config import SETTINGS_CLASSES
+    from shared.signing import event_signer, sign_envelope
+    return sign_envelope(envelope, event_signer(SETTINGS_CLASSES[envelope.source](var_dir=var_dir)))
+
+
+def signed_bytes(envelope, var_dir) -> bytes:
+    return signed(envelope, var_dir).to_bytes()

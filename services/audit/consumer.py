@@ -1,5 +1,9 @@
 """Consumes every topic, appends each event to the chain of its topic partition and folds
-it into the read models, all in one transaction; also runs the daily checkpoint."""
+it into the read models, all in one transaction; also runs the daily checkpoint.
+
+An event is appended only once both its signatures check out (``signature`` over the envelope,
+``ledger_signature`` over what the ledger keeps, which is stored with the record); anything else
+is dead-lettered with the reason and nothing is written."""
 from __future__ import annotations
 
 import asyncio
@@ -10,13 +14,13 @@ from fastapi import FastAPI
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.audit.ledger.chain import IdHasher
 from services.audit.ledger.service import append_event, append_events, chain_id_for, create_checkpoint, latest_checkpoint
 from services.audit.projections import parse_time, project_record
 from shared.bus import Consumer, PoisonMessage
 from shared.config import TOPICS, AuditSettings
 from shared.db import transaction
 from shared.events import Envelope, utcnow
+from shared.signing import SignatureError, TrustedKeys, trusted_keys, verified_envelope
 
 log = logging.getLogger("audit.consumer")
 
@@ -24,39 +28,45 @@ GROUP_ID = "audit"
 CHINA = timezone(timedelta(hours=8))
 
 
-async def ingest(session: AsyncSession, envelope: Envelope, chain_id: str, settings: AuditSettings,
-                 id_hasher: IdHasher | None) -> dict | None:
+async def ingest(session: AsyncSession, envelope: Envelope, chain_id: str, settings: AuditSettings) -> dict | None:
     """Append and project; None (and nothing written) when the event id is already in the ledger."""
-    record = await append_event(session, envelope, chain_id, settings.hash_algorithm, id_hasher)
+    record = await append_event(session, envelope, chain_id, settings.hash_algorithm)
     if record is not None:
         await project_record(session, record)
     return record
 
 
-def make_handler(sessionmaker, settings: AuditSettings, id_hasher: IdHasher | None = None):
+def trusted_event(raw: bytes, trusted: TrustedKeys) -> Envelope:
+    """The event in ``raw`` once both signatures check out; a ``PoisonMessage`` saying why not."""
+    try:
+        return verified_envelope(raw, trusted, ledger=True)
+    except SignatureError as exc:
+        raise PoisonMessage(str(exc)) from exc
+    except (ValueError, ValidationError) as exc:
+        raise PoisonMessage(f"unparsable event: {exc}") from exc
+
+
+def make_handler(sessionmaker, settings: AuditSettings):
+    trusted = trusted_keys(settings)
+
     async def handle(record) -> None:
-        try:
-            envelope = Envelope.from_bytes(record.value)
-        except (ValueError, ValidationError) as exc:
-            raise PoisonMessage(f"unparsable event: {exc}") from exc
+        envelope = trusted_event(record.value, trusted)
         async with transaction(sessionmaker) as session:
-            await ingest(session, envelope, chain_id_for(record.topic, record.partition), settings, id_hasher)
+            await ingest(session, envelope, chain_id_for(record.topic, record.partition), settings)
     return handle
 
 
-def make_batch_handler(sessionmaker, settings: AuditSettings, id_hasher: IdHasher | None = None):
+def make_batch_handler(sessionmaker, settings: AuditSettings):
     """A partition's records in one transaction: one chain-head read, one multi-row append,
     then the projections in order; the same ledger as appending them one by one."""
+    trusted = trusted_keys(settings)
+
     async def handle_batch(records) -> None:
-        envelopes = []
-        for record in records:
-            try:
-                envelopes.append(Envelope.from_bytes(record.value))
-            except (ValueError, ValidationError) as exc:
-                raise PoisonMessage(f"unparsable event: {exc}") from exc
+        # One bad record fails the batch; the consumer then handles one by one and dead-letters just it.
+        envelopes = [trusted_event(record.value, trusted) for record in records]
         chain_id = chain_id_for(records[0].topic, records[0].partition)
         async with transaction(sessionmaker) as session:
-            for written in await append_events(session, envelopes, chain_id, settings.hash_algorithm, id_hasher):
+            for written in await append_events(session, envelopes, chain_id, settings.hash_algorithm):
                 await project_record(session, written)
     return handle_batch
 
@@ -66,9 +76,9 @@ async def run_audit_consumer(app: FastAPI) -> None:
     if not settings.run_consumer:
         return
     consumer = Consumer(settings, list(TOPICS), GROUP_ID,
-                        make_handler(app.state.sessionmaker, settings, app.state.audit.id_hasher),
+                        make_handler(app.state.sessionmaker, settings),
                         name="audit-consumer",
-                        batch_handler=make_batch_handler(app.state.sessionmaker, settings, app.state.audit.id_hasher))
+                        batch_handler=make_batch_handler(app.state.sessionmaker, settings))
     app.state.consumer = consumer
     try:
         await consumer.run()

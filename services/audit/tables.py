@@ -18,6 +18,10 @@ ledger_records = Table(
     Column("time", String(40), nullable=False),
     Column("actor", String(128), nullable=True),
     Column("data", JSON, nullable=False),
+    # The source's key id and its signature over the record's ledger content (shared/signing.py);
+    # hashed with the record. Every record written since migration 0003 has both.
+    Column("signer", String(64), nullable=True),
+    Column("signature", String(128), nullable=True),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
     Column("recorded_at", DateTime(timezone=True), nullable=False),

@@ -21,6 +21,7 @@ from shared.bus import Consumer, PoisonMessage
 from shared.config import TOPIC_REGISTRY, BenefitsSettings
 from shared.db import transaction
 from shared.events import Envelope, utcnow
+from shared.signing import SignatureError, TrustedKeys, trusted_keys, verified_envelope
 
 log = logging.getLogger("benefits.consumer")
 
@@ -111,13 +112,26 @@ async def _apply_village(session: AsyncSession, envelope: Envelope, as_of: date,
     return result.decisions
 
 
+def trusted_event(raw: bytes, trusted: TrustedKeys) -> Envelope:
+    """The registry event in ``raw`` once its signature checks out; a ``PoisonMessage`` saying why not.
+
+    Nothing is stored before this: a forged snapshot at a high version would otherwise make the
+    genuine versions look stale.
+    """
+    try:
+        return verified_envelope(raw, trusted)
+    except SignatureError as exc:
+        raise PoisonMessage(str(exc)) from exc
+    except (ValueError, ValidationError) as exc:
+        raise PoisonMessage(f"unparsable registry event: {exc}") from exc
+
+
 def make_handler(sessionmaker: async_sessionmaker[AsyncSession], settings: BenefitsSettings,
                  packs: PackRegistry | None = None):
+    trusted = trusted_keys(settings)
+
     async def handle(record) -> None:
-        try:
-            envelope = Envelope.from_bytes(record.value)
-        except (ValueError, ValidationError) as exc:
-            raise PoisonMessage(f"unparsable registry event: {exc}") from exc
+        envelope = trusted_event(record.value, trusted)
         async with transaction(sessionmaker) as session:
             await apply_registry_event(session, envelope, evaluation_date(settings), packs)
     return handle
@@ -126,11 +140,11 @@ def make_handler(sessionmaker: async_sessionmaker[AsyncSession], settings: Benef
 def make_batch_handler(sessionmaker: async_sessionmaker[AsyncSession], settings: BenefitsSettings,
                        packs: PackRegistry | None = None):
     """A partition's events applied in order in one transaction (one commit instead of many)."""
+    trusted = trusted_keys(settings)
+
     async def handle_batch(records) -> None:
-        try:
-            envelopes = [Envelope.from_bytes(record.value) for record in records]
-        except (ValueError, ValidationError) as exc:
-            raise PoisonMessage(f"unparsable registry event: {exc}") from exc
+        # One bad record fails the batch; the consumer then handles one by one and dead-letters just it.
+        envelopes = [trusted_event(record.value, trusted) for record in records]
         async with transaction(sessionmaker) as session:
             for envelope in envelopes:
                 await apply_registry_event(session, envelope, evaluation_date(settings), packs)

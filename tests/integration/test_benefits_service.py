@@ -28,7 +28,7 @@ from shared.bus import make_producer
 from shared.config import TOPIC_REGISTRY, BenefitsSettings
 from shared.db import transaction
 from shared.events import Envelope
-from tests.helpers import EXAMPLES_DIR, eventually, example, running_app
+from tests.helpers import EXAMPLES_DIR, eventually, example, running_app, signed_bytes
 
 AS_OF = dt.date(2020, 6, 30)
 ALL_TABLES = (household_snapshots, processed_events, entitlements, entitlement_history, assessments, villages,
@@ -250,7 +250,7 @@ async def test_registry_event_through_the_broker(databases, broker, tmp_path):
         await producer.start()
         try:
             for envelope in (first, first, second):  # the second copy of `first` is a redelivery
-                await producer.send_and_wait(TOPIC_REGISTRY, envelope.to_bytes(), key=b"hh-broker")
+                await producer.send_and_wait(TOPIC_REGISTRY, signed_bytes(envelope, tmp_path), key=b"hh-broker")
         finally:
             await producer.stop()
 

@@ -19,7 +19,8 @@ from shared.bus import Consumer
 from shared.config import TOPIC_BENEFITS, TOPIC_REGISTRY, AuditSettings, BenefitsSettings, RegistrySettings
 from shared.envelope_codec import decode_all
 from shared.outbox_relay import OutboxRelay
-from tests.helpers import eventually, household_body, running_app
+from shared.signing import trusted_keys
+from tests.helpers import eventually, household_body, running_app, signed_bytes
 
 
 async def count(app, table) -> int:
@@ -188,7 +189,7 @@ async def test_batched_consumption_builds_the_same_ledger_and_isolates_a_poison_
     good = [Envelope(source="registry", type="household.updated", subject="household/hh-1", sequence=n,
                      data={"household": {"id": "hh-1", "version": n}}) for n in range(1, 41)]
     for index, envelope in enumerate(good):
-        await producer.send(TOPIC_REGISTRY, envelope.to_bytes(), key=b"hh-1", partition=0)
+        await producer.send(TOPIC_REGISTRY, signed_bytes(envelope, tmp_path), key=b"hh-1", partition=0)
         if index == 20:
             await producer.send(TOPIC_REGISTRY, b"not json", key=b"hh-1", partition=0)
     await producer.flush()
@@ -207,5 +208,5 @@ async def test_batched_consumption_builds_the_same_ledger_and_isolates_a_poison_
             seqs = (await session.execute(select(ledger_records.c.seq, ledger_records.c.event_id)
                                           .order_by(ledger_records.c.seq))).all()
         assert [row.event_id for row in seqs] == [e.id for e in good]  # chain order = topic order
-        verdict = await verify_ledger(app.state.sessionmaker, "sha256")
+        verdict = await verify_ledger(app.state.sessionmaker, "sha256", trusted_keys(settings))
         assert verdict["ok"] and verdict["records_checked"] >= 40

@@ -2,25 +2,25 @@
 
 ``hash = H(prev_hash || canonical_record)`` where canonical JSON has sorted keys, UTF-8
 and no spaces, and ``prev_hash`` is the previous record's hex digest (64 zeros first).
+A signed record's ``signer`` and ``signature`` (the source's ``ledger_signature``) are part of the
+hashed content; they are left out when absent, so hashes of records written before signing
+are unchanged.
 """
 from __future__ import annotations
 
 import hashlib
-import hmac
-import json
-import re
 from typing import Any, Callable, Literal
 
-from shared.idcard import mask_id_number
+from shared.personal_data import IdHasher, keyed_id_hasher, ledger_form  # noqa: F401 - re-exported
+from shared.signing import canonical_json  # noqa: F401 - re-exported
 
 GENESIS_HASH = "0" * 64
 HASHED_FIELDS = ("chain_id", "seq", "event_id", "source", "type", "subject", "time", "actor", "data")
+SIGNATURE_FIELDS = ("signer", "signature")  # hashed when present
 
 Algorithm = Literal["sha256", "sm3"]
-
-
-def canonical_json(value: Any) -> bytes:
-    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+#: record -> why its signature does not establish its origin, or None when it does
+SignatureCheck = Callable[[dict], "str | None"]
 
 
 def _digest(payload: bytes, algorithm: Algorithm) -> str:
@@ -31,45 +31,18 @@ def _digest(payload: bytes, algorithm: Algorithm) -> str:
 
 
 def hashed_content(record: dict) -> dict:
-    return {field: record.get(field) for field in HASHED_FIELDS}
+    content = {field: record.get(field) for field in HASHED_FIELDS}
+    content.update({field: record[field] for field in SIGNATURE_FIELDS if record.get(field) is not None})
+    return content
 
 
 def record_hash(prev_hash: str, record: dict, algorithm: Algorithm = "sha256") -> str:
     return _digest(prev_hash.encode("ascii") + canonical_json(hashed_content(record)), algorithm)
 
 
-IdHasher = Callable[[str], str]
-_CLEAR_ID = re.compile(r"^\d{17}[\dXx]$")
-ID_HASH_FIELD = "id_number_hash"
-
-
-def keyed_id_hasher(key: bytes) -> IdHasher:
-    """HMAC-SHA256 of a normalised ID number: equal numbers compare equal, the number never shows."""
-    def hasher(id_number: str) -> str:
-        return hmac.new(key, id_number.strip().upper().encode("ascii"), hashlib.sha256).hexdigest()
-    return hasher
-
-
-def mask_personal_data(value: Any, id_hasher: IdHasher | None = None) -> Any:
-    """ID numbers never enter the ledger in clear.
-
-    With ``id_hasher`` a clear number also leaves a keyed hash beside its masked form
-    (``id_number_hash``), so supervisors can find one person in two households without
-    anyone reading the number.
-    """
-    if isinstance(value, dict):
-        out = {}
-        for k, v in value.items():
-            if k == "id_number" and isinstance(v, str):
-                out[k] = mask_id_number(v)
-                if id_hasher is not None and _CLEAR_ID.match(v.strip()) and ID_HASH_FIELD not in value:
-                    out[ID_HASH_FIELD] = id_hasher(v)
-            else:
-                out[k] = mask_personal_data(v, id_hasher)
-        return out
-    if isinstance(value, list):
-        return [mask_personal_data(v, id_hasher) for v in value]
-    return value
+# The ledger form of event data lives in shared.personal_data (sources sign it); kept under the old
+# name for callers of this module.
+mask_personal_data = ledger_form
 
 
 def digest(payload: bytes, algorithm: Algorithm = "sha256") -> str:
@@ -106,8 +79,10 @@ def heads_merkle_root(heads: dict[str, dict], algorithm: Algorithm = "sha256") -
 class ChainVerifier:
     """Feeds records of one chain in seq order; remembers the first one that does not fit."""
 
-    def __init__(self, chain_id: str, algorithm: Algorithm = "sha256") -> None:
+    def __init__(self, chain_id: str, algorithm: Algorithm = "sha256",
+                 check_signature: SignatureCheck | None = None) -> None:
         self.chain_id, self.algorithm = chain_id, algorithm
+        self.check_signature = check_signature
         self.expected_seq, self.prev_hash = 1, GENESIS_HASH
         self.checked = 0
         self.first_bad: dict | None = None
@@ -123,6 +98,12 @@ class ChainVerifier:
             problem = "prev_hash does not match the previous record's hash (records reordered or replaced)"
         elif record_hash(record["prev_hash"], record, self.algorithm) != record["hash"]:
             problem = "content does not match its hash (record altered)"
+            if self.check_signature is not None and (signature_problem := self.check_signature(record)):
+                problem += f"; signature: {signature_problem}"
+        elif self.check_signature is not None and (signature_problem := self.check_signature(record)):
+            # Hash and links fit, so whoever changed the record rebuilt the chain: only the source's
+            # signature shows the record is not what the source sent.
+            problem = f"signature: {signature_problem}"
         if problem:
             self.first_bad = {"id": record.get("id"), "chain_id": self.chain_id, "seq": record["seq"],
                               "event_id": record.get("event_id"), "reason": problem}

@@ -9,11 +9,12 @@ from typing import Any, Iterable
 from sqlalchemy import and_, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.audit.ledger.chain import (Algorithm, ChainVerifier, GENESIS_HASH, IdHasher, heads_merkle_root,
-                                         mask_personal_data, record_hash)
+from services.audit.ledger.chain import Algorithm, ChainVerifier, GENESIS_HASH, heads_merkle_root, record_hash
 from services.audit.tables import ledger_records
 from shared.events import Envelope, utcnow
 from shared.problems import Problem
+from shared.signing import (TrustedKeys, ledger_content, ledger_signed_bytes, rfc3339, signer_for,  # noqa: F401
+                            trusted_keys)
 
 CHECKPOINT_CHAIN = "checkpoints"
 CHECKPOINT_TYPE = "ledger.checkpoint"
@@ -23,16 +24,14 @@ def chain_id_for(topic: str, partition: int) -> str:
     return f"{topic}:{partition}"
 
 
-def rfc3339(value: datetime) -> str:
-    return value.isoformat().replace("+00:00", "Z")
+def envelope_record(envelope: Envelope, chain_id: str) -> dict:
+    """The hashed content of a ledger record for one event (without seq and hashes).
 
-
-def envelope_record(envelope: Envelope, chain_id: str, id_hasher: IdHasher | None = None) -> dict:
-    """The hashed content of a ledger record for one event (without seq and hashes)."""
-    return {"chain_id": chain_id, "event_id": envelope.id, "source": envelope.source,
-            "type": envelope.type, "subject": envelope.subject, "time": rfc3339(envelope.time),
-            "actor": envelope.actor,
-            "data": mask_personal_data(envelope.model_dump(mode="json")["data"], id_hasher)}
+    Exactly ``shared.signing.ledger_content`` (what the source signed as ``ledger_signature``: data in
+    ledger form, birth year and masked numbers only) plus the chain and that signature, so ``verify``
+    can re-check every record's origin with the source's public key.
+    """
+    return {"chain_id": chain_id, **ledger_content(envelope), "signature": envelope.ledger_signature}
 
 
 async def _head(session: AsyncSession, chain_id: str) -> tuple[int, str]:
@@ -86,23 +85,23 @@ async def append_records(session: AsyncSession, records: list[dict], chain_id: s
 
 
 async def append_event(session: AsyncSession, envelope: Envelope, chain_id: str,
-                       algorithm: Algorithm, id_hasher: IdHasher | None = None) -> dict | None:
+                       algorithm: Algorithm) -> dict | None:
     """Append one event to its chain; None if the event id is already in the ledger."""
-    written = await append_records(session, [envelope_record(envelope, chain_id, id_hasher)], chain_id, algorithm)
+    written = await append_records(session, [envelope_record(envelope, chain_id)], chain_id, algorithm)
     return written[0] if written else None
 
 
 async def append_events(session: AsyncSession, envelopes: Iterable[Envelope], chain_id: str,
-                        algorithm: Algorithm, id_hasher: IdHasher | None = None) -> list[dict]:
+                        algorithm: Algorithm) -> list[dict]:
     """Batched ``append_event`` with identical chain semantics (used by bulk loads and the bench)."""
-    return await append_records(session, [envelope_record(e, chain_id, id_hasher) for e in envelopes],
-                                chain_id, algorithm)
+    return await append_records(session, [envelope_record(e, chain_id) for e in envelopes], chain_id, algorithm)
 
 
 def record_view(row) -> dict[str, Any]:
     return {"id": row.id, "chain_id": row.chain_id, "seq": row.seq, "event_id": row.event_id,
             "source": row.source, "type": row.type, "subject": row.subject, "time": row.time,
-            "actor": row.actor, "data": row.data, "prev_hash": row.prev_hash, "hash": row.hash}
+            "actor": row.actor, "data": row.data, "signer": row.signer, "signature": row.signature,
+            "prev_hash": row.prev_hash, "hash": row.hash}
 
 
 async def list_records(session: AsyncSession, *, subject: str | None, type_: str | None, since: datetime | None,
@@ -153,8 +152,10 @@ async def create_checkpoint(session: AsyncSession, algorithm: Algorithm, *, acto
     data = {"algorithm": algorithm, "chain_heads": heads, "chains": len(heads),
             "records": sum(h["seq"] for h in heads.values()), "merkle_root": heads_merkle_root(heads, algorithm),
             "created_at": rfc3339(now)}
+    signer = signer_for(session, "audit")  # audit vouches for its own checkpoints like any source
     record = {"event_id": event_id or f"checkpoint-{uuid.uuid4()}", "source": "audit", "type": CHECKPOINT_TYPE,
-              "subject": "ledger", "time": rfc3339(now), "actor": actor, "data": data}
+              "subject": "ledger", "time": rfc3339(now), "actor": actor, "data": data, "signer": signer.signer}
+    record["signature"] = signer.sign(ledger_signed_bytes(record))
     written = await append_records(session, [record], CHECKPOINT_CHAIN, algorithm)
     return written[0] if written else None
 
@@ -168,17 +169,31 @@ async def latest_checkpoint(session: AsyncSession) -> dict | None:
 # ---------------------------------------------------------------- verification
 
 
+def signature_check(trusted: TrustedKeys):
+    """Every record must carry its source's signature over its ledger content (this is a fresh
+    product: nothing was ever written unsigned), by a key trusted for that source."""
+    def check(record: dict) -> str | None:
+        return trusted.problem(record["source"], record.get("signer"), ledger_signed_bytes(record),
+                               record.get("signature"))
+    return check
+
+
 async def verify_ledger(sessionmaker: async_sessionmaker[AsyncSession], algorithm: Algorithm,
-                        page_size: int = 5000) -> dict[str, Any]:
-    """Recompute every chain, streaming page by page (never the whole table in memory), then
-    check every checkpoint's commitments: a chain shorter than a checkpoint says, or whose
-    record at the committed seq has another hash, has lost or rewritten its tail."""
+                        trusted: TrustedKeys | None = None, page_size: int = 5000) -> dict[str, Any]:
+    """Recompute every chain and check every record's signature, streaming page by page (never the
+    whole table in memory), then check every checkpoint's commitments: a chain shorter than a
+    checkpoint says, or whose record at the committed seq has another hash, has lost or rewritten
+    its tail. ``trusted``: the verification keys (default: those the audit settings configure)."""
+    if trusted is None:
+        from shared.config import service_settings
+        trusted = trusted_keys(service_settings("audit"))
+    check = signature_check(trusted)
     async with sessionmaker() as session:
         chain_ids = (await session.execute(select(ledger_records.c.chain_id).distinct()
                                            .order_by(ledger_records.c.chain_id))).scalars().all()
     checked, heads, first_bad = 0, {}, None
     for chain_id in chain_ids:
-        verifier = ChainVerifier(chain_id, algorithm)
+        verifier = ChainVerifier(chain_id, algorithm, check)
         last_seq = 0
         while verifier.first_bad is None:
             async with sessionmaker() as session:

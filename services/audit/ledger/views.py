@@ -53,9 +53,12 @@ async def records(request: Request, subject: str | None = Query(None, examples=[
     return {"items": items, "next_cursor": str(next_cursor) if next_cursor else None}
 
 
-@router.get("/verify", summary="Recompute every hash chain and check every checkpoint; report the first bad record")
+@router.get("/verify", summary="Recompute every hash chain, check every record's source signature and every checkpoint; "
+            "report the first bad record")
 async def verify(request: Request, principal: Principal = Depends(require_scopes("audit:read"))) -> dict:
-    return await service.verify_ledger(request.app.state.sessionmaker, request.app.state.settings.hash_algorithm)
+    settings = request.app.state.settings
+    return await service.verify_ledger(request.app.state.sessionmaker, settings.hash_algorithm,
+                                       service.trusted_keys(settings))
 
 
 @router.post("/checkpoints", status_code=201, summary="Append a checkpoint committing to every chain head (admin)")

@@ -27,7 +27,7 @@ from services.benefits.tables import assessments, entitlement_history, entitleme
 from shared.config import TOPIC_BENEFITS
 from shared.events import Envelope, utcnow
 from shared.money import format_yuan
-from shared.outbox import lane_of
+from shared.outbox import lane_of, signed_payload
 
 #: Keeps each IN (...) list and multi-row statement well under driver parameter limits.
 _CHUNK = 500
@@ -188,7 +188,7 @@ async def stage_events(session: AsyncSession, events: list[tuple[str, Envelope]]
         return
     now = utcnow()
     rows = [{"event_id": envelope.id, "topic": TOPIC_BENEFITS, "key": key, "lane": lane_of(key),
-             "payload": envelope.to_bytes().decode(), "created_at": now, "attempts": 0}
+             "payload": signed_payload(session, envelope), "created_at": now, "attempts": 0}
             for key, envelope in events]
     for chunk in _chunks(rows):
         await session.execute(insert(outbox), list(chunk))

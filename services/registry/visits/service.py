@@ -36,7 +36,7 @@ from shared.auth import Principal
 from shared.config import TOPIC_REGISTRY
 from shared.db import transaction
 from shared.events import Envelope, as_aware, utcnow
-from shared.outbox import lane_of
+from shared.outbox import lane_of, signed_payload
 from shared.problems import Problem
 from shared.snapshot import (Disability, Guarantees, Health, Housing, Income, LabourCapacity, Relocation, SelfCare,
                              Water, strict_variant)
@@ -329,7 +329,7 @@ class _Staged:
                             sequence=snapshot["version"],
                             data={"household": snapshot, "version": snapshot["version"], **extra}, actor=actor)
         self.events.append({"event_id": envelope.id, "topic": TOPIC_REGISTRY, "key": snapshot["id"],
-                            "lane": lane_of(snapshot["id"]), "payload": envelope.to_bytes().decode(),
+                            "lane": lane_of(snapshot["id"]), "payload": envelope,  # signed when inserted
                             "created_at": utcnow(), "attempts": 0})
 
 
@@ -499,7 +499,8 @@ async def _write(session: AsyncSession, touched: dict[str, _Household], staged: 
     if staged.visits:
         await session.execute(insert(visits), staged.visits)
     if staged.events:
-        await session.execute(insert(outbox), staged.events)
+        await session.execute(insert(outbox), [{**row, "payload": signed_payload(session, row["payload"])}
+                                               for row in staged.events])
         if session.bind is not None and session.bind.dialect.name == "postgresql":
             await session.execute(text("SELECT pg_notify('jz_outbox', :topic)"), {"topic": TOPIC_REGISTRY})
 

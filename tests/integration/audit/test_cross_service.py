@@ -52,12 +52,12 @@ async def test_real_registry_and_benefits_events_drive_audit_rules(databases, tm
             async with transaction(benefits.state.sessionmaker) as session:
                 await apply_registry_event(session, envelope, date(2020, 6, 30))
             async with transaction(audit.state.sessionmaker) as session:
-                await ingest(session, envelope, f"{topic}:0", audit.state.settings, audit.state.audit.id_hasher)
+                await ingest(session, envelope, f"{topic}:0", audit.state.settings)
         benefit_events, _ = await drain(benefits, benefits_outbox, 0)
         assert benefit_events, "benefits published decisions"
         for topic, envelope in benefit_events:
             async with transaction(audit.state.sessionmaker) as session:
-                await ingest(session, envelope, f"{topic}:0", audit.state.settings, audit.state.audit.id_hasher)
+                await ingest(session, envelope, f"{topic}:0", audit.state.settings)
 
         found = (await aud.get("/v1/supervision/anomalies",
                                params={"rule": "above_line_not_exited", "as_of": "2020-06-30"})).json()["items"]

@@ -36,7 +36,7 @@ async def _rows_after(app, table, after: int) -> list:
 
 async def _feed_audit(audit, topic: str, envelope: Envelope) -> None:
     async with transaction(audit.state.sessionmaker) as session:
-        await ingest(session, envelope, f"{topic}:0", audit.state.settings, audit.state.audit.id_hasher)
+        await ingest(session, envelope, f"{topic}:0", audit.state.settings)
 
 
 async def _pipe(registry, benefits, audit) -> dict[str, int]:

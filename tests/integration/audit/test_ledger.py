@@ -8,6 +8,8 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from services.audit.ledger.service import (append_events, create_checkpoint, envelope_record, verify_ledger)
 from services.audit.tables import ledger_records
 from shared.db import transaction
+from shared.signing import trusted_keys
+from tests.helpers import signed
 from tests.integration.audit.support import entitlement_event, feed, registry_event, snapshot, tamper
 
 
@@ -41,7 +43,10 @@ async def test_intact_ledger_verifies_and_duplicates_are_ignored(audit):
 
 
 async def test_ids_are_masked_and_keyed_hash_kept(audit):
-    [record] = await feed(audit.app, registry_event("household.registered", snapshot("hh-9")))
+    from shared.personal_data import event_form, keyed_id_hasher
+    # The registry publishes masked numbers with their keyed hash; the ledger keeps both, never a clear number.
+    snap = event_form(snapshot("hh-9"), keyed_id_hasher(b"identity"))
+    [record] = await feed(audit.app, registry_event("household.registered", snap))
     member = record["data"]["household"]["members"][0]
     assert "*" in member["id_number"] and len(member["id_number_hash"]) == 64
     items = (await audit.get("/v1/audit/records", params={"subject": "household/hh-9"})).json()["items"]
@@ -141,7 +146,8 @@ async def test_database_rejects_update_and_delete(audit):
 
 
 async def test_batched_append_builds_the_same_chain(audit):
-    envelopes = [registry_event("household.updated", snapshot("hh-b", version=i)) for i in range(1, 6)]
+    envelopes = [signed(registry_event("household.updated", snapshot("hh-b", version=i)), audit.settings.var_dir)
+                 for i in range(1, 6)]
     async with transaction(audit.app.state.sessionmaker) as session:
         written = await append_events(session, envelopes + envelopes[:2], "bulk:0", "sha256")
     assert [r["seq"] for r in written] == [1, 2, 3, 4, 5]
@@ -165,9 +171,10 @@ async def test_sm3_ledger_verifies_and_detects_tampering(databases, tmp_path):
         records = await seed(app, 3)
         async with transaction(app.state.sessionmaker) as session:
             await create_checkpoint(session, "sm3")
-        result = await verify_ledger(app.state.sessionmaker, "sm3")
+        trusted = trusted_keys(settings)
+        result = await verify_ledger(app.state.sessionmaker, "sm3", trusted)
         assert result["ok"] and result["algorithm"] == "sm3"
-        assert not (await verify_ledger(app.state.sessionmaker, "sha256"))["ok"]  # really SM3, not SHA-256
+        assert not (await verify_ledger(app.state.sessionmaker, "sha256", trusted))["ok"]  # really SM3, not SHA-256
         await tamper(app, "UPDATE ledger_records SET actor = 'someone-else' WHERE id = :i", {"i": records[1]["id"]})
-        bad = (await verify_ledger(app.state.sessionmaker, "sm3"))["first_bad_record"]
+        bad = (await verify_ledger(app.state.sessionmaker, "sm3", trusted))["first_bad_record"]
         assert bad["id"] == records[1]["id"]
