@@ -24,6 +24,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.bounds import LedgerDate, Name, NonNegativeMoney, Year
 from shared.money import ZERO, Money, Quantity
 
 HouseholdStatus = Literal["candidate", "registered", "exited", "monitored", "returned", "removed"]
@@ -47,7 +48,8 @@ SchoolStage = Literal["preschool", "primary", "junior", "senior", "vocational", 
 WorkPlace = Literal["other_province", "in_province_cross_county", "in_district_park", "local"]
 RehabCondition = Literal["cerebral_palsy", "deaf", "autism", "intellectual"]
 
-Count = Annotated[int, Field(ge=0)]
+# Bounded so that a count fits every consumer's integer column (a 10**20 count would dead-letter there).
+Count = Annotated[int, Field(ge=0, le=1_000_000_000)]
 
 
 def _zero_quantity() -> Decimal:
@@ -68,16 +70,16 @@ class SnapshotModel(BaseModel):
 
 
 class Village(SnapshotModel):
-    code: str
-    name: str = ""
-    township_code: str = ""
-    township_name: str = ""
+    code: Name
+    name: Name = ""
+    township_code: Name = ""
+    township_name: Name = ""
     is_poor_village: bool = False
     is_deep_poverty_village: bool = False
 
 
 class Income(SnapshotModel):
-    year: int
+    year: Year
     per_capita_net: Money
 
 
@@ -120,9 +122,9 @@ class LandRentedOut(SnapshotModel):
 
 
 class Machinery(SnapshotModel):
-    category: str
-    price: Money
-    national_subsidy: Money = Field(default_factory=_zero_money)
+    category: Name
+    price: NonNegativeMoney
+    national_subsidy: NonNegativeMoney = Field(default_factory=_zero_money)
 
 
 class CovidUnsold(SnapshotModel):
@@ -147,7 +149,7 @@ class RelocatedFacility(SnapshotModel):
     herbs_mu: Quantity = Field(default_factory=_zero_quantity)
     reishi_large_bags: Count = 0
     reishi_small_bags: Count = 0
-    processing_equipment_price: Money = Field(default_factory=_zero_money)
+    processing_equipment_price: NonNegativeMoney = Field(default_factory=_zero_money)
     aquaculture_facility_m2: Quantity = Field(default_factory=_zero_quantity)
 
 
@@ -183,51 +185,51 @@ class Student(SnapshotModel):
     stage: SchoolStage
     boarding: bool = False
     special_school: bool = False
-    school: str | None = None
-    major_group: str | None = None
-    year_of_study: int | None = Field(default=None, ge=1)
+    school: Name | None = None
+    major_group: Name | None = None
+    year_of_study: int | None = Field(default=None, ge=1, le=20)
     admitted_this_year: bool = False
     out_of_province: bool = False
     # Extensions (001 L609-L649): figures the school or the aid office supplies.
     need_level: Literal[1, 2, 3] | None = None
-    vocational_tuition: Money | None = None
-    loan_requested: Money | None = None
+    vocational_tuition: NonNegativeMoney | None = None
+    loan_requested: NonNegativeMoney | None = None
 
 
 class PublicPost(SnapshotModel):
-    monthly_pay: Money
+    monthly_pay: NonNegativeMoney
 
 
 class Employment(SnapshotModel):
     place: WorkPlace | None = None
-    monthly_wage: Money | None = None
+    monthly_wage: NonNegativeMoney | None = None
     contract_months: Count = 0
     months_worked: Count = 0
     workshop: bool = False
     public_post: PublicPost | None = None
     # Extensions (001 L298, L316, L320).
     key_enterprise_new_hire: bool = False
-    hired_year: int | None = None
+    hired_year: Year | None = None
     agency_referral: bool = False
     consecutive_months: Count | None = None
     self_employed_months: Count | None = None
 
 
 class Training(SnapshotModel):
-    name: str = ""
+    name: Name = ""
     days: Count = 0
     certified: bool = False
-    year: int | None = None
+    year: Year | None = None
     # Extension: the once-per-lifetime subsidy was already paid for this training.
     subsidy_paid: bool = False
 
 
 class Person(SnapshotModel):
-    id: str | None = None
-    name: str = ""
+    id: Name | None = None
+    name: Name = ""
     id_number: str | None = Field(default=None, pattern=ID_NUMBER_PATTERN)
     sex: Sex | None = None
-    birth_date: date | None = None
+    birth_date: LedgerDate | None = None
     relation: Relation = "other"
     labour_capacity: LabourCapacity = "none"
     health: Health = "healthy"
@@ -240,10 +242,10 @@ class Person(SnapshotModel):
     deceased: bool = False
     # When the death took effect: an insurer's stay is judged on its own dates (coverage on admission,
     # 001 L369), so "deceased" alone cannot tell a stay before the death from one after it.
-    date_of_death: date | None = None
+    date_of_death: LedgerDate | None = None
     # Extensions (001 L391, 000 L229).
     rehab_condition: RehabCondition | None = None
-    chronic_outpatient_cost: Money | None = None
+    chronic_outpatient_cost: NonNegativeMoney | None = None
     dibao_covered: bool | None = None
 
 
@@ -253,8 +255,8 @@ class HouseholdBody(SnapshotModel):
     region_code: str = Field(pattern=r"^\d{2,12}$")
     village: Village | None = None
     status: HouseholdStatus = "candidate"
-    identified_year: int | None = None
-    exit_date: date | None = None
+    identified_year: Year | None = None
+    exit_date: LedgerDate | None = None
     categories: list[Category] = Field(default_factory=list)
     dibao_class: DibaoClass | None = None
     poverty_causes: list[PovertyCause] = Field(default_factory=list)
@@ -266,7 +268,7 @@ class HouseholdBody(SnapshotModel):
     production: Production = Field(default_factory=Production)
     members: list[Person] = Field(default_factory=list)
     # Extensions for monitoring_risk (PROGRAMS.md §1).
-    medical_out_of_pocket_ytd: Money | None = None
+    medical_out_of_pocket_ytd: NonNegativeMoney | None = None
     disaster_this_year: bool = False
 
     def living_members(self) -> list[Person]:
@@ -329,8 +331,8 @@ class Household(HouseholdBody):
     model_config = ConfigDict(json_schema_extra={"examples": [NANKANG_FARMER_EXAMPLE]})
 
     # Optional so that a what-if household can be evaluated before it is registered.
-    id: str | None = None
-    version: int = Field(default=0, ge=0)
+    id: Name | None = None
+    version: int = Field(default=0, ge=0, le=2**53)
 
 
 # --- strict flavour -------------------------------------------------------------------

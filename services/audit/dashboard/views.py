@@ -27,6 +27,7 @@ from shared.problems import Problem
 
 router = APIRouter(tags=["dashboard"])
 COOKIE = "jz_dashboard_token"
+from shared.bounds import QueryDate
 templates = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
                         autoescape=select_autoescape(["html"]))
 _bearer = HTTPBearer(auto_error=False)
@@ -49,7 +50,7 @@ def dashboard_principal(request: Request,
 
 
 @router.get("/dashboard", response_class=HTMLResponse, summary="Supervision dashboard (HTML)")
-async def dashboard(request: Request, area: str | None = None, as_of: date | None = None,
+async def dashboard(request: Request, area: str | None = None, as_of: QueryDate | None = None,
                     principal: Principal = Depends(dashboard_principal)):
     if "token" in request.query_params:
         # Keep the token out of the address bar and history: cookie, then the same URL without it.

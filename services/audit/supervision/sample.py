@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.audit.supervision.common import in_area
 from services.audit.tables import audit_households
+from shared.spreadsheet import csv_row
 
 #: What a field evaluator checks in every sampled household (seed notes §6 and the exit test).
 CHECKLIST: list[dict[str, str]] = [
@@ -137,27 +138,27 @@ def sample_csv(sample: dict) -> bytes:
     writer = csv.writer(buffer)
     writer.writerow([f"{zh} ({en})" for en, zh in EXPORT_COLUMNS])
     for item in sample["items"]:
-        writer.writerow(_cells(item))
+        writer.writerow(csv_row(_cells(item)))  # names like "=cmd|..." are neutralised (OWASP CSV injection)
     return ("\ufeff" + buffer.getvalue()).encode("utf-8")  # BOM: Excel opens UTF-8 Chinese correctly
 
 
 def sample_xlsx(sample: dict) -> bytes:
     from openpyxl import Workbook
 
-    from shared.spreadsheet import xlsx_row
+    from shared.spreadsheet import append_xlsx_row
     workbook = Workbook()
     sheet = workbook.active
     sheet.title = f"抽样 {sample['year']}"
     sheet.append([f"{zh} ({en})" for en, zh in EXPORT_COLUMNS])
     for item in sample["items"]:
-        sheet.append(xlsx_row(_cells(item)))
+        append_xlsx_row(sheet, _cells(item))  # text cells typed as strings, never formulas
     checks = workbook.create_sheet("核查事项 checklist")
     checks.append(["code", "核查事项", "check", "依据 source"])
     for c in sample["checklist"]:
         checks.append([c["code"], c["zh"], c["en"], c["source"]])
     meta = workbook.create_sheet("说明 method")
     for key in ("area", "year", "seed", "n_requested", "n", "population", "method"):
-        meta.append([key, str(sample[key])])
+        append_xlsx_row(meta, [key, str(sample[key])])  # the seed is the caller's text
     buffer = io.BytesIO()
     workbook.save(buffer)
     return buffer.getvalue()

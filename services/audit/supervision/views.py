@@ -1,8 +1,9 @@
 """Supervision: anomalies, evaluation samples, progress against targets."""
 from __future__ import annotations
 
-from datetime import date
+import re
 from typing import Annotated, Literal
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
@@ -12,13 +13,22 @@ from services.audit.supervision.common import default_as_of, effective_area
 from services.audit.supervision.progress import progress, village_incidence
 from services.audit.supervision.sample import draw_sample, sample_csv, sample_xlsx
 from shared.auth import Principal, require_scopes
+from shared.bounds import YEAR_MAX, YEAR_MIN, QueryDate
 from shared.problems import PROBLEM_RESPONSES, Problem
+
+
+def attachment(filename: str) -> str:
+    """A Content-Disposition for any file name: headers are Latin-1, and the name carries the caller's
+    seed and area (a seed of "种子" or a quote made a 500), so an ASCII fallback plus RFC 6266 filename*."""
+    fallback = re.sub(r"[^A-Za-z0-9._-]", "_", filename)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
 
 router = APIRouter(prefix="/v1/supervision", tags=["supervision"], responses=PROBLEM_RESPONSES)
 
 
 @router.get("/anomalies", summary="Anomalies found by each rule, with evidence (ledger record and event ids)")
-async def anomalies(request: Request, area: str | None = None, as_of: date | None = None,
+async def anomalies(request: Request, area: str | None = None, as_of: QueryDate | None = None,
                     rule: Annotated[list[str] | None, Query()] = None,
                     limit: Annotated[int, Query(ge=1, le=5000)] = 200,
                     principal: Principal = Depends(require_scopes("audit:read"))) -> dict:
@@ -41,8 +51,9 @@ async def anomalies(request: Request, area: str | None = None, as_of: date | Non
 @router.get("/sample", summary="Reproducible stratified sample of households that exited in a year (CSV/XLSX too)",
             responses={200: {"content": {"text/csv": {}, "application/vnd.openxmlformats-officedocument."
                                                           "spreadsheetml.sheet": {}}}})
-async def sample(request: Request, year: int, area: str | None = None,
-                 n: Annotated[int, Query(ge=1, le=10000)] = 30, seed: str = "0",
+async def sample(request: Request, year: Annotated[int, Query(ge=YEAR_MIN, le=YEAR_MAX)], area: str | None = None,
+                 n: Annotated[int, Query(ge=1, le=10000)] = 30,
+                 seed: Annotated[str, Query(min_length=1, max_length=200)] = "0",
                  format: Literal["json", "csv", "xlsx"] = "json",
                  principal: Principal = Depends(require_scopes("audit:read"))):
     area = effective_area(principal, area)
@@ -51,11 +62,11 @@ async def sample(request: Request, year: int, area: str | None = None,
     name = f"sample-{area or 'all'}-{year}-seed{seed}"
     if format == "csv":
         return Response(sample_csv(result), media_type="text/csv; charset=utf-8",
-                        headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
+                        headers={"Content-Disposition": attachment(f"{name}.csv")})
     if format == "xlsx":
         return Response(sample_xlsx(result),
                         media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-                        headers={"Content-Disposition": f'attachment; filename="{name}.xlsx"'})
+                        headers={"Content-Disposition": attachment(f"{name}.xlsx")})
     return result
 
 

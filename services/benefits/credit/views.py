@@ -11,6 +11,7 @@ from services.benefits.credit import service
 from services.benefits.credit.purposes import CODES, PURPOSES, purposes_table_markdown
 from services.benefits.partners.deps import partner_scope
 from shared.auth import Principal
+from shared.bounds import LedgerDate, PositiveMoney
 from shared.config import BenefitsSettings
 from shared.db import transaction
 from shared.idcard import normalize_id_number
@@ -86,13 +87,15 @@ class LoanReport(BaseModel):
     report_id: Ident = Field(description="The bank's id for this report; resending it changes nothing")
     loan_id: Ident
     event: Literal["issuance", "repayment", "extension", "renewal", "default"]
-    date: dt.date = Field(description="When it happened (issue, repayment, extension, renewal or default date)")
+    date: LedgerDate = Field(description="When it happened (issue, repayment, extension, renewal or default date)")
     id_number: IdNumber | None = Field(None, description="Borrower (issuance only)")
-    amount: Money | None = Field(None, description="Principal (issuance, renewal) or amount repaid (repayment)")
-    due_date: dt.date | None = Field(None, description="Maturity (issuance, renewal)")
+    # More than 0: a -30000.00 "loan" or a zero repayment is a bank's bug, refused before it is stored.
+    amount: PositiveMoney | None = Field(None, description="Principal (issuance, renewal) or amount repaid "
+                                                           "(repayment); more than 0")
+    due_date: LedgerDate | None = Field(None, description="Maturity (issuance, renewal)")
     purpose: str | None = Field(None, min_length=1, max_length=64, description="Loan purpose (issuance). "
                                 + PURPOSE_DESCRIPTION, json_schema_extra=PURPOSE_SCHEMA)
-    new_due_date: dt.date | None = Field(None, description="Extended maturity (extension)")
+    new_due_date: LedgerDate | None = Field(None, description="Extended maturity (extension)")
     covid: bool = Field(False, description="COVID extension (2020: loans due on/after 2020-01-01, <= 6 months)")
     new_loan_id: Ident | None = Field(None, description="The new loan replacing this one (renewal)")
     decision_id: str | None = Field(None, max_length=40, description="Eligibility decision the loan relied on")

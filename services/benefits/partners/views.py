@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import datetime
 from typing import Annotated
 from urllib.parse import unquote_plus
 
@@ -14,6 +13,7 @@ from services.benefits.partners import service
 from services.benefits.partners.deps import _state, any_partner
 from shared.auth import Principal, require_scopes
 from shared.db import transaction
+from shared.bounds import UtcDatetime
 from shared.problems import PROBLEM_RESPONSES
 
 router = APIRouter(tags=["partners"], responses=PROBLEM_RESPONSES)
@@ -70,14 +70,14 @@ class ClientView(BaseModel):
     name: str
     scopes: list[str]
     status: str
-    created_at: datetime
-    rotated_at: datetime | None = None
-    disabled_at: datetime | None = None
+    created_at: UtcDatetime
+    rotated_at: UtcDatetime | None = None
+    disabled_at: UtcDatetime | None = None
 
 
 class ClientWithSecret(ClientView):
     client_secret: str = Field(description="Shown once; only a hash is stored")
-    previous_secret_valid_until: datetime | None = None
+    previous_secret_valid_until: UtcDatetime | None = None
 
 
 class Rotate(BaseModel):

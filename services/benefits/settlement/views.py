@@ -1,7 +1,6 @@
 """Insurer endpoints (scope ``settlement``): thin; the work is in service.py."""
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -11,8 +10,8 @@ from services.benefits.credit.views import IdNumber, Ident, as_of
 from services.benefits.partners.deps import partner_scope
 from services.benefits.settlement import service
 from shared.auth import Principal
+from shared.bounds import LedgerDate, NonNegativeMoney, PositiveMoney
 from shared.db import transaction
-from shared.money import Money
 from shared.problems import PROBLEM_RESPONSES
 
 router = APIRouter(tags=["settlement"], responses={**PROBLEM_RESPONSES, 429: {"description": "Rate limited"}})
@@ -20,12 +19,14 @@ router = APIRouter(tags=["settlement"], responses={**PROBLEM_RESPONSES, 429: {"d
 
 class OneStopRequest(BaseModel):
     id_number: IdNumber
-    admission_date: dt.date
-    discharge_date: dt.date
+    admission_date: LedgerDate
+    discharge_date: LedgerDate
     hospital_level: Literal[1, 2, 3]
     in_district: bool = Field(description="Designated hospital inside the district")
-    total_cost: Money = Field(examples=["20000.00"])
-    in_policy_cost: Money = Field(examples=["18000.00"], description="Cost within the insurance catalogue")
+    # A stay that cost nothing is not a bill to settle; a negative cost is a bug on the insurer's side.
+    total_cost: PositiveMoney = Field(examples=["20000.00"], description="More than 0")
+    in_policy_cost: NonNegativeMoney = Field(examples=["18000.00"],
+                                             description="Cost within the insurance catalogue")
     claim_id: Ident | None = Field(
         None, description="The insurer's claim id: resending it returns the first result and counts nothing "
                           "twice. Without it, an identical resend of the same bill is recognised instead.")
@@ -93,7 +94,7 @@ async def roster(request: Request, cursor: Annotated[str | None, Query(pattern=r
 class CoverageLookup(BaseModel):
     id_numbers: list[IdNumber] = Field(min_length=1, max_length=500,
                                        description="Your policyholders' ID numbers (in the body, never the URL)")
-    as_of: dt.date | None = Field(None, description="Coverage on this day (default: today)")
+    as_of: LedgerDate | None = Field(None, description="Coverage on this day (default: today)")
 
 
 class CoverageItem(BaseModel):

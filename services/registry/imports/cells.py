@@ -17,6 +17,7 @@ from decimal import Decimal, InvalidOperation
 from openpyxl.utils.datetime import from_excel
 
 from shared.idcard import InvalidIdNumber
+from shared.spreadsheet import unneutralised
 
 
 def bilingual(zh: str, en: str) -> str:
@@ -41,7 +42,8 @@ def plain_text(value) -> str:
         return value.isoformat()
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
-    return str(value).strip()
+    # Our CSV exports quote-prefix cells that look like formulas (shared.spreadsheet); read them back as written.
+    return unneutralised(str(value).strip())
 
 
 NUMBER_FORMATTED = ("身份证号列在 Excel 中是数字格式，末尾数字已丢失（18 位号码或末位 X 不能存为数字）；"

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.problems import Problem
+from shared.spreadsheet import csv_row
 
 from services.registry.imports.cells import plain_text as _cell
 
@@ -32,6 +33,18 @@ def _decode(data: bytes) -> str:
     raise Problem(422, "Unreadable file", "The CSV is neither UTF-8 nor GB18030 text.")
 
 
+def _csv_rows(data: bytes) -> Iterable[list[str]]:
+    """The CSV's rows; a malformed one (a carriage return inside an unquoted field, a NUL) is a 422
+    naming the line, not an unhandled csv.Error (500)."""
+    reader = csv.reader(io.StringIO(_decode(data)))
+    try:
+        yield from reader
+    except csv.Error as exc:
+        raise Problem(422, "Unreadable file",
+                      f"CSV 第 {reader.line_num} 行格式错误（未加引号的字段中有换行符？）/ "
+                      f"Malformed CSV at line {reader.line_num}: {exc}") from exc
+
+
 def read_table(data: bytes, filename: str | None) -> tuple[list[str], list[list[str]]]:
     """Header row and data rows (cells as stripped strings); blank rows are dropped."""
     if (filename or "").lower().endswith((".xlsx", ".xlsm")) or data[:2] == b"PK":
@@ -42,7 +55,7 @@ def read_table(data: bytes, filename: str | None) -> tuple[list[str], list[list[
             raise Problem(422, "Unreadable file", f"Not a readable XLSX workbook ({type(exc).__name__}).") from exc
         rows = ([_cell(v) for v in row] for row in workbook.worksheets[0].iter_rows(values_only=True))
     else:
-        rows = ([c.strip() for c in row] for row in csv.reader(io.StringIO(_decode(data))))
+        rows = ([c.strip() for c in row] for row in _csv_rows(data))
     table = [row for row in rows if any(row)]
     if not table:
         raise Problem(422, "Empty file", "The file has no header row.")
@@ -65,7 +78,7 @@ def read_sheets(data: bytes, filename: str | None, *, header_hint=None) -> list:
         tables = [(sheet.title, [[v.strip() if isinstance(v, str) else v for v in row]
                                  for row in sheet.iter_rows(values_only=True)]) for sheet in workbook.worksheets]
     else:
-        tables = [("", [[c.strip() for c in row] for row in csv.reader(io.StringIO(_decode(data)))])]
+        tables = [("", [[c.strip() for c in row] for row in _csv_rows(data)])]
     sheets = []
     for name, rows in tables:
         filled = [index for index, row in enumerate(rows[:20]) if any(v not in (None, "") for v in row)]
@@ -98,8 +111,8 @@ class WorkbookWriter:
             self.append(title, header)
 
     def append(self, title: str, row: list) -> None:
-        from shared.spreadsheet import xlsx_row
-        self.sheets[title].append(xlsx_row(row))
+        from shared.spreadsheet import append_xlsx_row
+        append_xlsx_row(self.sheets[title], row)
 
     def save(self, path_or_buffer) -> None:
         self.workbook.save(path_or_buffer)
@@ -110,12 +123,12 @@ def write_table(path_or_buffer, header: list[str], rows: Iterable[list], fmt: st
     if fmt == "xlsx":
         from openpyxl import Workbook
 
-        from shared.spreadsheet import xlsx_row
+        from shared.spreadsheet import append_xlsx_row
         workbook = Workbook(write_only=True)
         sheet = workbook.create_sheet("台账")
-        sheet.append(xlsx_row(header))
+        append_xlsx_row(sheet, header)
         for row in rows:
-            sheet.append(xlsx_row(row))
+            append_xlsx_row(sheet, row)
         workbook.save(path_or_buffer)
         return
     if isinstance(path_or_buffer, (str, Path)):
@@ -129,7 +142,7 @@ def _write_csv(handle, header: list[str], rows: Iterable[list]) -> None:
     writer = csv.writer(handle)
     writer.writerow(header)
     for row in rows:
-        writer.writerow(["" if v is None else v for v in row])
+        writer.writerow(csv_row(row))  # formula prefixes neutralised (OWASP CSV injection)
 
 
 async def aiter_csv_text(header: list[str], rows: AsyncIterable[list]) -> AsyncIterator[str]:
@@ -139,7 +152,7 @@ async def aiter_csv_text(header: list[str], rows: AsyncIterable[list]) -> AsyncI
     buffer.write("\ufeff")
     writer.writerow(header)
     async for row in rows:
-        writer.writerow(["" if v is None else v for v in row])
+        writer.writerow(csv_row(row))  # formula prefixes neutralised (OWASP CSV injection)
         if buffer.tell() > 64 * 1024:
             yield buffer.getvalue()
             buffer.seek(0)

@@ -18,7 +18,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 from sqlalchemy import bindparam, delete, insert, select, text, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -33,10 +33,12 @@ from services.registry.outbox import publish_household_event
 from services.registry.tables import fact_provenance, household_versions, households, outbox, pairings, village_team
 from services.registry.tables import visits
 from shared.auth import Principal
+from shared.bounds import FreeText
 from shared.config import TOPIC_REGISTRY
 from shared.db import transaction
 from shared.events import Envelope, as_aware, utcnow
 from shared.outbox import lane_of, signed_payload
+from shared.personal_data import event_form, identity_hasher
 from shared.problems import Problem
 from shared.snapshot import (Disability, Guarantees, Health, Housing, Income, LabourCapacity, Relocation, SelfCare,
                              Water, strict_variant)
@@ -44,6 +46,8 @@ from shared.snapshot import (Disability, Guarantees, Health, Housing, Income, La
 MAX_BATCH = 500
 # Phones' clocks drift; a visit "from the future" beyond this is a wrong clock, not a visit.
 CLOCK_SKEW = timedelta(minutes=10)
+# No visit predates the targeted-poverty registry; any time past LATEST_VISIT is refused by CLOCK_SKEW anyway.
+EARLIEST_VISIT, LATEST_VISIT = datetime(1990, 1, 1), datetime(2100, 12, 31)
 EVENT_VISIT_RECORDED = "visit.recorded"
 
 
@@ -72,11 +76,22 @@ class Observations(StrictBody):
 class VisitIn(StrictBody):
     client_visit_id: uuid.UUID
     household_id: str = Field(min_length=1, max_length=40)
-    visited_at: datetime = Field(description="When the visit happened (RFC 3339; without offset = China time)")
+    visited_at: datetime = Field(description="When the visit happened (RFC 3339; without offset = China time); "
+                                             f"from {EARLIEST_VISIT.year} to now")
     location: Location | None = None
     guarantees: strict_variant(Guarantees) | None = None  # type: ignore[valid-type]
     observations: Observations | None = None
-    notes: str | None = Field(default=None, max_length=4000)
+    notes: FreeText | None = Field(default=None, max_length=4000)
+
+    @field_validator("visited_at")
+    @classmethod
+    def _plausible_time(cls, value: datetime) -> datetime:
+        # Year 1 or 9999 overflow the conversion to UTC (500); the upper bound is checked against the
+        # clock (CLOCK_SKEW) once the request's "now" is known, this one only keeps the arithmetic safe.
+        if not EARLIEST_VISIT <= value.replace(tzinfo=None) <= LATEST_VISIT:
+            raise ValueError(f"走访时间须在 {EARLIEST_VISIT.year} 年之后且不晚于现在 / visited_at must be after "
+                             f"{EARLIEST_VISIT.year} and not in the future")
+        return value
 
 
 def parse_visit(raw: Any, loc: tuple = ("body",)) -> VisitIn:
@@ -327,7 +342,9 @@ class _Staged:
     def event(self, event_type: str, snapshot: dict, actor: str | None, extra: dict) -> None:
         envelope = Envelope(source="registry", type=event_type, subject=f"household/{snapshot['id']}",
                             sequence=snapshot["version"],
-                            data={"household": snapshot, "version": snapshot["version"], **extra}, actor=actor)
+                            # no clear ID number leaves the registry (shared.personal_data.event_form)
+                            data=event_form({"household": snapshot, "version": snapshot["version"], **extra},
+                                            identity_hasher()), actor=actor)
         self.events.append({"event_id": envelope.id, "topic": TOPIC_REGISTRY, "key": snapshot["id"],
                             "lane": lane_of(snapshot["id"]), "payload": envelope,  # signed when inserted
                             "created_at": utcnow(), "attempts": 0})
