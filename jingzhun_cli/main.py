@@ -29,10 +29,13 @@ def token(scopes: str = typer.Option(..., help='Space-separated scopes, e.g. "re
           area: Optional[str] = typer.Option(None, help="Administrative code prefix the token is limited to"),
           subject: str = typer.Option("dev-user", help="Token subject (e.g. a cadre id)"),
           ttl_hours: int = typer.Option(12, help="Lifetime in hours")) -> None:
-    """Print a development token accepted by all three services in the embedded profile."""
-    from shared.auth import mint_token
+    """Print a development token accepted by all three services in the embedded profile (refused in production)."""
+    from shared.auth import DevIssuerRefused, mint_token
     try:
         typer.echo(mint_token(CommonSettings(), scopes, subject=subject, area=area, ttl_s=ttl_hours * 3600))
+    except DevIssuerRefused as exc:
+        typer.echo(f"jingzhun token: {exc}", err=True)
+        raise typer.Exit(2) from exc
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
 

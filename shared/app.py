@@ -11,10 +11,11 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from prometheus_fastapi_instrumentator import Instrumentator
 
-from shared.auth import TokenVerifier
+from shared.auth import PartnerSigner, TokenVerifier
 from shared.bus import broker_reachable
-from shared.config import ServiceSettings
+from shared.config import InsecureConfiguration, ServiceSettings, refuse_insecure
 from shared.db import make_engine, make_sessionmaker, ping
+from shared.http_headers import SecurityHeadersMiddleware
 from shared.idempotency import install_idempotency
 from shared.logs import RequestIdMiddleware, configure_logging
 from shared.migrate import upgrade_to_head
@@ -46,6 +47,14 @@ def create_service_app(spec: ServiceSpec, settings: ServiceSettings, *, configur
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:  # before anything is opened or served: production must not run on development trust
+            refuse_insecure(settings)
+        except InsecureConfiguration as exc:
+            log.error("%s", exc)
+            raise
+        if "partner_signing_key_file" in type(settings).model_fields:  # the service that issues partner tokens
+            app.state.partner_signer = PartnerSigner.from_settings(settings)
+            app.state.token_verifier.partner_signer = app.state.partner_signer
         try:  # events are signed at the source: the service's key (and a consumer's keyring) must load
             event_signer = check_event_keys(settings)
         except SigningConfigError as exc:
@@ -79,6 +88,8 @@ def create_service_app(spec: ServiceSpec, settings: ServiceSettings, *, configur
     if spec.idempotent_posts:
         install_idempotency(app, spec.idempotent_posts)  # inside the request id: its log lines carry it
     app.add_middleware(RequestIdMiddleware)
+    # Outermost: its headers reach every response, the problems the inner layers answer included.
+    app.add_middleware(SecurityHeadersMiddleware, metrics_token=settings.metrics_token)
     install_problem_handlers(app)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness: the process is serving")

@@ -259,7 +259,7 @@ class IdempotencyMiddleware:
             await self.app(scope, receive, send)
             return
         app = scope["app"]
-        caller = self._caller(app, scope)
+        caller = await self._caller(app, scope)
         if caller is None:  # no valid token: the route answers 401 as usual
             await self.app(scope, receive, send)
             return
@@ -286,13 +286,13 @@ class IdempotencyMiddleware:
             return
         await self._run_and_keep(scope, _replaying(body, receive), send, store, caller, key)
 
-    def _caller(self, app, scope) -> str | None:
+    async def _caller(self, app, scope) -> str | None:
         authorization = _header(scope, b"authorization") or ""
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             return None
         try:
-            return principal_id(app.state.token_verifier.verify(token.strip()))
+            return principal_id(await app.state.token_verifier.averify(token.strip()))
         except Exception:  # noqa: BLE001 - an unverifiable token is the route's to refuse
             return None
 

@@ -14,11 +14,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from unittest import mock
 
 import httpx
 
 from shared.broker import broker_command, free_port, prepare_topics, wait_until_answers
-from shared.config import DEFAULT_PORTS, SERVICES, TOPIC_REGISTRY, TOPICS, CommonSettings
+from shared.config import (DEFAULT_PORTS, SERVICES, TOPIC_REGISTRY, TOPICS, CommonSettings, production_refusals,
+                           service_settings)
 from shared.db import make_engine
 from shared.migrate import upgrade_to_head
 
@@ -56,11 +58,19 @@ class LaunchConfig:
             env[prefix + "PORT"] = str(self.ports[service])
             env[prefix + "DATABASE_URL"] = self.database_url(service)
         env["JZ_REGISTRY_BENEFITS_URL"] = f"http://127.0.0.1:{self.ports['benefits']}"
+        if "JZ_PARTNER_JWKS_URL" not in os.environ:  # registry and audit verify partner tokens with benefits' keys
+            env["JZ_PARTNER_JWKS_URL"] = f"http://127.0.0.1:{self.ports['benefits']}/.well-known/jwks.json"
         for variable in ("JZ_BENEFITS_EVALUATION_DATE", "JZ_AUDIT_EVALUATION_DATE"):
             if self.evaluation_date and variable not in os.environ:
                 env[variable] = self.evaluation_date
         env.update(self.extra_env)
         return env
+
+
+def service_command(service: str, port: int, host: str = "127.0.0.1") -> list[str]:
+    """How a service runs: uvicorn without its ``server`` banner (no version hints for scanners)."""
+    return [sys.executable, "-m", "uvicorn", "--factory", f"services.{service}.app:create_app",
+            "--host", host, "--port", str(port), "--no-access-log", "--no-server-header", "--log-level", "warning"]
 
 
 class SystemLauncher:
@@ -71,7 +81,16 @@ class SystemLauncher:
         self.fresh_broker = False
 
     # -- start ---------------------------------------------------------------------
+    def refusals(self) -> list[str]:
+        """What stops the services from starting under these settings (production without its keys)."""
+        with mock.patch.dict(os.environ, self.config.child_env()):  # the settings the children will read
+            return [f"{service}: {reason}" for service in SERVICES
+                    for reason in production_refusals(service_settings(service))]
+
     async def start(self) -> None:
+        refusals = self.refusals()
+        if refusals:  # say it once, plainly, instead of three children dying with tracebacks
+            raise LaunchError("insecure configuration for the production profile:\n  " + "\n  ".join(refusals))
         try:
             await self._migrate()
             if self.config.external_bootstrap is None:
@@ -84,10 +103,7 @@ class SystemLauncher:
                 relay_cmd.append("--replay")  # a new in-memory broker: resend the retained tail
             await self._spawn("relay", relay_cmd)
             for service in SERVICES:
-                await self._spawn(service, [
-                    sys.executable, "-m", "uvicorn", "--factory", f"services.{service}.app:create_app",
-                    "--host", "127.0.0.1", "--port", str(self.config.ports[service]),
-                    "--no-access-log", "--log-level", "warning"])
+                await self._spawn(service, service_command(service, self.config.ports[service]))
             await self._wait_healthy()
         except BaseException:
             await self.kill_all()

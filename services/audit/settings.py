@@ -14,7 +14,7 @@ class AuditExtras:
     checkpoint_schedule: bool = True
     checkpoint_interval_s: float = 86400.0
     lookup_grace_days: int = 30
-    cookie_secure: bool = False
+    cookie_secure: bool | None = None  # None: Secure outside the embedded profile (dashboard views)
 
 
 def load_extras(settings, **overrides) -> AuditExtras:

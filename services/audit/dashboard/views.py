@@ -3,10 +3,14 @@
 Auth: a bearer token, or ``?token=<jwt>`` once (the page then sets an HttpOnly cookie and
 redirects to the same URL without the token), or that cookie. The token needs ``audit:read``;
 an area claim limits the page to the area.
+
+Headers: a Content-Security-Policy that allows nothing but this page's own stylesheet (by a
+per-response nonce) and inline SVG; no scripts, frames, forms or outside requests at all.
 """
 from __future__ import annotations
 
-from datetime import date, datetime
+import secrets
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -23,18 +27,29 @@ from services.audit.supervision.common import default_as_of, effective_area
 from services.audit.supervision.progress import entitlement_stats, progress, village_incidence
 from services.audit.tables import ledger_records
 from shared.auth import Principal
+from shared.bounds import QueryDate
 from shared.problems import Problem
 
 router = APIRouter(tags=["dashboard"])
 COOKIE = "jz_dashboard_token"
-from shared.bounds import QueryDate
 templates = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
                         autoescape=select_autoescape(["html"]))
 _bearer = HTTPBearer(auto_error=False)
 
 
-def dashboard_principal(request: Request,
-                        credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Principal:
+def content_security_policy(nonce: str) -> str:
+    return (f"default-src 'none'; style-src 'nonce-{nonce}'; img-src 'self' data:; base-uri 'none'; "
+            "form-action 'none'; frame-ancestors 'none'")
+
+
+def cookie_secure(request: Request) -> bool:
+    """Secure cookie unless configured otherwise; only the embedded profile (plain-HTTP loopback) defaults off."""
+    configured = request.app.state.audit.cookie_secure
+    return configured if configured is not None else request.app.state.settings.profile != "embedded"
+
+
+async def dashboard_principal(request: Request,
+                              credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Principal:
     token = (credentials.credentials if credentials else None) or request.query_params.get("token") \
         or request.cookies.get(COOKIE)
     if not token:
@@ -42,7 +57,7 @@ def dashboard_principal(request: Request,
                           type_="https://jingzhun.dev/problems/unauthorized")
         problem.headers = {"WWW-Authenticate": "Bearer"}
         raise problem
-    principal = request.app.state.token_verifier.verify(token)
+    principal = await request.app.state.token_verifier.averify(token)
     if not principal.has("audit:read"):
         raise Problem(403, "Insufficient scope", "The dashboard needs scope audit:read.",
                       type_="https://jingzhun.dev/problems/forbidden", required_scopes=["audit:read"])
@@ -57,7 +72,7 @@ async def dashboard(request: Request, area: str | None = None, as_of: QueryDate 
         rest = {k: v for k, v in request.query_params.items() if k != "token"}
         response = RedirectResponse(f"/dashboard{'?' + urlencode(rest) if rest else ''}", status_code=303)
         response.set_cookie(COOKIE, request.query_params["token"], httponly=True, samesite="strict",
-                            secure=request.app.state.audit.cookie_secure, path="/dashboard")
+                            secure=cookie_secure(request), path="/dashboard")
         return response
     area = effective_area(principal, area)
     as_of = as_of or default_as_of(request.app.state.settings)
@@ -107,9 +122,11 @@ async def dashboard(request: Request, area: str | None = None, as_of: QueryDate 
                                    unit=" 元", colour="#7fb800", en="Entitlement amounts by programme (yuan)")
     anomaly_chart = hbar_chart([(RULES[code].title, n, RULES[code].title_en) for code, n in found["counts"].items()],
                                colour="#c0392b", en="Open anomalies by rule")
+    nonce = secrets.token_urlsafe(16)
     html = templates.get_template("dashboard.html").render(
-        area=area, as_of=as_of.isoformat(), generated_at=datetime.now().isoformat(timespec="seconds"),
+        nonce=nonce, area=area, as_of=as_of.isoformat(), generated_at=datetime.now().isoformat(timespec="seconds"),
         ledger={"records": records, "checkpoint": checkpoint}, progress=blocks, villages=ranked,
         incidence_chart=incidence_chart, programmes=programme_rows, entitlement_chart=entitlement_chart,
         anomalies={"total": len(found["items"]), "rows": found["items"][:50]}, anomaly_chart=anomaly_chart)
-    return HTMLResponse(html)
+    return HTMLResponse(html, headers={"Content-Security-Policy": content_security_policy(nonce),
+                                       "X-Frame-Options": "DENY"})

@@ -1,6 +1,8 @@
 """FastAPI dependencies for partner endpoints: scope, disabled clients, rate limit."""
 from __future__ import annotations
 
+import time
+
 from fastapi import Depends, Request, Security
 from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlows
 from fastapi.security import OAuth2
@@ -34,11 +36,14 @@ def _state(request: Request):
 
 async def _admit(request: Request, principal: Principal) -> Principal:
     state = _state(request)
-    if principal.client_id and await state.partner_clients.status(state.sessionmaker, principal.client_id) == "disabled":
-        problem = Problem(401, "Client disabled", "This partner client has been disabled.",
-                          type_="https://jingzhun.dev/problems/unauthorized")
-        problem.headers = {"WWW-Authenticate": "Bearer"}
-        raise problem
+    if principal.client_id:
+        client = await state.partner_clients.state(state.sessionmaker, principal.client_id)
+        refused = client.refuses(principal.claims.get("iat"), time.time())
+        if refused:
+            title = "Client disabled" if client.status == "disabled" else "Token predates secret rotation"
+            problem = Problem(401, title, refused, type_="https://jingzhun.dev/problems/unauthorized")
+            problem.headers = {"WWW-Authenticate": "Bearer"}
+            raise problem
     if state.settings.partner_rate_limit_enabled:
         wait = state.partner_buckets.take(client_of(principal))
         if wait > 0:

@@ -1,8 +1,9 @@
-"""Partner clients: create, rotate, disable, authenticate; tokens from the development issuer."""
+"""Partner clients: create, rotate, disable, authenticate; tokens signed with the partner key."""
 from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import insert, select, update
@@ -10,12 +11,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.benefits.partners.secrets import hash_secret, new_client_id, new_secret, verify_secret
 from services.benefits.partners.tables import partner_clients
-from shared.auth import mint_token
+from shared.auth import PARTNER_TOKEN_SCOPES, PartnerSigner
 from shared.config import BenefitsSettings
 from shared.events import as_aware, utcnow
 from shared.problems import Problem
 
-PARTNER_SCOPES = ("credit", "settlement")
+PARTNER_SCOPES = tuple(sorted(PARTNER_TOKEN_SCOPES))  # ("credit", "settlement")
 
 
 def check_scopes(scopes: list[str]) -> list[str]:
@@ -89,49 +90,87 @@ def _oauth_error(status: int, error: str, description: str) -> Problem:
     return problem
 
 
-async def authenticate(session: AsyncSession, client_id: str, secret: str):
+@dataclass(frozen=True)
+class Authenticated:
+    row: object
+    # Set when the previous secret (in its grace period) was presented: the token must not outlive it.
+    previous_secret_until: object = None
+
+
+async def authenticate(session: AsyncSession, client_id: str, secret: str) -> Authenticated:
     row = (await session.execute(select(partner_clients).where(partner_clients.c.client_id == client_id))).first()
     if row is None or row.status != "active":
         # Same answer for unknown and disabled clients; still spend the hashing time.
         await asyncio.to_thread(verify_secret, secret, "scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAA")
         raise _oauth_error(401, "invalid_client", "Unknown client, wrong secret or disabled client.")
     if await asyncio.to_thread(verify_secret, secret, row.secret_hash):
-        return row
+        return Authenticated(row)
     grace = as_aware(row.previous_valid_until)
     if grace is not None and grace > utcnow() and await asyncio.to_thread(verify_secret, secret,
                                                                            row.previous_secret_hash):
-        return row
+        return Authenticated(row, previous_secret_until=grace)
     raise _oauth_error(401, "invalid_client", "Unknown client, wrong secret or disabled client.")
 
 
-def issue_token(settings: BenefitsSettings, row, requested_scope: str | None) -> dict:
+def issue_token(signer: PartnerSigner, settings: BenefitsSettings, authenticated: Authenticated,
+                requested_scope: str | None) -> dict:
+    row = authenticated.row
     held = row.scopes.split()
     scopes = held if not requested_scope else requested_scope.split()
     if not set(scopes) <= set(held):
         raise _oauth_error(400, "invalid_scope", f"This client may request: {' '.join(held)}.")
-    ttl = settings.partner_token_ttl_s
-    token = mint_token(settings, scopes, subject=row.client_id, ttl_s=ttl,
-                       extra={"client_id": row.client_id, "token_use": "partner"})
+    until = authenticated.previous_secret_until
+    token, ttl = signer.mint(scopes, subject=row.client_id, ttl_s=settings.partner_token_ttl_s,
+                             extra={"client_id": row.client_id},
+                             not_after=until.timestamp() if until is not None else None)
     return {"access_token": token, "token_type": "Bearer", "expires_in": ttl, "scope": " ".join(scopes)}
 
 
+@dataclass(frozen=True)
+class ClientState:
+    status: str | None
+    rotated_at: float | None = None  # Unix time of the last secret rotation
+    old_tokens_until: float | None = None  # tokens issued before the rotation work until then
+
+    def refuses(self, issued_at: float | None, now: float) -> str | None:
+        """Why a token issued at ``issued_at`` no longer works, or None."""
+        if self.status == "disabled":
+            return "This partner client has been disabled."
+        if self.rotated_at is not None and now >= (self.old_tokens_until or self.rotated_at):
+            # iat has whole seconds: a token minted in the rotation's own second counts as after it.
+            if issued_at is None or int(issued_at) < int(self.rotated_at):
+                return "This token was issued before the client secret was rotated and its grace period ended."
+        return None
+
+
 class ClientStatusCache:
-    """Disabling a client also stops its unexpired tokens (after at most ``ttl_s``)."""
+    """Disabling a client, or the end of a rotation's grace period, stops its unexpired tokens
+    (noticed after at most ``ttl_s``)."""
 
     def __init__(self, ttl_s: float) -> None:
         self.ttl_s = ttl_s
-        self._seen: dict[str, tuple[str | None, float]] = {}
+        self._seen: dict[str, tuple[ClientState, float]] = {}
 
     def forget(self, client_id: str) -> None:
         self._seen.pop(client_id, None)
 
-    async def status(self, sessionmaker, client_id: str) -> str | None:
+    async def state(self, sessionmaker, client_id: str) -> ClientState:
         cached = self._seen.get(client_id)
         now = time.monotonic()
         if cached is not None and now - cached[1] < self.ttl_s:
             return cached[0]
         async with sessionmaker() as session:
-            status = await session.scalar(select(partner_clients.c.status)
-                                          .where(partner_clients.c.client_id == client_id))
-        self._seen[client_id] = (status, now)
-        return status
+            row = (await session.execute(
+                select(partner_clients.c.status, partner_clients.c.rotated_at, partner_clients.c.previous_valid_until)
+                .where(partner_clients.c.client_id == client_id))).first()
+        if row is None:
+            state = ClientState(None)
+        else:
+            rotated, until = as_aware(row.rotated_at), as_aware(row.previous_valid_until)
+            state = ClientState(row.status, rotated.timestamp() if rotated else None,
+                                until.timestamp() if until else None)
+        self._seen[client_id] = (state, now)
+        return state
+
+    async def status(self, sessionmaker, client_id: str) -> str | None:
+        return (await self.state(sessionmaker, client_id)).status

@@ -1,4 +1,4 @@
-"""Partner identity endpoints: OAuth2 token, client administration, whoami."""
+"""Partner identity endpoints: OAuth2 token, its signing keys (JWKS), client administration, whoami."""
 from __future__ import annotations
 
 import base64
@@ -10,11 +10,12 @@ from fastapi import APIRouter, Depends, Form, Request
 from pydantic import BaseModel, Field
 
 from services.benefits.partners import service
+from services.benefits.partners.throttle import FailureThrottle
 from services.benefits.partners.deps import _state, any_partner
 from shared.auth import Principal, require_scopes
 from shared.db import transaction
 from shared.bounds import UtcDatetime
-from shared.problems import PROBLEM_RESPONSES
+from shared.problems import PROBLEM_RESPONSES, Problem
 
 router = APIRouter(tags=["partners"], responses=PROBLEM_RESPONSES)
 
@@ -55,9 +56,43 @@ async def token(request: Request, grant_type: Annotated[str, Form()],
         client_id, client_secret = basic
     if not client_id or not client_secret:
         raise service._oauth_error(401, "invalid_client", "Send client_id and client_secret (form or Basic).")
-    async with request.app.state.sessionmaker() as session:
-        row = await service.authenticate(session, client_id, client_secret)
-    return service.issue_token(request.app.state.settings, row, scope)
+    by_client, by_address = _throttles(request)
+    keys = ((by_client, client_id), (by_address, request.client.host if request.client else "unknown"))
+    wait = max(throttle.wait_s(key) for throttle, key in keys)
+    if wait > 0:
+        problem = Problem(429, "登录失败次数过多 / Too many failed attempts",
+                          "Too many failed token requests for this client or from this address; retry later.",
+                          type_="https://jingzhun.dev/problems/rate-limited")
+        problem.headers = {"Retry-After": FailureThrottle.retry_after_header(wait)}
+        raise problem
+    for throttle, key in keys:
+        throttle.begin(key)
+    failed = True
+    try:
+        async with request.app.state.sessionmaker() as session:
+            authenticated = await service.authenticate(session, client_id, client_secret)
+        failed = False
+    finally:
+        for throttle, key in keys:
+            throttle.end(key, failed=failed)
+    return service.issue_token(request.app.state.partner_signer, request.app.state.settings, authenticated, scope)
+
+
+def _throttles(request: Request) -> tuple[FailureThrottle, FailureThrottle]:
+    state = request.app.state
+    if not hasattr(state, "oauth_throttles"):
+        settings = state.settings
+        state.oauth_throttles = (FailureThrottle(settings.oauth_failures_per_client, settings.oauth_failure_window_s),
+                                 FailureThrottle(settings.oauth_failures_per_address, settings.oauth_failure_window_s))
+    return state.oauth_throttles
+
+
+@router.get("/.well-known/jwks.json", summary="Public keys that sign partner tokens (JWKS, RFC 7517)",
+            description="Other services, and partners who want to check a token, verify partner tokens "
+                        "with these keys; `kid` in the token header names the key.")
+async def jwks(request: Request) -> dict:
+    return request.app.state.partner_signer.jwks()
+
 
 
 class ClientCreate(BaseModel):
@@ -105,7 +140,9 @@ async def list_clients(request: Request, principal: Principal = Depends(require_
 async def rotate_client(request: Request, client_id: str, body: Rotate | None = None,
                         principal: Principal = Depends(require_scopes("admin"))) -> dict:
     async with transaction(request.app.state.sessionmaker) as session:
-        return await service.rotate_client(session, client_id, (body or Rotate()).grace_seconds)
+        result = await service.rotate_client(session, client_id, (body or Rotate()).grace_seconds)
+    _state(request).partner_clients.forget(client_id)  # the rotation time applies to its tokens at once
+    return result
 
 
 @router.post("/v1/partners/clients/{client_id}:disable", response_model=ClientView,
