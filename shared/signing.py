@@ -28,6 +28,7 @@ import binascii
 import hashlib
 import json
 import threading
+import time
 import weakref
 from dataclasses import dataclass
 from datetime import datetime
@@ -295,8 +296,11 @@ class TrustedKeys:
 
     A signer it does not know makes it look again (when the key directory or keyring file changed
     since it last looked), so a key created by another service after start-up is found, and a
-    stream of forged signers costs one ``stat`` each.
+    stream of forged signers costs one ``stat`` each. Known keys are re-checked against the files at
+    most once per ``recheck_s``, so a key removed from the keyring stops verifying within that time.
     """
+
+    recheck_s = 1.0
 
     def __init__(self, settings: Any) -> None:
         self.profile = getattr(settings, "profile", "embedded")
@@ -309,6 +313,7 @@ class TrustedKeys:
                                      "keys kept for old records)")
         self._keys: dict[str, TrustedKey] = {}
         self._seen_state: tuple | None = None
+        self._checked_at = 0.0
         self._lock = threading.Lock()
         self.refresh(force=True)
 
@@ -326,6 +331,7 @@ class TrustedKeys:
 
     def refresh(self, force: bool = False) -> bool:
         """Reload if anything changed; True when it did."""
+        self._checked_at = time.monotonic()
         state = self._state()
         with self._lock:
             if not force and state == self._seen_state:
@@ -348,6 +354,8 @@ class TrustedKeys:
             self._keys.setdefault(signer.signer, TrustedKey(signer.signer, signer.source, signer.public_key))
 
     def get(self, signer: str) -> TrustedKey | None:
+        if time.monotonic() - self._checked_at > self.recheck_s:
+            self.refresh()
         key = self._keys.get(signer)
         if key is None and self.refresh():
             key = self._keys.get(signer)

@@ -187,6 +187,7 @@ async def verify_ledger(sessionmaker: async_sessionmaker[AsyncSession], algorith
     if trusted is None:
         from shared.config import service_settings
         trusted = trusted_keys(service_settings("audit"))
+    trusted.refresh()  # a verification run uses the keys configured now (a removed key no longer counts)
     check = signature_check(trusted)
     async with sessionmaker() as session:
         chain_ids = (await session.execute(select(ledger_records.c.chain_id).distinct()
