@@ -202,3 +202,38 @@ async def test_a_first_jwks_fetch_that_times_out_answers_503_not_a_hang(tmp_path
         assert response.json()["type"] == "https://jingzhun.dev/problems/token-keys-unavailable"
         assert int(response.headers["retry-after"]) >= 1
         assert (await client.get("/healthz")).status_code == 200
+
+
+# -- deployment files give production what it refuses to start without ------------------------------------
+
+def test_compose_and_k8s_provide_the_production_settings():
+    from pathlib import Path
+
+    import yaml
+    root = Path(__file__).resolve().parents[2]
+    compose = yaml.safe_load((root / "docker-compose.yml").read_text(encoding="utf-8"))["services"]
+    for name in ("registry", "benefits", "audit"):
+        env = compose[name]["environment"]
+        assert env["JZ_PROFILE"] == "production" and env["JZ_JWT_JWKS_URL"]
+        assert str(env["JZ_METRICS_TOKEN"]).startswith("${JZ_METRICS_TOKEN"), name  # from outside, no default
+        assert env["JZ_PARTNER_JWKS_URL"] == "http://benefits:8002/.well-known/jwks.json"
+        assert "--no-server-header" in compose[name]["command"], name
+    benefits = compose["benefits"]
+    assert benefits["environment"]["JZ_BENEFITS_PARTNER_SIGNING_KEY_FILE"] == "/run/secrets/partner_signing_key"
+    assert "partner_signing_key" in benefits["secrets"]
+    k8s = {}
+    for path in (root / "deploy" / "k8s").glob("*.yaml"):
+        for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")):
+            if doc and doc.get("kind") == "Deployment":
+                k8s[doc["metadata"]["name"]] = doc["spec"]["template"]["spec"]
+    for name in ("registry", "benefits", "audit"):
+        [container] = k8s[name]["containers"]
+        env = {e["name"]: e for e in container.get("env", [])}
+        assert env["JZ_METRICS_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "jingzhun-metrics", name
+        assert "--no-server-header" in container["command"], name
+    [container] = k8s["benefits"]["containers"]
+    key_file = {e["name"]: e for e in container["env"]}["JZ_BENEFITS_PARTNER_SIGNING_KEY_FILE"]["value"]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert key_file.startswith(mounts["partner-signing"] + "/")
+    volumes = {v["name"]: v for v in k8s["benefits"]["volumes"]}
+    assert volumes["partner-signing"]["secret"]["secretName"] == "jingzhun-partner-signing"
