@@ -21,9 +21,34 @@ from shared.config import TOPICS, CommonSettings, dlq_topic
 log = logging.getLogger("bus")
 
 
-def make_producer(bootstrap: str, **kwargs) -> AIOKafkaProducer:
+def kafka_client_options(settings: CommonSettings | None) -> dict:
+    """Security options for every aiokafka client (producer, consumer, admin) from the settings.
+
+    Production authenticates each process as its own principal (SASL/SCRAM) so the broker's ACLs
+    decide who may write which topic; the embedded development broker speaks PLAINTEXT.
+    """
+    if settings is None:
+        return {}
+    protocol = settings.kafka_security_protocol
+    options: dict = {"security_protocol": protocol}
+    if protocol.startswith("SASL_"):
+        if not (settings.kafka_sasl_username and settings.kafka_sasl_password):
+            raise ValueError(f"JZ_KAFKA_SECURITY_PROTOCOL={protocol} needs JZ_KAFKA_SASL_USERNAME and "
+                             "JZ_KAFKA_SASL_PASSWORD (this process's Kafka principal)")
+        options.update(sasl_mechanism=settings.kafka_sasl_mechanism,
+                       sasl_plain_username=settings.kafka_sasl_username,
+                       sasl_plain_password=settings.kafka_sasl_password)
+    if protocol in ("SSL", "SASL_SSL"):
+        from aiokafka.helpers import create_ssl_context
+        options["ssl_context"] = create_ssl_context(
+            cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None)
+    return options
+
+
+def make_producer(bootstrap: str, settings: CommonSettings | None = None, **kwargs) -> AIOKafkaProducer:
     return AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, acks="all",
-                            linger_ms=kwargs.pop("linger_ms", 2), request_timeout_ms=10000, **kwargs)
+                            linger_ms=kwargs.pop("linger_ms", 2), request_timeout_ms=10000,
+                            **kafka_client_options(settings), **kwargs)
 
 
 async def broker_reachable(bootstrap: str, timeout: float = 1.0) -> bool:
@@ -36,9 +61,10 @@ async def broker_reachable(bootstrap: str, timeout: float = 1.0) -> bool:
     return True
 
 
-async def ensure_topics(bootstrap: str, partitions: int, topics=TOPICS) -> list[str]:
+async def ensure_topics(bootstrap: str, partitions: int, topics=TOPICS,
+                        settings: CommonSettings | None = None) -> list[str]:
     """Create each topic and its ``.dlq`` twin; returns the names that did not exist yet."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **kafka_client_options(settings))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -86,8 +112,8 @@ class Consumer:
             *self.topics, bootstrap_servers=self.settings.kafka_bootstrap, group_id=self.group_id,
             enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=200,
             fetch_max_wait_ms=self.settings.consumer_fetch_max_wait_ms,
-            session_timeout_ms=10000, heartbeat_interval_ms=1000)
-        self._producer = make_producer(self.settings.kafka_bootstrap)
+            session_timeout_ms=10000, heartbeat_interval_ms=1000, **kafka_client_options(self.settings))
+        self._producer = make_producer(self.settings.kafka_bootstrap, self.settings)
         await self._consumer.start()
         await self._producer.start()
 
@@ -176,14 +202,16 @@ class Consumer:
         log.error("%s: sent %s@%d/%d to DLQ: %s", self.name, record.topic, record.partition, record.offset, error)
 
 
-async def true_end_offsets(bootstrap: str, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+async def true_end_offsets(bootstrap: str, partitions: list[TopicPartition],
+                           settings: CommonSettings | None = None) -> dict[TopicPartition, int]:
     """End offsets that also hold on the development broker.
 
     Tansu may answer ListOffsets with the base offset of the last record batch rather
     than one past its last record, so read the tail from there and take the highest
     offset actually seen (on Apache Kafka this reads nothing and changes nothing).
     """
-    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+                              **kafka_client_options(settings))
     await reader.start()
     try:
         ends = dict(await reader.end_offsets(partitions))
@@ -200,19 +228,21 @@ async def true_end_offsets(bootstrap: str, partitions: list[TopicPartition]) -> 
         await reader.stop()
 
 
-async def consumer_lag(bootstrap: str, group_id: str, topics: list[str]) -> int:
+async def consumer_lag(bootstrap: str, group_id: str, topics: list[str],
+                       settings: CommonSettings | None = None) -> int:
     """Messages the group has not committed yet (used by the ordered shutdown).
 
     Reads committed offsets through a consumer of the group (OffsetFetch via the group
     coordinator), which the development broker supports; it never joins or commits.
     """
-    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False)
+    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False,
+                             **kafka_client_options(settings))
     await probe.start()
     try:
         partitions = [TopicPartition(t, p) for t in topics for p in (probe.partitions_for_topic(t) or [])]
         if not partitions:
             return 0
-        ends = await true_end_offsets(bootstrap, partitions)
+        ends = await true_end_offsets(bootstrap, partitions, settings)
         lag = 0
         for tp in partitions:
             committed = await probe.committed(tp)

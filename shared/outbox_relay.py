@@ -49,7 +49,7 @@ class OutboxRelay:
 
     async def _ensure_producer(self) -> AIOKafkaProducer:
         if self._producer is None:
-            producer = make_producer(self.settings.kafka_bootstrap)
+            producer = make_producer(self.settings.kafka_bootstrap, self.settings)
             await producer.start()
             self._producer = producer
         return self._producer

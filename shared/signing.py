@@ -482,3 +482,51 @@ def reset_caches() -> None:
         _signer_cache.clear()
         _trusted_cache.clear()
 
+
+
+# ---------------------------------------------------------------- deployment key set-up
+
+
+def init_deployment_keys(keys_dir: Path, keyring_file: Path, services: Iterable[str],
+                         rotate: Iterable[str] = ()) -> list[TrustedKey]:
+    """Production key set-up (the compose ``event-keys`` job, or by hand): ``<keys_dir>/<service>/events.pem``
+    for each service (0600, created if missing; replaced for the services in ``rotate``) and a keyring
+    listing every current key plus, marked retired, every key the old keyring listed that is no
+    longer current (so old ledger records keep verifying). Idempotent."""
+    rotate = set(rotate)
+    current: dict[str, TrustedKey] = {}
+    for service in services:
+        path = Path(keys_dir) / service / "events.pem"
+        if service in rotate and path.exists():
+            path.unlink()
+        if not path.exists():
+            write_private_file(path, new_private_key_pem())
+        public_key = load_private_key(path).public_key()
+        current[service] = TrustedKey(key_id(service, public_key), service, public_key)
+    keys = {key.signer: key for key in current.values()}
+    if Path(keyring_file).exists():
+        for old in load_keyring(Path(keyring_file)):
+            keys.setdefault(old.signer, TrustedKey(old.signer, old.source, old.public_key, retired=True))
+    Path(keyring_file).parent.mkdir(parents=True, exist_ok=True)
+    write_keyring(Path(keyring_file), sorted(keys.values(), key=lambda k: (k.source, k.retired, k.signer)))
+    return list(keys.values())
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m shared.signing",
+                                     description="Create (or rotate) the event signing keys and the trusted keyring.")
+    parser.add_argument("--keys-dir", type=Path, required=True, help="<dir>/<service>/events.pem per service")
+    parser.add_argument("--keyring", type=Path, required=True, help="the JSON keyring (JZ_EVENT_TRUSTED_KEYS_FILE)")
+    parser.add_argument("--service", action="append", default=[], help="a service to hold a key (repeat)")
+    parser.add_argument("--rotate", action="append", default=[], help="replace this service's key (repeat)")
+    args = parser.parse_args(argv)
+    for key in init_deployment_keys(args.keys_dir, args.keyring, args.service or ["registry", "benefits", "audit"],
+                                    args.rotate):
+        print(f"{key.signer}\t{key.source}\t{'retired' if key.retired else 'current'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -6,6 +6,7 @@ apps only on a migrated schema, and run Kafka in KRaft mode.
 """
 from __future__ import annotations
 
+import os
 import re
 import shlex
 from pathlib import Path
@@ -80,7 +81,7 @@ def published_container_ports(service: dict) -> dict[int, int]:
 
 
 def test_compose_parses_and_has_the_whole_stack(services):
-    expected = {"postgres", "kafka", "kafka-init", "migrate", "relay", *SERVICES}
+    expected = {"postgres", "kafka", "kafka-init", "event-keys", "migrate", "relay", *SERVICES}
     assert expected <= set(services), f"missing: {expected - set(services)}"
 
 
@@ -157,7 +158,7 @@ def test_postgres_and_kafka_healthchecks(services):
 # (c) -------------------------------------------------------------------------------
 def test_app_services_build_from_deploy_dockerfile(services):
     app_services = [name for name, svc in services.items() if uses_app_image(svc)]
-    assert set(app_services) == {"migrate", "relay", *SERVICES}
+    assert set(app_services) == {"migrate", "relay", "event-keys", *SERVICES}
     images = set()
     for name in app_services:
         build = services[name].get("build")
@@ -221,7 +222,7 @@ def test_kafka_runs_in_kraft_mode(services):
     node_id = env["KAFKA_NODE_ID"]
     assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"].startswith(f"{node_id}@kafka:")
     assert env["KAFKA_CONTROLLER_LISTENER_NAMES"] in env["KAFKA_LISTENERS"]
-    assert "PLAINTEXT://kafka:9092" in env["KAFKA_ADVERTISED_LISTENERS"].split(",")
+    assert "SASL://kafka:9092" in env["KAFKA_ADVERTISED_LISTENERS"].split(",")
     assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
     assert resolve(env["CLUSTER_ID"])
 
@@ -368,3 +369,182 @@ def test_processes_that_hash_id_numbers_get_the_identity_key_from_outside(servic
         if doc["kind"] == "Job" and "JZ_BENEFITS_DATABASE_URL" not in env:
             continue
         assert env["JZ_IDENTITY_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "jingzhun-identity", name
+
+
+# (i) Kafka security: SASL/SCRAM everywhere, ACLs per principal, each process its own credentials ----
+KAFKA_SECURITY_SCRIPT = ROOT / "deploy" / "kafka" / "security.sh"
+ACL_LINE = re.compile(r"^acl (\w+) (Read|Write) (topic|group) (\S+)$", re.M)
+USER_LINE = re.compile(r"^user (\w+) ", re.M)
+
+
+def expected_acls() -> set[tuple[str, str, str, str]]:
+    """Who may do what, from the event contract: a producer writes only its own topics, a consumer
+    reads (and writes the .dlq twin of) what it consumes, and reads with its own group."""
+    from shared.config import TOPIC_ACCESS, TOPIC_BENEFITS, TOPIC_REGISTRY, dlq_topic
+    produces = {"registry": [TOPIC_REGISTRY], "benefits": [TOPIC_BENEFITS, TOPIC_ACCESS], "audit": []}
+    consumes = {"registry": [], "benefits": [TOPIC_REGISTRY], "audit": list(TOPICS)}
+    acls = set()
+    for principal in SERVICES:
+        acls |= {(principal, "Write", "topic", t) for t in produces[principal]}
+        for topic in consumes[principal]:
+            acls |= {(principal, "Read", "topic", topic), (principal, "Write", "topic", dlq_topic(topic))}
+        if consumes[principal]:
+            acls.add((principal, "Read", "group", principal))
+    return acls
+
+
+def kafka_sasl_names(service: str) -> tuple[str, str]:
+    prefix = f"JZ_{service.upper()}_KAFKA_SASL_"
+    return prefix + "USERNAME", prefix + "PASSWORD"
+
+
+def test_kafka_listeners_all_authenticate_and_acls_deny_by_default(services):
+    env = {k: str(v) for k, v in environment(services["kafka"]).items()}
+    protocols = dict(item.split(":") for item in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    listeners = [item.split("://")[0] for item in env["KAFKA_LISTENERS"].split(",")]
+    assert set(listeners) == set(protocols), "every listener has a protocol"
+    assert all(p.startswith("SASL_") for p in protocols.values()), protocols  # nothing anonymous
+    assert "SCRAM-SHA-512" in env["KAFKA_SASL_ENABLED_MECHANISMS"].split(",")
+    assert env["KAFKA_AUTHORIZER_CLASS_NAME"] == "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+    assert env["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == "false"
+    assert env["KAFKA_SUPER_USERS"] == "User:admin"
+    assert env["KAFKA_INTER_BROKER_LISTENER_NAME"] in listeners
+    for listener in listeners:  # each listener has a login module for each mechanism it offers
+        mechanisms = (env.get(f"KAFKA_LISTENER_NAME_{listener}_SASL_ENABLED_MECHANISMS")
+                      or env["KAFKA_SASL_ENABLED_MECHANISMS"]).split(",")
+        for mechanism in mechanisms:
+            key = f"KAFKA_LISTENER_NAME_{listener}_{mechanism.replace('-', '___')}_SASL_JAAS_CONFIG"
+            assert "LoginModule required" in env.get(key, ""), key
+    assert "${KAFKA_ADMIN_PASSWORD:?" in env["KAFKA_LISTENER_NAME_SASL_PLAIN_SASL_JAAS_CONFIG"]
+    assert "--command-config" in " ".join(services["kafka"]["healthcheck"]["test"])
+
+
+def test_acl_set_per_principal_is_exactly_the_contract():
+    script = KAFKA_SECURITY_SCRIPT.read_text(encoding="utf-8")
+    acls = set(ACL_LINE.findall(script))
+    assert acls == expected_acls(), (acls ^ expected_acls())
+    assert set(USER_LINE.findall(script)) == set(SERVICES)
+    writers = {(p, name) for p, op, kind, name in acls if op == "Write" and not name.endswith(".dlq")}
+    assert writers == {("registry", "jz.registry.v1"), ("benefits", "jz.benefits.v1"), ("benefits", "jz.access.v1")}
+    assert "--allow-principal" in script and "--deny-principal" not in script
+
+
+def test_kafka_init_creates_users_and_acls_with_admin_credentials(services):
+    init = services["kafka-init"]
+    script = " ".join(command(init))
+    assert "kafka-security.sh" in script and "--command-config" in script
+    mounts = [v for v in init.get("volumes", []) if "security.sh" in v]
+    assert mounts and (ROOT / mounts[0].split(":")[0]).resolve() == KAFKA_SECURITY_SCRIPT.resolve()
+    env = environment(init)
+    for name in ("KAFKA_ADMIN_PASSWORD", *(f"KAFKA_{s.upper()}_PASSWORD" for s in SERVICES)):
+        assert str(env[name]).startswith("${" + name + ":?"), name  # from .env, never a default
+    assert env["KAFKA_BOOTSTRAP"] == "kafka:9092"
+
+
+def test_each_process_logs_in_to_kafka_as_its_own_principal(services, monkeypatch):
+    from shared.bus import kafka_client_options
+    from shared.config import service_settings
+    principals = {"relay": ("registry", "benefits"), "benefits": ("benefits",), "audit": ("audit",)}
+    acl_principals = {p for p, *_ in expected_acls()}
+    init_env = environment(services["kafka-init"])
+    for name, identities in principals.items():
+        env = environment(services[name])
+        assert env["JZ_KAFKA_SECURITY_PROTOCOL"].startswith("SASL_") and env["JZ_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+        for other in set(SERVICES) - set(identities):
+            assert kafka_sasl_names(other)[0] not in env, f"{name} holds {other}'s Kafka credentials"
+        for identity in identities:
+            user_name, password_name = kafka_sasl_names(identity)
+            assert env[user_name] == identity and identity in acl_principals
+            assert env[password_name] == init_env[f"KAFKA_{identity.upper()}_PASSWORD"]  # the user kafka-init made
+            for key in list(os.environ):
+                if key.startswith("JZ_"):
+                    monkeypatch.delenv(key)
+            for key, value in env.items():
+                monkeypatch.setenv(key, resolve(value) or "secret")
+            options = kafka_client_options(service_settings(identity))
+            assert options["security_protocol"] == "SASL_PLAINTEXT" and options["sasl_mechanism"] == "SCRAM-SHA-512"
+            assert options["sasl_plain_username"] == identity
+    # The registry API never talks to Kafka (its relay does): it holds no Kafka credentials at all.
+    assert not any(k.endswith(("KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD")) for k in environment(services["registry"]))
+
+
+def test_k8s_processes_have_kafka_credentials_and_the_acl_job():
+    docs = k8s_documents()
+    config = next(doc for _, doc in docs if doc["kind"] == "ConfigMap" and doc["metadata"]["name"] == "jingzhun-settings")
+    assert config["data"]["JZ_KAFKA_SECURITY_PROTOCOL"] in ("SASL_SSL", "SASL_PLAINTEXT")
+    assert config["data"]["JZ_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+    principals = {"relay": ("registry", "benefits"), "benefits": ("benefits",), "audit": ("audit",), "registry": ()}
+    for _, doc in docs:
+        if doc["kind"] != "Deployment" or doc["metadata"]["name"] not in principals:
+            continue
+        env = {e["name"]: e for e in doc["spec"]["template"]["spec"]["containers"][0].get("env", [])}
+        identities = principals[doc["metadata"]["name"]]
+        for service in SERVICES:
+            user_name, password_name = kafka_sasl_names(service)
+            if service in identities:
+                assert env[user_name]["value"] == service
+                assert env[password_name]["valueFrom"]["secretKeyRef"] == {"name": "jingzhun-kafka", "key": service}
+            else:
+                assert user_name not in env and password_name not in env, doc["metadata"]["name"]
+    security = next(doc for _, doc in docs if doc["kind"] == "ConfigMap"
+                    and doc["metadata"]["name"] == "jingzhun-kafka-security")
+    assert security["data"]["security.sh"] == KAFKA_SECURITY_SCRIPT.read_text(encoding="utf-8")
+    job = next(doc for _, doc in docs if doc["kind"] == "Job" and doc["metadata"]["name"] == "kafka-security")
+    assert "security.sh" in " ".join(job["spec"]["template"]["spec"]["containers"][0]["command"])
+    kustomization = yaml.safe_load((K8S_DIR / "kustomization.yaml").read_text(encoding="utf-8"))
+    assert "kafka-security.yaml" in kustomization["resources"]
+
+
+# (j) Event signing keys: each service its own key, consumers the keyring ---------------------------
+def volume_sources(service: dict) -> dict[str, str]:
+    """mount path -> volume name (named volumes only)."""
+    out = {}
+    for volume in service.get("volumes") or []:
+        source, target = str(volume).split(":")[:2]
+        out[target] = source
+    return out
+
+
+def test_each_service_signs_with_its_own_key_volume_and_consumers_trust_the_keyring(services):
+    from shared.signing import VERIFYING_SERVICES
+    job = services["event-keys"]
+    assert is_one_shot(job) and command(job)[:3] == ["python", "-m", "shared.signing"]
+    job_mounts = volume_sources(job)
+    for svc in SERVICES:
+        env = environment(services[svc])
+        key_file = env[f"JZ_{svc.upper()}_EVENT_SIGNING_KEY_FILE"]
+        mounts = volume_sources(services[svc])
+        key_dir = str(Path(key_file).parent)
+        assert mounts.get(key_dir) == f"event-key-{svc}" and job_mounts[key_dir] == f"event-key-{svc}"
+        assert key_file == f"{key_dir}/events.pem"
+        others = {f"event-key-{o}" for o in SERVICES if o != svc}
+        assert not others & set(mounts.values()), f"{svc} mounts another service's private key"
+        assert any(str(v).endswith(":ro") for v in services[svc]["volumes"] if f"event-key-{svc}" in str(v))
+        assert services[svc]["depends_on"]["event-keys"]["condition"] == "service_completed_successfully"
+        if svc in VERIFYING_SERVICES:
+            keyring = env["JZ_EVENT_TRUSTED_KEYS_FILE"]
+            assert mounts.get(str(Path(keyring).parent)) == "event-keyring"
+            assert keyring in command(job)
+
+
+def test_k8s_services_mount_their_own_signing_key_secret():
+    from shared.signing import VERIFYING_SERVICES
+    docs = {doc["metadata"]["name"]: doc for _, doc in k8s_documents() if doc["kind"] == "Deployment"}
+    config = next(doc for _, doc in k8s_documents() if doc["kind"] == "ConfigMap"
+                  and doc["metadata"]["name"] == "jingzhun-settings")
+    for svc in SERVICES:
+        pod = docs[svc]["spec"]["template"]["spec"]
+        container = pod["containers"][0]
+        env = {e["name"]: e.get("value") for e in container.get("env", [])}
+        key_file = env[f"JZ_{svc.upper()}_EVENT_SIGNING_KEY_FILE"]
+        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        key_volume = volumes[mounts[str(Path(key_file).parent)]]
+        assert key_volume["secret"]["secretName"] == f"jingzhun-event-key-{svc}"
+        assert pod["securityContext"].get("fsGroup") == pod["securityContext"]["runAsGroup"]  # readable, not by others
+        assert key_volume["secret"]["defaultMode"] & 0o007 == 0
+        secrets = {v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
+        assert not {f"jingzhun-event-key-{o}" for o in SERVICES if o != svc} & secrets
+        if svc in VERIFYING_SERVICES:
+            keyring_dir = str(Path(config["data"]["JZ_EVENT_TRUSTED_KEYS_FILE"]).parent)
+            assert volumes[mounts[keyring_dir]]["configMap"]["name"] == "jingzhun-event-keyring"

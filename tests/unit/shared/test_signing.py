@@ -181,3 +181,20 @@ def test_production_needs_the_key_file_and_the_keyring(tmp_path):
                                                event_signing_key_file=registry_key))
     assert signer.signer.startswith("registry-")
     assert not (tmp_path / "keys").exists()  # production never makes up a key under var/
+
+
+def test_deployment_keys_init_is_idempotent_and_rotation_retires_the_old_key(tmp_path):
+    from shared.signing import init_deployment_keys
+    keys_dir, keyring = tmp_path / "keys", tmp_path / "keyring" / "keyring.json"
+    first = {k.signer for k in init_deployment_keys(keys_dir, keyring, ["registry", "benefits"])}
+    assert {k.signer for k in init_deployment_keys(keys_dir, keyring, ["registry", "benefits"])} == first
+    assert oct(os.stat(keys_dir / "registry" / "events.pem").st_mode & 0o777) == "0o600"
+    rotated = init_deployment_keys(keys_dir, keyring, ["registry", "benefits"], rotate=["registry"])
+    by_state = {(k.source, k.retired) for k in rotated}
+    assert by_state == {("registry", False), ("registry", True), ("benefits", False)}
+    old_registry = next(k.signer for k in rotated if k.retired)
+    assert old_registry in first
+    settings = BenefitsSettings(profile="production", var_dir=tmp_path, event_trusted_keys_file=keyring,
+                                event_signing_key_file=keys_dir / "benefits" / "events.pem")
+    check_event_keys(settings)
+    assert trusted_keys(settings).get(old_registry).retired
