@@ -119,7 +119,9 @@ CASES: dict[tuple[str, str, str], list[Case]] = {
         Case({"code": "village_a"}, W, json={"first_secretary": "{cadre_b}"}, expect=422,
              reread="/v1/areas/{village_a}", note="another area's cadre is as unknown as a missing one")],
     # imports (helper "imports": the import row records the importing caller's area)
-    ("registry", "GET", "/v1/imports/{import_id}"): [Case({"import_id": "import_b"}, "registry:read")],
+    ("registry", "GET", "/v1/imports/{import_id}"): [
+        Case({"import_id": "import_b"}, "registry:read", note="an import by an office of area B"),
+        Case({"import_id": "import_unlimited"}, "registry:read", note="an import by a caller with no area")],
     # benefits
     ("benefits", "GET", "/v1/households/{household_id}/entitlements"): [
         Case({"household_id": "hh_b"}, "benefits:read")],
@@ -195,29 +197,32 @@ async def registry_world(client, admin: dict, settings) -> dict[str, str]:
     world = {"hh_b": hh_b["id"], "hh_a": hh_a["id"], "person_b": hh_b["members"][0]["id"],
              "person_a": hh_a["members"][0]["id"], "cadre_b": "cadre-b", "cadre_a": "cadre-a",
              "village_b": VILLAGE_B, "village_a": VILLAGE_A, "township_b": AREA_B}
-    world["import_b"] = await an_import_of_area_b(client, settings)
+    office_b = {"Authorization": f"Bearer {mint_token(settings, W, area=AREA_B, subject='office-b')}"}
+    world["import_b"] = await an_import(client, office_b, household=0)
+    world["import_unlimited"] = await an_import(client, {"Authorization": f"Bearer {mint_token(settings, W)}"},
+                                                household=1)
     return world
 
 
-async def an_import_of_area_b(client, settings) -> str:
-    """An import by an office of area B: the sample ledger's first household (village 360703105201)."""
+async def an_import(client, headers: dict, *, household: int) -> str:
+    """An import of one household of the sample ledger: the ``household``-th of those in area B."""
     import csv
     import io
 
     from services.registry.imports.sample import generate_ledger
-    header, rows = generate_ledger(3, seed=5)
+    header, rows = generate_ledger(30, seed=5)
     column = {title: index for index, title in enumerate(header)}
-    first_household = rows[0][column["户编号"]]
-    rows = [row for row in rows if row[column["户编号"]] == first_household]
+    in_area_b = list(dict.fromkeys(row[column["户编号"]] for row in rows
+                                   if row[column["行政村代码"]].startswith(AREA_B)))
+    rows = [row for row in rows if row[column["户编号"]] == in_area_b[household]]
     buffer = io.StringIO()
     csv.writer(buffer).writerows([header, *rows])
-    office_b = {"Authorization": f"Bearer {mint_token(settings, W, area=AREA_B, subject='office-b')}"}
-    response = await client.post("/v1/imports", files={"file": ("b.csv", buffer.getvalue().encode(), "text/csv")},
-                                 headers=office_b)
+    response = await client.post("/v1/imports", files={"file": ("l.csv", buffer.getvalue().encode(), "text/csv")},
+                                 headers=headers)
     assert response.status_code in (200, 201, 202), response.text[:500]
     answer = response.json()
     import_id = answer.get("import_id") or answer.get("id") or response.headers["location"].rsplit("/", 1)[1]
-    assert (await client.get(f"/v1/imports/{import_id}", headers=office_b)).status_code == 200
+    assert (await client.get(f"/v1/imports/{import_id}", headers=headers)).status_code == 200
     return import_id
 
 
