@@ -73,3 +73,17 @@ def _with_zone(value: datetime | None) -> datetime | None:
 #: A timestamp in a response: always with its zone (RFC 3339 date-time), even when SQLite dropped it.
 UtcDatetime = Annotated[datetime, AfterValidator(_with_zone)]
 __all__ += ["UtcDatetime"]
+
+#: Largest numeric cursor (a record id): a bigger integer cannot be bound as a database integer (500).
+CURSOR_MAX = 2**63 - 1
+__all__ += ["CURSOR_MAX"]
+
+
+def _id_cursor():
+    from fastapi import Query
+    return Annotated[int | None, Query(ge=0, le=CURSOR_MAX, description="next_cursor of the previous page")]
+
+
+#: A numeric ``cursor`` query parameter.
+IdCursor = _id_cursor()
+__all__ += ["IdCursor"]

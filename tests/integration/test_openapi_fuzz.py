@@ -56,11 +56,19 @@ FIRST_FAILURES: dict[str, list[str]] = defaultdict(list)
 
 def _exercise(service: str, case) -> None:
     started = time.perf_counter()
-    response = case.call(headers=_HEADERS)
     totals = TOTALS[service]
     totals["operations"].add(case.operation.label)
     totals["examples"] += 1
     failures: list[str] = []
+    try:
+        response = case.call(headers=_HEADERS)
+    except Exception as error:  # the ASGI transport re-raises an unhandled server error: that is a 500
+        totals["5xx"] += 1
+        failures.append(f"5xx {case.operation.label} (raised): {type(error).__name__}: {str(error)[:300]}")
+        FIRST_FAILURES[service].extend(failures[: max(0, 40 - len(FIRST_FAILURES[service]))])
+        if COLLECT_ONLY:
+            return
+        raise
     try:
         case.validate_response(response, checks=[not_a_server_error], headers=_HEADERS)
     except (Exception, FailureGroup) as error:  # FailureGroup is a BaseExceptionGroup

@@ -11,6 +11,7 @@ from services.audit.supervision.common import effective_area
 from services.audit.supervision.progress import entitlement_stats
 from services.audit.tables import audit_households
 from shared.auth import Principal, require_scopes
+from shared.bounds import IdCursor
 from shared.db import transaction
 from shared.problems import PROBLEM_RESPONSES, Problem
 
@@ -31,7 +32,7 @@ def _check_subject_area(principal: Principal, row, household_id: str) -> None:
 async def records(request: Request, subject: str | None = Query(None, examples=["household/hh-nk-0001"]),
                   type: str | None = Query(None, examples=["entitlement.granted"]),
                   since: datetime | None = None, until: datetime | None = None, actor: str | None = None,
-                  chain_id: str | None = None, cursor: int | None = None,
+                  chain_id: str | None = None, cursor: IdCursor = None,
                   limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                   principal: Principal = Depends(require_scopes("audit:read"))) -> dict:
     if principal.area and not principal.is_admin:
@@ -71,7 +72,7 @@ async def create_checkpoint(request: Request, principal: Principal = Depends(req
 
 
 @router.get("/checkpoints", summary="Checkpoint records, oldest first (what outsiders anchor)")
-async def checkpoints(request: Request, cursor: int | None = None,
+async def checkpoints(request: Request, cursor: IdCursor = None,
                       limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                       principal: Principal = Depends(require_scopes("audit:read"))) -> dict:
     async with request.app.state.sessionmaker() as session:

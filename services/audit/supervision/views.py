@@ -13,7 +13,7 @@ from services.audit.supervision.common import default_as_of, effective_area
 from services.audit.supervision.progress import progress, village_incidence
 from services.audit.supervision.sample import draw_sample, sample_csv, sample_xlsx
 from shared.auth import Principal, require_scopes
-from shared.bounds import YEAR_MAX, YEAR_MIN, QueryDate
+from shared.bounds import YEAR_MAX, YEAR_MIN, IdCursor, QueryDate
 from shared.problems import PROBLEM_RESPONSES, Problem
 
 
@@ -85,7 +85,7 @@ async def progress_view(request: Request, area: str | None = None, village_curso
 @router.get("/partner-access", summary="Partner (bank, insurer) look-ups and deliveries, by client and by person")
 async def partner_access(request: Request, client_id: str | None = None, household_id: str | None = None,
                          person_id: str | None = None, kind: Literal["lookup", "delivery", "other"] | None = None,
-                         cursor: int | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                         cursor: IdCursor = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                          principal: Principal = Depends(require_scopes("audit:read"))) -> dict:
     """ID numbers never appear in URLs: find a person by registry household/person id."""
     from services.audit.supervision.access import list_partner_access

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from services.benefits.entitlements import service
 from shared.auth import Principal, require_scopes
+from shared.bounds import IdCursor
 from shared.problems import PROBLEM_RESPONSES, Problem
 from shared.snapshot import NANKANG_FARMER_EXAMPLE, Household
 
@@ -53,7 +54,7 @@ async def household_entitlements(request: Request, household_id: str,
 
 @router.get("/v1/households/{household_id}/entitlements/history",
             summary="Every entitlement decision for the household, oldest first")
-async def household_entitlement_history(request: Request, household_id: str, cursor: int | None = None,
+async def household_entitlement_history(request: Request, household_id: str, cursor: IdCursor = None,
                                         limit: Annotated[int, Query(ge=1, le=500)] = 100,
                                         principal: Principal = Depends(require_scopes("benefits:read"))) -> dict:
     await _visible(request, household_id, principal)
