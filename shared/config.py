@@ -124,6 +124,11 @@ class RegistrySettings(ServiceSettings):
     port: int = DEFAULT_PORTS["registry"]
     notice_period_days: int = 7
     benefits_url: str = "http://127.0.0.1:8002"
+    # Production: the registry's own client at the external issuer (OAuth2 client credentials, scope
+    # benefits:evaluate) for its one call to benefits; the embedded profile mints a development token.
+    service_token_url: str | None = None
+    service_client_id: str | None = None
+    service_client_secret: str | None = None
 
 
 class BenefitsSettings(ServiceSettings):

@@ -1,8 +1,10 @@
 """The registry's one call to benefits: ``POST /v1/evaluate`` for the exit-readiness assessment.
 
 The HTTP transport is injectable (``httpx.MockTransport`` in tests, ``httpx.ASGITransport`` to run
-against the real benefits app in-process); the registry authenticates with a service token it
-mints itself, scope ``benefits:evaluate``.
+against the real benefits app in-process); the registry authenticates with a service token, scope
+``benefits:evaluate``: minted by the development issuer in the embedded profile, obtained from the
+external issuer with client credentials in production (``JZ_REGISTRY_SERVICE_TOKEN_URL``,
+``JZ_REGISTRY_SERVICE_CLIENT_ID``, ``JZ_REGISTRY_SERVICE_CLIENT_SECRET``).
 """
 from __future__ import annotations
 
@@ -28,15 +30,39 @@ class BenefitsClient:
         self.settings, self.transport, self.timeout_s = settings, transport, timeout_s
         self._token: tuple[str, float] | None = None
 
-    def _service_token(self) -> str:
+    async def _service_token(self) -> str:
         if self._token is None or self._token[1] < time.time() + 60:
-            ttl = 600
-            self._token = (mint_token(self.settings, ["benefits:evaluate"], subject=SERVICE_SUBJECT, ttl_s=ttl),
-                           time.time() + ttl)
+            if self.settings.profile == "production":
+                self._token = await self._issuer_token()
+            else:
+                ttl = 600
+                self._token = (mint_token(self.settings, ["benefits:evaluate"], subject=SERVICE_SUBJECT,
+                                          ttl_s=ttl), time.time() + ttl)
         return self._token[0]
 
+    async def _issuer_token(self) -> tuple[str, float]:
+        """Client credentials at the external issuer (there is no development issuer in production)."""
+        s = self.settings
+        if not (s.service_token_url and s.service_client_id and s.service_client_secret):
+            raise Problem(503, "Benefits service unavailable",
+                          "In production the registry calls benefits with a token from the external issuer: set "
+                          "JZ_REGISTRY_SERVICE_TOKEN_URL, JZ_REGISTRY_SERVICE_CLIENT_ID and "
+                          "JZ_REGISTRY_SERVICE_CLIENT_SECRET; nothing was changed.", type_=UNAVAILABLE)
+        try:
+            async with httpx.AsyncClient(transport=self.transport, timeout=self.timeout_s) as client:
+                response = await client.post(s.service_token_url, data={"grant_type": "client_credentials",
+                                                                        "scope": "benefits:evaluate"},
+                                             auth=(s.service_client_id, s.service_client_secret))
+            response.raise_for_status()
+            body = response.json()
+            return body["access_token"], time.time() + float(body.get("expires_in", 300))
+        except (httpx.HTTPError, ValueError, KeyError) as exc:
+            raise Problem(503, "Benefits service unavailable",
+                          f"Could not get a service token from the issuer ({type(exc).__name__}); "
+                          "nothing was changed, retry later.", type_=UNAVAILABLE) from exc
+
     async def evaluate(self, household: dict, as_of: date) -> dict:
-        headers = {"Authorization": f"Bearer {self._service_token()}"}
+        headers = {"Authorization": f"Bearer {await self._service_token()}"}
         try:
             async with httpx.AsyncClient(base_url=self.settings.benefits_url, transport=self.transport,
                                          timeout=self.timeout_s) as client:

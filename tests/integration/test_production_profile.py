@@ -12,6 +12,7 @@ import asyncio
 import socket
 import time
 import uuid
+from datetime import date
 
 import jwt
 import pytest
@@ -237,3 +238,36 @@ def test_compose_and_k8s_provide_the_production_settings():
     assert key_file.startswith(mounts["partner-signing"] + "/")
     volumes = {v["name"]: v for v in k8s["benefits"]["volumes"]}
     assert volumes["partner-signing"]["secret"]["secretName"] == "jingzhun-partner-signing"
+
+
+async def test_registry_calls_benefits_with_a_token_from_the_external_issuer_in_production(tmp_path):
+    import base64
+
+    import httpx
+
+    from services.registry.benefits_client import BenefitsClient
+    seen = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.path == "/token":
+            return httpx.Response(200, json={"access_token": "issuer-token", "expires_in": 300})
+        return httpx.Response(200, json={"assessments": []})
+
+    settings = RegistrySettings(profile="production", var_dir=tmp_path, service_token_url="https://sso.test/token",
+                                service_client_id="jingzhun-registry", service_client_secret="s e/cret")
+    client = BenefitsClient(settings, transport=httpx.MockTransport(handler))
+    await client.evaluate({"id": "hh-1"}, date(2020, 6, 30))
+    await client.evaluate({"id": "hh-1"}, date(2020, 6, 30))
+    token_calls = [r for r in seen if r.url.path == "/token"]
+    assert len(token_calls) == 1  # cached until shortly before it expires
+    assert b"grant_type=client_credentials" in token_calls[0].content and b"scope=benefits%3Aevaluate" in token_calls[0].content
+    basic = base64.b64decode(token_calls[0].headers["authorization"].removeprefix("Basic ")).decode()
+    assert basic == "jingzhun-registry:s e/cret"
+    assert all(r.headers["authorization"] == "Bearer issuer-token" for r in seen if r.url.path == "/v1/evaluate")
+    assert not settings.dev_key_file.exists()
+    unconfigured = BenefitsClient(RegistrySettings(profile="production", var_dir=tmp_path),
+                                  transport=httpx.MockTransport(handler))
+    with pytest.raises(Problem) as refused:
+        await unconfigured.evaluate({"id": "hh-1"}, date(2020, 6, 30))
+    assert refused.value.status == 503 and "JZ_REGISTRY_SERVICE_TOKEN_URL" in refused.value.detail
