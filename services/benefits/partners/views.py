@@ -15,7 +15,7 @@ from services.benefits.partners.deps import _state, any_partner
 from shared.auth import Principal, require_scopes
 from shared.db import transaction
 from shared.bounds import UtcDatetime
-from shared.problems import PROBLEM_RESPONSES, Problem
+from shared.problems import PROBLEM_MEDIA_TYPE, PROBLEM_RESPONSES, Problem
 
 router = APIRouter(tags=["partners"], responses=PROBLEM_RESPONSES)
 
@@ -40,7 +40,9 @@ def _basic_credentials(request: Request) -> tuple[str, str] | None:
     return (unquote_plus(client_id), unquote_plus(secret)) if sep else None
 
 
-@router.post("/oauth/token", response_model=TokenResponse,
+@router.post("/oauth/token", response_model=TokenResponse, responses={429: {
+    "description": "Too many failed attempts for this client id or from this address (see Retry-After)",
+    "content": {PROBLEM_MEDIA_TYPE: {}}}},
              summary="OAuth2 client credentials: exchange a client id and secret for a bearer token",
              description="Form body `grant_type=client_credentials` with `client_id` and `client_secret`, "
                          "or the client id and secret in HTTP Basic. Optional `scope` narrows the token "
