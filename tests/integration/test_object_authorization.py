@@ -58,6 +58,7 @@ class Case:
     reread: str | None = None
     note: str = ""
     area: str = AREA_A
+    missing_json: Any = None  # when the other area's id is in the body: the body naming a missing one
 
 
 MERGE = "application/merge-patch+json"
@@ -82,7 +83,8 @@ CASES: dict[tuple[str, str, str], list[Case]] = {
         Case({"household_id": "hh_b", "person_id": "person_b"}, W, json={"to_household_id": "{hh_a}"},
              reread="/v1/households/{hh_b}", note="into the caller's own household"),
         Case({"household_id": "hh_a", "person_id": "person_a"}, W, json={"to_household_id": "{hh_b}"},
-             reread="/v1/households/{hh_a}", note="from the caller's own household into area B")],
+             reread="/v1/households/{hh_a}", note="from the caller's own household into area B",
+             missing_json={"to_household_id": "hh-missing"})],
     ("registry", "POST", "/v1/households/{household_id}/transitions"): [
         Case({"household_id": "hh_b"}, W, json={"action": "apply"}, reread="/v1/households/{hh_b}/procedure")],
     ("registry", "GET", "/v1/households/{household_id}/procedure"): [
@@ -102,7 +104,7 @@ CASES: dict[tuple[str, str, str], list[Case]] = {
     ("registry", "POST", "/v1/households/{household_id}/pairings"): [
         Case({"household_id": "hh_b"}, W, json={"cadre_id": "{cadre_a}"}, reread="/v1/households/{hh_b}/pairings"),
         Case({"household_id": "hh_a"}, W, json={"cadre_id": "{cadre_b}"}, reread="/v1/households/{hh_a}/pairings",
-             note="another area's cadre on one's own household")],
+             note="another area's cadre on one's own household", missing_json={"cadre_id": "cadre-missing"})],
     ("registry", "GET", "/v1/households/{household_id}/pairings"): [Case({"household_id": "hh_b"}, "registry:read")],
     ("registry", "DELETE", "/v1/households/{household_id}/pairings/{cadre_id}"): [
         Case({"household_id": "hh_b", "cadre_id": "cadre_b"}, W, reread="/v1/households/{hh_b}/pairings")],
@@ -260,6 +262,16 @@ def fill(template: Any, world: dict[str, str]) -> Any:
     return template
 
 
+def missing_url(path: str, case: Case, world: dict[str, str]) -> str:
+    """``path`` with its first parameter replaced by an id (or code inside the caller's area) that
+    does not exist."""
+    values = {param: world[key] for param, key in case.params.items()}
+    first = next(iter(values))
+    value = values[first]
+    values[first] = (case.area + "9" * max(3, len(value) - len(case.area))) if value.isdigit() else f"{value}-missing"
+    return path.format(**values)
+
+
 async def run_cases(service: str, client, settings, world: dict[str, str], admin: dict) -> list[str]:
     tried = []
     for (name, method, path), cases in CASES.items():
@@ -282,6 +294,15 @@ async def run_cases(service: str, client, settings, world: dict[str, str], admin
             if before is not None:
                 after = await client.get(fill(case.reread, world), headers=admin)
                 assert after.json() == before.json(), f"{label} changed {case.reread}"
+            if case.expect == 404:
+                # the same call on an id that does not exist: the same answer, so nothing is confirmed
+                if case.missing_json is not None:
+                    missing = await client.request(method, url, headers=headers, json=case.missing_json)
+                else:
+                    missing = await client.request(method, missing_url(path, case, world), headers=headers,
+                                                   **kwargs)
+                assert (missing.status_code, missing.json().get("title")) == (404, response.json()["title"]), \
+                    f"{label}: {missing.status_code} {missing.text[:300]}"
             tried.append(f"{response.status_code} {label}")
     return tried
 
