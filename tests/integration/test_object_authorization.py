@@ -390,3 +390,26 @@ async def test_ids_and_areas_in_queries_and_bodies_stay_inside_the_callers_area(
         access = await client.get("/v1/supervision/partner-access", params={"household_id": world["hh_b"]},
                                   headers=token("audit:read"))
         assert access.status_code == 200 and access.json()["items"] == []
+
+
+@pytest.mark.parametrize(("scope", "area", "scopes", "visible"), [
+    ({"kind": "region", "code": AREA_B}, AREA_B, "benefits:read", True),
+    ({"kind": "village", "code": VILLAGE_B}, AREA_B, "benefits:read", True),
+    ({"kind": "region", "code": "360703"}, AREA_B, "benefits:read", False),   # wider than the caller's area
+    ({"kind": "region", "code": AREA_B}, AREA_A, "benefits:read", False),
+    ({"kind": "all"}, AREA_B, "benefits:read", False),
+    ({"kind": "all"}, None, "benefits:read", True),
+    ({"kind": "region", "code": AREA_B}, AREA_A, "admin", True),              # admin is never area-limited
+])
+def test_a_job_belongs_to_the_area_of_its_scope(scope, area, scopes, visible):
+    from services.benefits.recompute.views import visible_job
+    from shared.auth import Principal
+    from shared.problems import Problem
+    principal = Principal(subject="s", scopes=frozenset(scopes.split()), area=area)
+    job = {"id": "j", "scope": scope}
+    if visible:
+        assert visible_job(job, "j", principal) is job
+    else:
+        with pytest.raises(Problem) as refused:
+            visible_job(job, "j", principal)
+        assert refused.value.status == 404
