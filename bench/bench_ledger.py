@@ -31,9 +31,24 @@ from services.audit.ledger.service import append_event, append_records, verify_l
 from shared.db import make_engine, make_sessionmaker, transaction  # noqa: E402
 from shared.events import Envelope  # noqa: E402
 from shared.migrate import upgrade_to_head  # noqa: E402
+from shared.signing import EventSigner, TrustedKey, TrustedKeys, ledger_signed_bytes, sign_envelope  # noqa: E402
 
 CHAINS = 6
 HASHER = keyed_id_hasher(b"bench")
+# Records are signed as the registry signs them (verify checks every signature); the signing is the
+# source's cost, verifying it is audit's.
+SIGNER = EventSigner.from_private_key(
+    "registry", __import__("cryptography.hazmat.primitives.asymmetric.ed25519",
+                           fromlist=["Ed25519PrivateKey"]).Ed25519PrivateKey.from_private_bytes(b"\x07" * 32))
+
+
+def bench_trusted_keys() -> TrustedKeys:
+    import tempfile
+
+    from shared.config import AuditSettings
+    trusted = TrustedKeys(AuditSettings(var_dir=Path(tempfile.mkdtemp(prefix="jz-bench-"))))
+    trusted.add(TrustedKey(SIGNER.signer, "registry", SIGNER.public_key))
+    return trusted
 
 
 def peak_rss_mb() -> float:
@@ -48,9 +63,12 @@ def make_record(i: int) -> dict:
                  "relocation": {"relocated": False, "moved_in": False},
                  "members": [{"id": f"p-{i}-{k}", "id_number": f"3607821978031{(i * 7 + k) % 10000:04d}{k}",
                               "relation": "head" if k == 0 else "child", "deceased": False} for k in range(3)]}
-    return {"event_id": str(uuid.UUID(int=i + 1)), "source": "registry", "type": "household.updated",
-            "subject": f"household/{household['id']}", "time": "2020-06-30T08:00:00Z", "actor": "office-1",
-            "data": mask_personal_data({"household": household, "version": household["version"]}, HASHER)}
+    record = {"event_id": str(uuid.UUID(int=i + 1)), "source": "registry", "type": "household.updated",
+              "subject": f"household/{household['id']}", "time": "2020-06-30T08:00:00Z", "actor": "office-1",
+              "data": mask_personal_data({"household": household, "version": household["version"]}, HASHER),
+              "signer": SIGNER.signer}
+    record["signature"] = SIGNER.sign(ledger_signed_bytes(record))
+    return record
 
 
 def chain_of(i: int) -> str:
@@ -86,8 +104,8 @@ async def run_backend(name: str, url: str, n: int, batch: int, per_event: int, a
     # per-event path, on its own chain so it does not disturb the batched chains
     start = time.perf_counter()
     for i in range(per_event):
-        envelope = Envelope(id=str(uuid.uuid4()), source="registry", type="household.updated",
-                            subject=f"household/x{i}", data=make_record(i)["data"])
+        envelope = sign_envelope(Envelope(id=str(uuid.uuid4()), source="registry", type="household.updated",
+                                          subject=f"household/x{i}", data=make_record(i)["data"]), SIGNER)
         async with transaction(sessionmaker) as session:
             await append_event(session, envelope, "per-event:0", algorithm)
     result["per_event_rate"] = per_event / (time.perf_counter() - start)
@@ -110,7 +128,7 @@ async def run_backend(name: str, url: str, n: int, batch: int, per_event: int, a
     result["rss_after_append_mb"] = peak_rss_mb()
 
     start = time.perf_counter()
-    verdict = await verify_ledger(sessionmaker, algorithm)
+    verdict = await verify_ledger(sessionmaker, algorithm, bench_trusted_keys())
     result["verify_s"] = time.perf_counter() - start
     result["verify_rate"] = verdict["records_checked"] / result["verify_s"]
     result["verified"] = verdict["ok"] and verdict["records_checked"] == n + per_event

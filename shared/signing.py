@@ -350,8 +350,12 @@ class TrustedKeys:
     def trust_own(self, signer: EventSigner) -> None:
         """A service always trusts its own current key (audit re-checks its own checkpoints)."""
         self.own_signer = signer
+        self.add(TrustedKey(signer.signer, signer.source, signer.public_key))
+
+    def add(self, key: TrustedKey) -> None:
+        """Trust one more key (tools and benchmarks; services read theirs from the key files)."""
         with self._lock:
-            self._keys.setdefault(signer.signer, TrustedKey(signer.signer, signer.source, signer.public_key))
+            self._keys.setdefault(key.signer, key)
 
     def get(self, signer: str) -> TrustedKey | None:
         if time.monotonic() - self._checked_at > self.recheck_s:
