@@ -471,6 +471,27 @@ def signer_for(session: Any, source: str) -> EventSigner:
     return event_signer(service_settings(source))
 
 
+def event_key_refusals(settings: Any) -> list[str]:
+    """Why a production service could not sign or verify events (empty: fine, or not production).
+    Part of ``shared.config.production_refusals``, so the app and the launcher say it before starting."""
+    if getattr(settings, "profile", "embedded") != "production" or not getattr(settings, "service_name", ""):
+        return []
+    reasons = []
+    key_setting = _setting_env_name(settings, "event_signing_key_file")
+    key_file = getattr(settings, "event_signing_key_file", None)
+    if not key_file:
+        reasons.append(f"{key_setting} must name this service's Ed25519 event signing key (PEM, PKCS#8)")
+    elif not Path(key_file).is_file():
+        reasons.append(f"{key_setting}={key_file} does not exist")
+    if settings.service_name in VERIFYING_SERVICES:
+        keyring = getattr(settings, "event_trusted_keys_file", None)
+        if not keyring:
+            reasons.append(f"{TRUSTED_KEYS_ENV} must name the keyring of trusted event-signing public keys")
+        elif not Path(keyring).is_file():
+            reasons.append(f"{TRUSTED_KEYS_ENV}={keyring} does not exist")
+    return reasons
+
+
 def check_event_keys(settings: Any) -> EventSigner:
     """Start-up check: the service's signing key (and, for consumers, the keyring) are usable.
     Raises ``SigningConfigError`` naming the missing setting."""

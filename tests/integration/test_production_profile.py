@@ -50,13 +50,18 @@ def test_production_refusals_name_the_settings(tmp_path):
         assert setting in text
     registry = " ".join(production_refusals(RegistrySettings(profile="production", var_dir=tmp_path)))
     assert "JZ_JWT_JWKS_URL" in registry and "PARTNER_SIGNING_KEY" not in registry  # only benefits signs
+    from shared.signing import init_deployment_keys  # events are signed too: give benefits its event keys
+    init_deployment_keys(tmp_path / "event-keys", tmp_path / "keyring.json", ["benefits"])
+    event_keys = {"event_signing_key_file": tmp_path / "event-keys" / "benefits" / "events.pem",
+                  "event_trusted_keys_file": tmp_path / "keyring.json"}
     missing_key = production_refusals(BenefitsSettings(profile="production", jwt_jwks_url="https://x/jwks",
-                                                       metrics_token="m", partner_signing_key_file=tmp_path / "no.pem"))
+                                                       metrics_token="m", partner_signing_key_file=tmp_path / "no.pem",
+                                                       **event_keys))
     assert missing_key == [f"JZ_BENEFITS_PARTNER_SIGNING_KEY_FILE={tmp_path / 'no.pem'} does not exist"]
     key_file = tmp_path / "partner.pem"
     key_file.write_text("-----BEGIN PRIVATE KEY-----\n")
     assert production_refusals(BenefitsSettings(profile="production", jwt_jwks_url="https://x/jwks", metrics_token="m",
-                                                partner_signing_key_file=key_file)) == []
+                                                partner_signing_key_file=key_file, **event_keys)) == []
     assert production_refusals(RegistrySettings(var_dir=tmp_path)) == []  # embedded: development trust is fine
 
 

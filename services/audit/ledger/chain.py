@@ -16,7 +16,7 @@ from shared.signing import canonical_json  # noqa: F401 - re-exported
 
 GENESIS_HASH = "0" * 64
 HASHED_FIELDS = ("chain_id", "seq", "event_id", "source", "type", "subject", "time", "actor", "data")
-SIGNATURE_FIELDS = ("signer", "signature")  # hashed when present
+RECORD_SIGNATURE_FIELDS = ("signer", "signature")  # hashed when present
 
 Algorithm = Literal["sha256", "sm3"]
 #: record -> why its signature does not establish its origin, or None when it does
@@ -32,7 +32,7 @@ def _digest(payload: bytes, algorithm: Algorithm) -> str:
 
 def hashed_content(record: dict) -> dict:
     content = {field: record.get(field) for field in HASHED_FIELDS}
-    content.update({field: record[field] for field in SIGNATURE_FIELDS if record.get(field) is not None})
+    content.update({field: record[field] for field in RECORD_SIGNATURE_FIELDS if record.get(field) is not None})
     return content
 
 

@@ -198,3 +198,12 @@ def test_deployment_keys_init_is_idempotent_and_rotation_retires_the_old_key(tmp
                                 event_signing_key_file=keys_dir / "benefits" / "events.pem")
     check_event_keys(settings)
     assert trusted_keys(settings).get(old_registry).retired
+
+
+def test_production_refusals_name_the_event_key_settings(tmp_path):
+    from shared.config import production_refusals
+    reasons = " ".join(production_refusals(AuditSettings(profile="production", var_dir=tmp_path)))
+    assert "JZ_AUDIT_EVENT_SIGNING_KEY_FILE" in reasons and "JZ_EVENT_TRUSTED_KEYS_FILE" in reasons
+    registry = " ".join(production_refusals(RegistrySettings(profile="production", var_dir=tmp_path)))
+    assert "JZ_REGISTRY_EVENT_SIGNING_KEY_FILE" in registry and "JZ_EVENT_TRUSTED_KEYS_FILE" not in registry
+    assert not [r for r in production_refusals(RegistrySettings(var_dir=tmp_path)) if "EVENT" in r]
