@@ -17,6 +17,10 @@ router = APIRouter(prefix="/v1/households", tags=["households"], responses=PROBL
 
 HouseholdPage = dict[str, Any]
 
+# What a caller who may not see clear numbers gets (docs/security.md, "Masking").
+MASKED_MEMBERS = ("Callers without `admin` get each member's `id_number` masked (first 6 and last 4) and "
+                  "`birth_year` instead of `birth_date`: the mask hides exactly the birth-date digits.")
+
 
 def _snapshot_response(snapshot: dict, principal: Principal, status: int = 200,
                        headers: dict | None = None) -> JSONResponse:
@@ -26,7 +30,7 @@ def _snapshot_response(snapshot: dict, principal: Principal, status: int = 200,
 
 @router.post("", status_code=201, response_model=None,
              summary="Register a household (建档立卡)",
-             responses={201: {"model": Household, "description": "The registered household"},
+             responses={201: {"model": Household, "description": "The registered household. " + MASKED_MEMBERS},
                         409: {"description": "A member already lives in another household"}})
 async def create_household(request: Request, body: HouseholdCreate,
                            principal: Principal = Depends(require_scopes("registry:write"))) -> JSONResponse:
@@ -36,7 +40,8 @@ async def create_household(request: Request, body: HouseholdCreate,
     return _snapshot_response(snapshot, principal, 201, {"Location": f"/v1/households/{snapshot['id']}"})
 
 
-@router.get("/{household_id}", response_model=None, responses={200: {"model": Household}}, summary="Read a household snapshot")
+@router.get("/{household_id}", response_model=None, summary="Read a household snapshot",
+            responses={200: {"model": Household, "description": MASKED_MEMBERS}})
 async def get_household(request: Request, household_id: str,
                         principal: Principal = Depends(require_scopes("registry:read"))) -> JSONResponse:
     async with request.app.state.sessionmaker() as session:
@@ -50,7 +55,7 @@ async def get_household(request: Request, household_id: str,
                   "schema": {"type": "object"},
                   "example": {"income": {"year": 2020, "per_capita_net": "4200.00"},
                               "housing": {"safety_grade": "A"}}}}}},
-              responses={200: {"model": Household},
+              responses={200: {"model": Household, "description": MASKED_MEMBERS},
                          412: {"description": "If-Match does not name the current version"}})
 async def patch_household(request: Request, household_id: str,
                           patch: Annotated[Any, Body(media_type="application/merge-patch+json")],
@@ -61,7 +66,7 @@ async def patch_household(request: Request, household_id: str,
     return _snapshot_response(snapshot, principal)
 
 
-@router.get("", summary="List households (cursor pagination)")
+@router.get("", summary="List households (cursor pagination)", description=MASKED_MEMBERS)
 async def list_households(request: Request,
                           village_code: str | None = None, township_code: str | None = None,
                           region_code: str | None = None,

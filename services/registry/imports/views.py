@@ -49,7 +49,8 @@ async def get_import(request: Request, import_id: str,
                                               "unless the caller holds admin)",
             description="CSV: one sheet, machinery and trainings as JSON arrays in the columns 农机购置 and "
                         "培训记录. XLSX: the main sheet 台账 and the sheets 农机购置 and 培训记录. Both import "
-                        "back to the same snapshots.")
+                        "back to the same snapshots. Without `admin`, ID numbers are masked and 出生日期 holds "
+                        "the birth year only (the mask hides exactly the birth-date digits).")
 async def export_households(request: Request, format: Literal["csv", "xlsx"] = "csv",
                             village_code: str | None = None, township_code: str | None = None,
                             region_code: str | None = None, status: HouseholdStatus | None = None,
