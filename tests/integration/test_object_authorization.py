@@ -10,7 +10,10 @@ parameter_is_in_the_table``, so a new route cannot skip this check.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+import csv
+import datetime as dt
+import io
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -23,6 +26,7 @@ from services.benefits.consumer import store_snapshot
 from services.benefits.recompute.scope import Scope
 from services.benefits.recompute.service import create_job
 from services.registry.app import create_app as create_registry
+from services.registry.imports.sample import generate_ledger
 from shared.auth import mint_token
 from shared.config import BenefitsSettings, RegistrySettings
 from shared.db import transaction
@@ -32,6 +36,7 @@ from tests.integration.audit.support import feed, registry_event, snapshot
 AREA_A = "360703102"            # the caller's township
 AREA_B = "360703105"            # the objects' township (the example households live in 360703105201)
 VILLAGE_A, VILLAGE_B = "360703102201", "360703105201"
+AS_OF = dt.date(2020, 6, 30)
 
 AREAS_CSV = f"""代码,名称,级别
 36,江西省,省
@@ -208,10 +213,6 @@ async def registry_world(client, admin: dict, settings) -> dict[str, str]:
 
 async def an_import(client, headers: dict, *, household: int) -> str:
     """An import of one household of the sample ledger: the ``household``-th of those in area B."""
-    import csv
-    import io
-
-    from services.registry.imports.sample import generate_ledger
     header, rows = generate_ledger(30, seed=5)
     column = {title: index for index, title in enumerate(header)}
     in_area_b = list(dict.fromkeys(row[column["户编号"]] for row in rows
@@ -233,8 +234,8 @@ async def benefits_world(client, app, admin: dict) -> dict[str, str]:
     assert household["village"]["code"].startswith(AREA_B)
     async with transaction(app.state.sessionmaker) as session:
         await store_snapshot(session, household)
-        job_b = await create_job(session, Scope(kind="region", code=AREA_B), example_date())
-        job_all = await create_job(session, Scope(kind="all"), example_date())
+        job_b = await create_job(session, Scope(kind="region", code=AREA_B), AS_OF)
+        job_all = await create_job(session, Scope(kind="all"), AS_OF)
     created = await client.post("/v1/partners/clients", json={"name": "南康农商银行", "scopes": ["credit"]},
                                 headers=admin)
     assert created.status_code == 201, created.text
@@ -242,12 +243,8 @@ async def benefits_world(client, app, admin: dict) -> dict[str, str]:
             "client": created.json()["client_id"]}
 
 
-def example_date():
-    import datetime as dt
-    return dt.date(2020, 6, 30)
-
-
 async def audit_world(app) -> dict[str, str]:
+    # the audit support's village "A" is 360703105201, in this file's area B
     await feed(app, registry_event("household.registered", snapshot("hh-audit-b", village="A")))
     return {"hh_b": "hh-audit-b"}
 
