@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from prometheus_fastapi_instrumentator import Instrumentator
 
 from shared.auth import PartnerSigner, TokenVerifier
+from shared.body_limit import BodyLimitMiddleware
 from shared.bus import broker_reachable
 from shared.config import InsecureConfiguration, ServiceSettings, refuse_insecure
 from shared.db import make_engine, make_sessionmaker, ping
@@ -87,6 +88,8 @@ def create_service_app(spec: ServiceSpec, settings: ServiceSettings, *, configur
     app.state.token_verifier = TokenVerifier(settings)
     if spec.idempotent_posts:
         install_idempotency(app, spec.idempotent_posts)  # inside the request id: its log lines carry it
+    app.add_middleware(BodyLimitMiddleware, default_limit=settings.body_limit_bytes,  # outside idempotency
+                       route_limits=settings.body_limit_routes)
     app.add_middleware(RequestIdMiddleware)
     # Outermost: its headers reach every response, the problems the inner layers answer included.
     app.add_middleware(SecurityHeadersMiddleware, metrics_token=settings.metrics_token)

@@ -57,7 +57,6 @@ class CommonSettings(BaseSettings):
     # loopback callers only.
     metrics_token: str | None = None
 
-
     # Kafka client security (every producer, consumer and admin client: shared/bus.py). Production runs
     # SASL/SCRAM with per-topic ACLs; each process logs in as its own principal.
     kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL"] = "PLAINTEXT"
@@ -82,6 +81,12 @@ class CommonSettings(BaseSettings):
     # How long an Idempotency-Key is remembered (the draft suggests at least a day; phones may stay
     # offline that long before retrying). Fractions are allowed.
     idempotency_ttl_hours: float = Field(24.0, gt=0)
+
+    # Request body limits in bytes (shared/body_limit.py, 413 beyond): every route gets the default (JSON
+    # bodies); the upload routes get their own (path → bytes, ``{name}`` matches a path segment).
+    body_limit_bytes: int = Field(1 << 20, gt=0)
+    body_limit_routes: dict[str, int] = Field(default_factory=lambda: {
+        "/v1/imports": 64 << 20, "/v1/areas:bulk": 8 << 20, "/v1/visits:batch": 8 << 20})
 
     # The identity key: HMAC key of ``id_number_hash``, the only form of an ID number outside the
     # registry (registry events, benefits' look-ups, the audit ledger). One secret shared by registry
@@ -129,6 +134,15 @@ class RegistrySettings(ServiceSettings):
     service_token_url: str | None = None
     service_client_id: str | None = None
     service_client_secret: str | None = None
+    # Ledger uploads (services/registry/imports/jobs.py, limits.py): every upload is a job run in a worker
+    # thread; one no larger than import_sync_max_bytes, sent without `Prefer: respond-async`, is answered
+    # when it is done (the report), a larger one at once with 202 and the job to poll.
+    import_sync_max_bytes: int = Field(16 << 20, ge=0)
+    import_workers: int = Field(1, ge=1)
+    import_worker: Literal["process", "thread"] = "process"  # process: the import shares not even the GIL
+    import_max_rows: int = Field(200_000, gt=0)
+    import_max_unpacked_bytes: int = Field(1 << 30, gt=0)  # XLSX, all archive members inflated
+    import_max_compression_ratio: float = Field(50.0, gt=1)  # XLSX, per member (real ledgers: 5–15)
 
 
 class BenefitsSettings(ServiceSettings):

@@ -9,6 +9,7 @@ from services.registry.cadres.views import router as cadres_router
 from services.registry.common import china_now
 from services.registry.households.member_views import router as members_router
 from services.registry.households.views import router as households_router
+from services.registry.imports.jobs import shutdown_import_jobs
 from services.registry.imports.views import router as imports_router
 from services.registry.villages.views import router as villages_router
 from services.registry.visits.views import router as visits_router
@@ -40,6 +41,7 @@ def create_app(settings: RegistrySettings | None = None, *,
         routers=[households_router, members_router, workflows_router, visits_router, cadres_router,
                  villages_router, imports_router],
         idempotent_posts=IDEMPOTENT_POSTS,
+        on_shutdown=[shutdown_import_jobs],  # queued imports are dropped and say so; none is left "running"
     )
     app = create_service_app(spec, settings)
     app.state.clock = china_now

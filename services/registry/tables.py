@@ -182,4 +182,26 @@ imports = Table(
     Column("written", Integer, nullable=False),
     Column("skipped", Integer, nullable=False),
     Column("report", JSON, nullable=False),
+    Column("area", String(16), nullable=True),  # the importing caller's area claim (object-level reads, 0004)
+)
+
+# Every ledger upload is a job (0004): streamed to a private temp file, parsed in a worker process, its
+# state and progress here. ``outcome`` is the answer the import gave (the report or the problem body).
+import_jobs = Table(
+    "import_jobs", metadata,
+    Column("id", String(40), primary_key=True),  # the import id the households are written under
+    Column("state", String(16), nullable=False),  # queued running done refused failed
+    Column("phase", String(16), nullable=True),  # reading validating checking writing
+    Column("filename", String(255), nullable=True),
+    Column("actor", String(128), nullable=True),
+    Column("area", String(16), nullable=True),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("options", JSON, nullable=False),
+    Column("rows_total", Integer, nullable=True),
+    Column("rows_done", Integer, nullable=False),
+    Column("status_code", Integer, nullable=True),
+    Column("outcome", JSON, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
 )

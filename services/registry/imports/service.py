@@ -27,6 +27,7 @@ from services.registry.households.service import (area_code_of, bulk_create_hous
                                                   save_new_version, validated_new_household)
 from services.registry.imports import ledger
 from services.registry.imports.cells import bilingual
+from services.registry.imports.limits import UploadLimits
 from services.registry.imports.tabular import WorkbookWriter, read_sheets
 from services.registry.tables import households, imports, person_index
 from shared.auth import Principal
@@ -267,9 +268,11 @@ def _blocked(report: dict, header: bool) -> Problem:
 async def import_ledger(sessionmaker: async_sessionmaker[AsyncSession], data: bytes, filename: str | None,
                         principal: Principal, *, skip_invalid: bool = False, dry_run: bool = False,
                         progress: Progress | None = None, mode: Mode = "create",
-                        strict: bool = False) -> dict[str, Any]:
-    """Returns the report; raises a 422 Problem carrying it when errors block an all-or-nothing import."""
-    sheets = read_sheets(data, filename, header_hint=_known_headers)
+                        strict: bool = False, import_id: str | None = None,
+                        limits: UploadLimits | None = None) -> dict[str, Any]:
+    """Returns the report; raises a 422 Problem carrying it when errors block an all-or-nothing import
+    (413 past ``limits``). CPU-bound throughout: a server runs it in the import worker (``jobs.py``)."""
+    sheets = read_sheets(data, filename, header_hint=_known_headers, limits=limits)
     main = sheets[0]
     tick = (lambda n: progress("validate", n, len(main.rows))) if progress else None
     parse = ledger.parse_ledger(main.header, main.rows, _validate, admin=principal.is_admin, progress=tick,
@@ -294,7 +297,7 @@ async def import_ledger(sessionmaker: async_sessionmaker[AsyncSession], data: by
     writes = [p for p in plans if p["outcome"] in ("created", "changed")]
     if dry_run or not writes:
         return _report(parse, written=0, import_id=None, plans=listed, **options)
-    import_id = f"imp-{uuid.uuid4().hex[:12]}"
+    import_id = import_id or new_import_id()
     note = f"ledger import {import_id} ({filename or 'upload'}) by {principal.subject}"
     created = [p["snapshot"] for p in writes if p["outcome"] == "created"]
     changed = [p for p in writes if p["outcome"] == "changed"]
@@ -314,17 +317,38 @@ async def import_ledger(sessionmaker: async_sessionmaker[AsyncSession], data: by
         report = _report(parse, written=len(writes), import_id=import_id, plans=listed, **options)
         stored = {k: v for k, v in report.items() if k not in ("errors", "results")}
         await session.execute(insert(imports).values(
-            id=import_id, filename=(filename or "")[:255], actor=principal.subject, at=utcnow(), rows=parse.rows,
+            id=import_id, filename=(filename or "")[:255], actor=principal.subject, area=principal.area,
+            at=utcnow(), rows=parse.rows,
             households=len(parse.households), written=len(writes), skipped=report["invalid_households"],
             report=stored | {"errors": report["errors"][:1000]}
             | ({"results": report["results"][:MAX_REPORTED_ERRORS]} if "results" in report else {})))
     return report
 
 
-async def get_import(session: AsyncSession, import_id: str) -> dict:
+def new_import_id() -> str:
+    return f"imp-{uuid.uuid4().hex[:12]}"
+
+
+def may_see_import(principal: Principal | None, area: str | None) -> bool:
+    """An area-limited caller sees the imports of callers within its area (an unlimited caller's
+    import has no area and is seen by unlimited callers only)."""
+    if principal is None or principal.area is None or principal.is_admin:
+        return True
+    return bool(area) and area.startswith(principal.area)
+
+
+def import_not_found(import_id: str) -> Problem:
+    return Problem(404, "导入不存在 / Import not found", f"没有导入 {import_id} / No import {import_id}.")
+
+
+async def get_import(session: AsyncSession, import_id: str, principal: Principal | None = None) -> dict | None:
+    """The stored report of an import that wrote households; None if there is none (a 404 if the caller
+    may not see it: another area's import is not told apart from a missing one)."""
     row = (await session.execute(select(imports).where(imports.c.id == import_id))).first()
     if row is None:
-        raise Problem(404, "Import not found", f"No import {import_id}.")
+        return None
+    if not may_see_import(principal, row.area):
+        raise import_not_found(import_id)
     return {**row.report, "filename": row.filename, "actor": row.actor, "at": row.at.isoformat()}
 
 

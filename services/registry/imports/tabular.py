@@ -64,11 +64,13 @@ def read_table(data: bytes, filename: str | None) -> tuple[list[str], list[list[
     return header, [row[:width] + [""] * (width - len(row)) for row in body]
 
 
-def read_sheets(data: bytes, filename: str | None, *, header_hint=None) -> list:
+def read_sheets(data: bytes, filename: str | None, *, header_hint=None, limits=None) -> list:
     """Every sheet of the file, cells as the file holds them (XLSX typed, CSV text), blank rows kept so
     row numbers stay the spreadsheet's. The header is the first non-blank row, or with ``header_hint``
     (a function counting the known headers in a row) the first of the leading rows it recognises, so a
-    title row above the header (``南康区2019年建档立卡台账``) is skipped."""
+    title row above the header (``南康区2019年建档立卡台账``) is skipped. With ``limits``
+    (``limits.UploadLimits``) a sheet past the row limit is refused (413) while it is read."""
+    from services.registry.imports.limits import limited_rows
     if (filename or "").lower().endswith((".xlsx", ".xlsm")) or data[:2] == b"PK":
         from openpyxl import load_workbook
         try:
@@ -76,9 +78,11 @@ def read_sheets(data: bytes, filename: str | None, *, header_hint=None) -> list:
         except Exception as exc:  # noqa: BLE001 - openpyxl raises many types for a broken file
             raise Problem(422, "Unreadable file", f"Not a readable XLSX workbook ({type(exc).__name__}).") from exc
         tables = [(sheet.title, [[v.strip() if isinstance(v, str) else v for v in row]
-                                 for row in sheet.iter_rows(values_only=True)]) for sheet in workbook.worksheets]
+                                 for row in limited_rows(sheet.iter_rows(values_only=True), limits, sheet.title)])
+                  for sheet in workbook.worksheets]
     else:
-        tables = [("", [[c.strip() for c in row] for row in _csv_rows(data)])]
+        tables = [("", [[c.strip() for c in row]
+                        for row in limited_rows(_csv_rows(data), limits)])]
     sheets = []
     for name, rows in tables:
         filled = [index for index, row in enumerate(rows[:20]) if any(v not in (None, "") for v in row)]
