@@ -20,6 +20,7 @@ from services.registry.households.service import decode_cursor, encode_cursor, l
 from services.registry.outbox import publish_household_event, publish_registry_event
 from services.registry.tables import cadres, pairings, village_team
 from shared.auth import Principal
+from shared.bounds import Name
 from shared.events import as_aware, utcnow
 from shared.problems import Problem
 
@@ -32,8 +33,8 @@ NOT_DELINKED = "https://jingzhun.dev/problems/not-exited-not-delinked"
 class CadreIn(StrictBody):
     id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._:@-]{1,40}$",
                            description="Cadre id = the `sub` of the cadre's token (assigned if omitted)")
-    name: str = Field(min_length=1, max_length=64)
-    unit: str = Field(min_length=1, max_length=128, description="Sending unit (帮扶单位)")
+    name: Name = Field(min_length=1, max_length=64)
+    unit: Name = Field(min_length=1, max_length=128, description="Sending unit (帮扶单位)")
     role: CadreRole = "pairing_cadre"
     phone: str | None = Field(default=None, pattern=r"^\+?[0-9 -]{5,20}$")
     area_code: str | None = Field(default=None, pattern=r"^\d{2,15}$")

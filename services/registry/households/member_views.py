@@ -12,6 +12,7 @@ from services.registry.common import StrictBody
 from services.registry.households import members
 from services.registry.households.service import present
 from shared.auth import Principal, require_scopes
+from shared.bounds import FreeText
 from shared.db import transaction
 from shared.problems import PROBLEM_RESPONSES
 from shared.snapshot import Relation
@@ -27,13 +28,13 @@ def _respond(snapshot: dict, principal: Principal, status: int = 200) -> JSONRes
 
 class DeceasedBody(StrictBody):
     date_of_death: date | None = None
-    note: str | None = Field(default=None, max_length=2000)
+    note: FreeText | None = Field(default=None, max_length=2000)
 
 
 class MoveBody(StrictBody):
     to_household_id: str = Field(min_length=1, max_length=40)
     relation: Relation | None = Field(default=None, description="Relation to the new household's head")
-    reason: str | None = Field(default=None, max_length=2000)
+    reason: FreeText | None = Field(default=None, max_length=2000)
 
 
 @router.post("/{household_id}/members", status_code=201, summary="Add a member",

@@ -21,6 +21,7 @@ from services.registry.imports.tabular import parse_bool, read_table
 from services.registry.outbox import publish_registry_event, publish_village_event
 from services.registry.tables import areas, cadres, households, village_team
 from shared.auth import Principal
+from shared.bounds import Name
 from shared.events import utcnow
 from shared.money import Money
 from shared.problems import Problem
@@ -61,7 +62,7 @@ class AreaFlags(StrictBody):
 
 class AreaIn(StrictBody):
     code: str = Field(pattern=r"^\d{2}(\d{2}(\d{2}(\d{3}(\d{3}(\d{2,3})?)?)?)?)?$")
-    name: str = Field(min_length=1, max_length=128)
+    name: Name = Field(min_length=1, max_length=128)
     level: Level | None = None
     flags: AreaFlags = Field(default_factory=AreaFlags)
 

@@ -13,6 +13,7 @@ from services.registry.households.service import present
 from services.registry.workflows import service
 from services.registry.workflows.machine import ACTIONS
 from shared.auth import Principal, require_scopes
+from shared.bounds import FreeText
 from shared.problems import PROBLEM_RESPONSES
 
 router = APIRouter(prefix="/v1/households", tags=["procedures"], responses=PROBLEM_RESPONSES)
@@ -21,7 +22,7 @@ router = APIRouter(prefix="/v1/households", tags=["procedures"], responses=PROBL
 class TransitionBody(StrictBody):
     action: str = Field(min_length=1, max_length=32, description=f"One of: {', '.join(ACTIONS)}",
                         examples=["propose_exit"])
-    reason: str | None = Field(default=None, max_length=2000)
+    reason: FreeText | None = Field(default=None, max_length=2000)
     override: bool = Field(default=False, description="propose/approve exit despite unmet criteria (needs reason)")
     as_of: date | None = Field(default=None, description="Policy date for the exit assessment (default today)")
 

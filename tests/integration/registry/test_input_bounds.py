@@ -139,3 +139,26 @@ async def test_xlsx_export_writes_formula_looking_names_as_text_cells(registry):
     assert formulas == []
     texts = {cell.value for sheet in workbook.worksheets for row in sheet.iter_rows() for cell in row}
     assert FORMULA_NAMES[0] in texts and FORMULA_NAMES[1] in texts
+
+
+async def test_cadre_and_area_names_refuse_control_characters_and_store_nothing(registry):
+    from services.registry.tables import cadres
+    before = (await count(registry.app, cadres), await count(registry.app, areas))
+    _assert_problem(await registry.post("/v1/cadres", json={"id": "cadre-nul", "name": "钟\x00干部", "unit": "区财政局"},
+                                        headers=registry.admin))
+    _assert_problem(await registry.post("/v1/cadres", json={"id": "cadre-cr", "name": "钟干部", "unit": "区\r财政局"},
+                                        headers=registry.admin))
+    _assert_problem(await registry.put("/v1/areas/360703", json={"name": "南康\x00区", "level": "county"}))
+    assert (await count(registry.app, cadres), await count(registry.app, areas)) == before
+
+
+async def test_a_transition_reason_with_a_nul_byte_is_422(registry):
+    hid = (await registry.post("/v1/households", json=household_body())).json()["id"]
+    before = await state_counts(registry.app)
+    response = await registry.post(f"/v1/households/{hid}/transitions",
+                                   json={"action": "apply", "reason": "理由\x00"}, headers=registry.admin)
+    _assert_problem(response)
+    assert await state_counts(registry.app) == before
+    clean = await registry.post(f"/v1/households/{hid}/transitions", json={"action": "apply", "reason": "理由"},
+                                headers=registry.admin)
+    assert clean.status_code == 200, clean.text  # the same step without the NUL byte is taken
