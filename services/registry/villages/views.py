@@ -1,12 +1,16 @@
 """Administrative areas and village work teams: thin; the work is in service.py."""
 from __future__ import annotations
 
+import asyncio
+import io
+from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request, UploadFile
 from pydantic import Field
 
 from services.registry.common import StrictBody
+from services.registry.imports.limits import UploadLimits, check_archive, is_zip
 from services.registry.villages import service
 from shared.auth import Principal, require_scopes
 from shared.db import transaction
@@ -60,9 +64,19 @@ async def list_areas(request: Request, parent_code: str | None = None, level: se
 
 @router.post("/v1/areas:bulk", summary="Load areas from a CSV or XLSX file (validated whole, all or nothing)")
 async def bulk_areas(request: Request, file: UploadFile, principal: Principal = Writer) -> dict:
-    data = await file.read()
+    data = await file.read()  # at most the route's body limit (JZ_BODY_LIMIT_ROUTES, 8 MiB)
+    limits = UploadLimits.from_settings(request.app.state.settings)
+    parsed_rows = await asyncio.to_thread(_parse_area_upload, data, file.filename, limits)  # never on the loop
     async with transaction(request.app.state.sessionmaker) as session:
-        return await service.load_areas(session, data, file.filename, principal)
+        return await service.load_areas(session, data, file.filename, principal, parsed_rows=parsed_rows)
+
+
+def _parse_area_upload(data: bytes, filename: str | None, limits: UploadLimits):
+    """An XLSX within the archive limits (at most 128 MiB unpacked for an area file), then its rows."""
+    if is_zip(data[:4], filename):
+        area_limits = replace(limits, max_unpacked_bytes=min(limits.max_unpacked_bytes, 128 << 20))
+        check_archive(io.BytesIO(data), area_limits)
+    return service.parse_area_rows(data, filename)
 
 
 @router.put("/v1/villages/{code}/team", summary="Set the village's first secretary and work team")
