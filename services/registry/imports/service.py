@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import uuid
 from collections.abc import AsyncIterator, Callable
+from datetime import timezone
 from typing import Any, Literal
 
 from sqlalchemy import insert, select
@@ -349,7 +350,8 @@ async def get_import(session: AsyncSession, import_id: str, principal: Principal
         return None
     if not may_see_import(principal, row.area):
         raise import_not_found(import_id)
-    return {**row.report, "filename": row.filename, "actor": row.actor, "at": row.at.isoformat()}
+    at = row.at if row.at.tzinfo else row.at.replace(tzinfo=timezone.utc)  # SQLite drops the zone
+    return {**row.report, "filename": row.filename, "actor": row.actor, "at": at.isoformat()}
 
 
 # ---------------------------------------------------------------- export

@@ -149,6 +149,8 @@ async def test_an_async_import_is_a_job_with_progress_and_the_report(databases, 
     assert again["outcome"]["report"]["written"] == 0
     stored = (await client.get(f"/v1/imports/{job_id}")).json()
     assert stored["written"] == job["written"] and stored["state"] == "done"
+    for stamp in (stored["at"], stored["created_at"], stored["finished_at"]):  # RFC 3339: with a zone
+        assert stamp.endswith("+00:00"), stamp
     assert (await client.get("/v1/imports/imp-000000000000")).status_code == 404
 
 
