@@ -15,7 +15,8 @@ from services.benefits.app import create_app as create_benefits
 from services.benefits.tables import entitlements, household_snapshots, outbox as benefits_outbox, processed_events
 from services.registry.app import create_app as create_registry
 from shared.auth import mint_token
-from shared.config import TOPIC_REGISTRY, AuditSettings, BenefitsSettings, RegistrySettings, dlq_topic
+from shared.config import TOPIC_BENEFITS, TOPIC_REGISTRY, AuditSettings, BenefitsSettings, RegistrySettings, dlq_topic
+from shared.events import Envelope
 from shared.outbox_relay import OutboxRelay
 from shared.signing import EventSigner, b64url, envelope_signed_bytes, event_signer
 from tests.helpers import eventually, household_body, running_app
@@ -103,12 +104,24 @@ async def test_forged_events_are_dead_lettered_by_benefits_and_audit_and_change_
         try:
             for raw in forged.values():
                 await producer.send_and_wait(TOPIC_REGISTRY, raw, key=household_id.encode())
+            # ... and a decision benefits never made, signed with the registry's genuine key (audit only).
+            decision = Envelope(source="benefits", type="entitlement.granted", subject=f"household/{household_id}",
+                                data={"household_id": household_id, "program": "industry.machinery",
+                                      "change": "granted", "after": {"amount": "99999.00"}})
+            registry_key = event_signer(registry_settings)
+            wire = json.loads(decision.model_copy(update={"signer": registry_key.signer}).to_bytes())
+            wire["signature"] = wire["ledger_signature"] = registry_key.sign(envelope_signed_bytes(wire))
+            forged_decision = json.dumps(wire).encode()
+            await producer.send_and_wait(TOPIC_BENEFITS, forged_decision, key=household_id.encode())
         finally:
             await producer.stop()
         await eventually(lambda: both_consumed(1 + len(forged)), timeout=60)
+        await eventually(lambda: _true(audit.state.consumer.processed >= 2 + len(forged)), timeout=60)
 
         assert benefits.state.consumer.dead_lettered == len(forged)
-        assert audit.state.consumer.dead_lettered == len(forged)
+        assert audit.state.consumer.dead_lettered == len(forged) + 1
+        [dead_decision] = await read_topic(broker.bootstrap, dlq_topic(TOPIC_BENEFITS), 1)
+        assert dead_decision.value == forged_decision and b"may not sign 'benefits'" in dict(dead_decision.headers)["error"]
         assert await state_of(benefits, audit, household_id) == before  # nothing stored, nothing chained
         dead = await read_topic(broker.bootstrap, dlq_topic(TOPIC_REGISTRY), 2 * len(forged))
         reasons: dict[str, dict[str, str]] = {}
@@ -132,9 +145,14 @@ async def test_forged_events_are_dead_lettered_by_benefits_and_audit_and_change_
         assert await relay.publish_pending() == 1
         await relay.close()
         await eventually(lambda: both_consumed(2 + len(forged)), timeout=60)
+        await eventually(lambda: _true(audit.state.consumer.processed >= 3 + len(forged)), timeout=60)
         after = await state_of(benefits, audit, household_id)
         assert after["benefits_version"] == 2 and after["ledger"] == 2
         stored = after["ledger"] - 2
-        print(f"\nforged ({databases.backend}): {len(forged)} sent ({', '.join(forged)}), "
-              f"{benefits.state.consumer.dead_lettered} dead-lettered by benefits, "
+        print(f"\nforged ({databases.backend}): {len(forged)} registry events sent ({', '.join(forged)}) + 1 benefits "
+              f"decision signed by the registry key; {benefits.state.consumer.dead_lettered} dead-lettered by benefits, "
               f"{audit.state.consumer.dead_lettered} by audit, {stored} stored; genuine v2 accepted")
+
+
+async def _true(value: bool) -> bool:
+    return value
