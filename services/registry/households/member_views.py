@@ -1,7 +1,6 @@
 """Member endpoints: thin; the work is in members.py."""
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Request
@@ -12,7 +11,7 @@ from services.registry.common import StrictBody
 from services.registry.households import members
 from services.registry.households.service import present
 from shared.auth import Principal, require_scopes
-from shared.bounds import FreeText
+from shared.bounds import FreeText, LedgerDate
 from shared.db import transaction
 from shared.problems import PROBLEM_RESPONSES
 from shared.snapshot import Relation
@@ -27,7 +26,7 @@ def _respond(snapshot: dict, principal: Principal, status: int = 200) -> JSONRes
 
 
 class DeceasedBody(StrictBody):
-    date_of_death: date | None = None
+    date_of_death: LedgerDate | None = None
     note: FreeText | None = Field(default=None, max_length=2000)
 
 
