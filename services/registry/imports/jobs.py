@@ -322,10 +322,10 @@ class ImportJobs:
                     "import_id": import_id, "settings": self.settings, "database_url": self.database_url,
                     "path": path, "filename": filename, "principal": principal, "options": options,
                     "limits": self.limits}))
-            finally:
-                if worker.alive and worker.current is None:
+            finally:  # (after shutdown the lists are empty and the worker stopped: keep neither)
+                if worker.alive and worker.current is None and worker in self.processes:
                     self.idle.append(worker)
-                elif not worker.alive:
+                elif not worker.alive and worker in self.processes:
                     self.processes.remove(worker)
 
     async def _save_progress(self, import_id: str, progress: Progress) -> None:
