@@ -136,7 +136,8 @@ if __name__ == "__main__":
     result = asyncio.run(main(rows))
     baseline, during = result["baseline"], result["during"]
     print(f"import: {result['rows']:,} rows, {result['households']:,} households written in {result['import_s']:.1f} s "
-          f"({result['rows'] / result['import_s']:,.0f} rows/s, as a job in the worker process)")
+          f"({result['rows'] / result['import_s']:,.0f} rows/s, as a job in a worker "
+          f"{os.environ.get('JZ_REGISTRY_IMPORT_WORKER', 'process')})")
     print(f"/healthz idle (baseline):  {_summary(baseline)}")
     print(f"/healthz during import:    {_summary(during)}")
     ratio = _percentile(during, 0.99) / _percentile(baseline, 0.99)
