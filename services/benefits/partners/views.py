@@ -13,8 +13,8 @@ from services.benefits.partners import service
 from services.benefits.partners.throttle import FailureThrottle
 from services.benefits.partners.deps import _state, any_partner
 from shared.auth import Principal, require_scopes
-from shared.db import transaction
 from shared.bounds import UtcDatetime
+from shared.db import transaction
 from shared.problems import PROBLEM_MEDIA_TYPE, PROBLEM_RESPONSES, Problem
 
 router = APIRouter(tags=["partners"], responses=PROBLEM_RESPONSES)
@@ -94,7 +94,6 @@ def _throttles(request: Request) -> tuple[FailureThrottle, FailureThrottle]:
                         "with these keys; `kid` in the token header names the key.")
 async def jwks(request: Request) -> dict:
     return request.app.state.partner_signer.jwks()
-
 
 
 class ClientCreate(BaseModel):
