@@ -548,3 +548,23 @@ def test_k8s_services_mount_their_own_signing_key_secret():
         if svc in VERIFYING_SERVICES:
             keyring_dir = str(Path(config["data"]["JZ_EVENT_TRUSTED_KEYS_FILE"]).parent)
             assert volumes[mounts[keyring_dir]]["configMap"]["name"] == "jingzhun-event-keyring"
+
+
+def test_k8s_secret_volumes_are_readable_by_the_service_user_and_nobody_else():
+    """Kubernetes mounts Secret files owned by root with the pod's fsGroup: a mode without the group read
+    bit (e.g. 0400) makes a key unreadable by the non-root service user, so the service cannot start."""
+    checked = 0
+    for _, doc in k8s_documents():
+        if doc["kind"] not in ("Deployment", "Job", "StatefulSet"):
+            continue
+        pod = doc["spec"]["template"]["spec"]
+        context = pod.get("securityContext") or {}
+        for volume in pod.get("volumes") or []:
+            if "secret" not in volume:
+                continue
+            mode = volume["secret"].get("defaultMode", 0o644)
+            assert mode & 0o007 == 0, (doc["metadata"]["name"], volume["name"], oct(mode))
+            if context.get("runAsUser", 0) != 0:
+                assert context.get("fsGroup") is not None and mode & 0o040, (doc["metadata"]["name"], volume["name"], oct(mode))
+            checked += 1
+    assert checked >= 4
