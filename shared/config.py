@@ -141,6 +141,8 @@ class RegistrySettings(ServiceSettings):
     import_workers: int = Field(1, ge=1)
     import_worker: Literal["process", "thread"] = "process"  # process: the import shares not even the GIL
     import_max_rows: int = Field(200_000, gt=0)
+    # An unfinished import job with no heartbeat for this long was interrupted (its process died).
+    import_stale_after_s: float = Field(300.0, gt=0)
     import_max_unpacked_bytes: int = Field(1 << 30, gt=0)  # XLSX, all archive members inflated
     import_max_compression_ratio: float = Field(50.0, gt=1)  # XLSX, per member (real ledgers: 5–15)
 

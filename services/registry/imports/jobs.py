@@ -329,20 +329,16 @@ class ImportJobs:
                     self.processes.remove(worker)
 
     async def _save_progress(self, import_id: str, progress: Progress) -> None:
-        saved = None
         while True:
             await asyncio.sleep(PROGRESS_SAVE_INTERVAL_S)
             if self.sqlite and progress.phase == "writing":
                 continue  # the import's transaction holds SQLite's only write lock
-            fields = progress.fields()
-            if fields == saved:
-                continue
+            fields = progress.fields()  # written even when unchanged: updated_at is the job's heartbeat
             try:
                 async with transaction(self.sessionmaker) as session:
                     await session.execute(update(import_jobs).where(import_jobs.c.id == import_id).values(
                         state="running", phase=fields["phase"], rows_total=fields["rows_total"],
                         rows_done=fields["rows_done"], updated_at=utcnow()))
-                saved = fields
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - progress is best effort; the outcome is saved at the end
@@ -373,6 +369,8 @@ class ImportJobs:
             "phase": job.phase, "rows_total": job.rows_total, "rows_done": job.rows_done,
             "households_total": written_count if job.state == "done" else None,
             "households_written": written_count}
+        if live is None and written is None and self._orphaned(job):
+            job = await self._mark_interrupted(session, job)
         state = job.state if live is None or job.state != "queued" else ("queued" if live.phase == "queued"
                                                                         else "running")
         answer = {"import_id": import_id, "state": state, **fields, "filename": job.filename, "actor": job.actor,
@@ -384,6 +382,24 @@ class ImportJobs:
         if job.outcome is not None:
             answer["outcome"] = job.outcome
         return answer
+
+    def _orphaned(self, job) -> bool:
+        """An unfinished job that no process is working on: not live here, and its heartbeat (saved every
+        few seconds by the process running it) is older than ``import_stale_after_s``, e.g. after a
+        ``kill -9`` of the registry. Its import was rolled back with the dead process's transaction."""
+        if job.state not in ("queued", "running"):
+            return False
+        updated = job.updated_at if job.updated_at.tzinfo else job.updated_at.replace(tzinfo=timezone.utc)
+        return (utcnow() - updated).total_seconds() > self.settings.import_stale_after_s
+
+    async def _mark_interrupted(self, session: AsyncSession, job):
+        now = utcnow()
+        await session.execute(update(import_jobs).where(import_jobs.c.id == job.id,
+                                                        import_jobs.c.state.in_(("queued", "running")))
+                              .values(state="failed", status_code=503, updated_at=now, finished_at=now,
+                                      outcome=interrupted_outcome()))
+        await session.commit()  # the caller's read session: the verdict is kept, not recomputed per GET
+        return (await session.execute(select(import_jobs).where(import_jobs.c.id == job.id))).first()
 
     async def shutdown(self) -> None:
         """Jobs not finished are dropped (their rows say so); a worker process is stopped, so a running
@@ -403,10 +419,13 @@ class ImportJobs:
                 await session.execute(update(import_jobs).where(import_jobs.c.id.in_(list(self.live)),
                                                                 import_jobs.c.state.in_(("queued", "running")))
                                       .values(state="failed", status_code=503, updated_at=now, finished_at=now,
-                                              outcome=Problem(503, "导入中断 / Import interrupted",
-                                                              "服务停止时导入未完成，未写入任何数据 / The service "
-                                                              "stopped before the import finished; nothing was "
-                                                              "written.").body()))
+                                              outcome=interrupted_outcome()))
+
+
+def interrupted_outcome() -> dict:
+    return Problem(503, "导入中断 / Import interrupted",
+                   "服务停止时导入未完成，未写入任何数据，请重新上传 / The service stopped before the import "
+                   "finished; nothing was written. Upload the file again.").body()
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -228,3 +228,27 @@ async def test_healthz_keeps_answering_during_a_20000_row_import(tmp_path, start
     print(f"/healthz during a 20,000-row import: {len(latencies)} polls, "
           f"p50 {latencies[len(latencies) // 2] * 1000:.1f} ms, max {latencies[-1] * 1000:.1f} ms")
     assert latencies[-1] < 0.5
+
+
+async def test_a_job_whose_process_died_is_reported_interrupted_not_running_forever(databases, start_registry):
+    """kill -9 of the registry mid-import: the import's transaction is gone with the process, but its job
+    row still says running. Once its heartbeat is older than the setting, GET says failed (503 outcome,
+    nothing written) and keeps saying so; a job with a fresh heartbeat is left alone."""
+    from datetime import timedelta
+
+    from shared.events import utcnow
+    client = await start_registry(await databases.url("registry"), import_stale_after_s=60)
+    now = utcnow()
+    row = {"phase": "writing", "filename": "台账.xlsx", "actor": "office", "area": None, "size_bytes": 10,
+           "options": {}, "rows_total": 500, "rows_done": 200, "created_at": now - timedelta(minutes=5)}
+    async with client.app.state.sessionmaker() as session:
+        await session.execute(import_jobs.insert(), [
+            {**row, "id": "imp-dead", "state": "running", "updated_at": now - timedelta(seconds=90)},
+            {**row, "id": "imp-alive", "state": "running", "updated_at": now - timedelta(seconds=5)}])
+        await session.commit()
+    dead = (await client.get("/v1/imports/imp-dead")).json()
+    assert dead["state"] == "failed" and dead["status_code"] == 503
+    assert dead["outcome"]["title"] == "导入中断 / Import interrupted" and "nothing was written" in dead["outcome"]["detail"]
+    assert (await _scalar(client.app, select(import_jobs.c.state).where(import_jobs.c.id == "imp-dead"))) == "failed"
+    alive = (await client.get("/v1/imports/imp-alive")).json()
+    assert alive["state"] == "running" and alive["rows_done"] == 200
