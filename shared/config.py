@@ -218,6 +218,9 @@ def production_refusals(settings: CommonSettings) -> list[str]:
             reasons.append(f"JZ_BENEFITS_PARTNER_SIGNING_KEY_FILE={key_file} does not exist")
     if not settings.metrics_token:
         reasons.append("JZ_METRICS_TOKEN must be set: /metrics needs a bearer token in production")
+    if getattr(settings, "service_name", None) in ("registry", "benefits") and not settings.identity_key:
+        reasons.append("JZ_IDENTITY_KEY must be set: the keyed hash of ID numbers (the same secret for "
+                       "registry and benefits)")
     from shared.signing import event_key_refusals  # events are signed at the source (shared/signing.py)
     reasons += event_key_refusals(settings)
     return reasons

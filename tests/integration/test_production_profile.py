@@ -46,14 +46,17 @@ def free_port() -> int:
 def test_production_refusals_name_the_settings(tmp_path):
     bare = production_refusals(BenefitsSettings(profile="production", var_dir=tmp_path))
     text = " ".join(bare)
-    for setting in ("JZ_JWT_JWKS_URL", "JZ_BENEFITS_PARTNER_SIGNING_KEY_FILE", "JZ_METRICS_TOKEN"):
+    for setting in ("JZ_JWT_JWKS_URL", "JZ_BENEFITS_PARTNER_SIGNING_KEY_FILE", "JZ_METRICS_TOKEN", "JZ_IDENTITY_KEY"):
         assert setting in text
     registry = " ".join(production_refusals(RegistrySettings(profile="production", var_dir=tmp_path)))
     assert "JZ_JWT_JWKS_URL" in registry and "PARTNER_SIGNING_KEY" not in registry  # only benefits signs
+    assert "JZ_IDENTITY_KEY" in registry
+    audit = " ".join(production_refusals(AuditSettings(profile="production", var_dir=tmp_path)))
+    assert "JZ_IDENTITY_KEY" not in audit  # the ledger gets hashes in the events, never the key
     from shared.signing import init_deployment_keys  # events are signed too: give benefits its event keys
     init_deployment_keys(tmp_path / "event-keys", tmp_path / "keyring.json", ["benefits"])
     event_keys = {"event_signing_key_file": tmp_path / "event-keys" / "benefits" / "events.pem",
-                  "event_trusted_keys_file": tmp_path / "keyring.json"}
+                  "event_trusted_keys_file": tmp_path / "keyring.json", "identity_key": "k" * 64}
     missing_key = production_refusals(BenefitsSettings(profile="production", jwt_jwks_url="https://x/jwks",
                                                        metrics_token="m", partner_signing_key_file=tmp_path / "no.pem",
                                                        **event_keys))
