@@ -40,6 +40,21 @@ def token(scopes: str = typer.Option(..., help='Space-separated scopes, e.g. "re
         raise typer.BadParameter(str(exc)) from exc
 
 
+@app.command("event-keys")
+def event_keys(keys_dir: Path = typer.Option(..., help="Holds <dir>/<service>/events.pem (0600) per service"),
+               keyring: Path = typer.Option(..., help="The JSON keyring of public keys (JZ_EVENT_TRUSTED_KEYS_FILE)"),
+               service: list[str] = typer.Option([], help="A service to hold a key (repeat; default all three)"),
+               rotate: list[str] = typer.Option([], help="Give this service a new key; the old one stays in the "
+                                                         "keyring as retired, so old records still verify")) -> None:
+    """Create or rotate the production event-signing keys and the keyring (the same as python -m shared.signing)."""
+    from shared.signing import init_deployment_keys
+    unknown = sorted((set(service) | set(rotate)) - set(SERVICES))
+    if unknown:
+        raise typer.BadParameter(f"unknown service(s): {', '.join(unknown)}; choose from {', '.join(SERVICES)}")
+    for key in init_deployment_keys(keys_dir, keyring, service or list(SERVICES), rotate):
+        typer.echo(f"{key.signer}\t{key.source}\t{'retired' if key.retired else 'current'}")
+
+
 @app.command()
 def migrate(service: Optional[str] = typer.Argument(None, help="registry, benefits or audit (default: all)")) -> None:
     """Upgrade each service's database to the newest migration."""
