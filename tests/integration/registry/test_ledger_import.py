@@ -4,12 +4,13 @@ from __future__ import annotations
 import csv
 import io
 
-from openpyxl import Workbook, load_workbook
+from openpyxl import load_workbook
 
 from services.registry.imports.ledger import CSV_HEADER, HEADER
 from services.registry.imports.sample import generate_ledger
 from services.registry.tables import households, imports, person_index
 from tests.integration.registry.conftest import count, events
+from tests.upload_files import small_workbook
 
 COL = {title: index for index, title in enumerate(HEADER)}
 
@@ -22,15 +23,7 @@ def to_csv(header, rows) -> bytes:
     return buffer.getvalue().encode("utf-8-sig")
 
 
-def to_xlsx(header, rows) -> bytes:
-    workbook = Workbook()
-    sheet = workbook.active
-    sheet.append(header)
-    for row in rows:
-        sheet.append(row)
-    buffer = io.BytesIO()
-    workbook.save(buffer)
-    return buffer.getvalue()
+to_xlsx = small_workbook  # one workbook builder for the upload tests (tests/upload_files.py)
 
 
 async def upload(registry, data: bytes, name="ledger.csv", headers=None, **form):
