@@ -377,8 +377,12 @@ class ImportJobs:
                   "size_bytes": job.size_bytes, "options": job.options, "created_at": _iso(job.created_at),
                   "finished_at": _iso(job.finished_at), "status_code": job.status_code}
         if written is not None:  # committed: done, even if the job row is a moment behind
+            # the report counts what was validated and written: the live progress may be up to a message
+            # interval behind it (a small import can commit before its first progress message arrives)
+            rows = written.get("rows", answer["rows_done"])
             return {**written, **answer, "state": "done", "phase": "done", "status_code": 201,
-                    "households_written": written["written"]}
+                    "rows_total": rows, "rows_done": rows,
+                    "households_total": written["written"], "households_written": written["written"]}
         if job.outcome is not None:
             answer["outcome"] = job.outcome
         return answer
