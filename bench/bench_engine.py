@@ -10,7 +10,7 @@ import time
 
 from bench.datagen import generate_households
 from services.benefits.engine import evaluate
-from services.benefits.packs import default_registry
+from shared.policy import default_registry
 from shared.snapshot import Household
 
 AS_OF = dt.date(2020, 6, 30)

@@ -34,7 +34,7 @@ from sqlalchemy.engine import make_url
 
 from bench.datagen import generate_household
 from services.benefits.engine import evaluate
-from services.benefits.packs import default_registry
+from shared.policy import default_registry
 from services.benefits.recompute.scope import Scope
 from services.benefits.recompute.service import create_job, run_job
 from services.benefits.tables import entitlement_history, entitlements, household_snapshots, outbox

@@ -10,7 +10,7 @@ from services.benefits.entitlements.views import router as entitlements_router
 from services.benefits.partners.views import router as partners_router
 from services.benefits.credit.views import router as credit_router
 from services.benefits.settlement.views import router as settlement_router
-from services.benefits.packs import POLICIES_DIR, PackRegistry, PolicyPackError, default_registry
+from shared.policy import POLICIES_DIR, PackRegistry, PolicyPackError, default_registry
 from services.benefits.policy.views import router as policy_router
 from services.benefits.recompute.service import JobRunner
 from services.benefits.recompute.views import router as recompute_router

@@ -14,7 +14,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.benefits.entitlements.service import recompute_household, recompute_households
-from services.benefits.packs import PackRegistry
+from shared.policy import PackRegistry
 from services.benefits.tables import household_snapshots, processed_events, villages
 from services.benefits.partners.lookup import index_persons
 from shared.bus import Consumer, PoisonMessage

@@ -13,7 +13,7 @@ from typing import Any, Iterable, Iterator
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.snapshot import Household
-from services.benefits.packs import PackRegistry, ResolvedPolicy, default_registry
+from shared.policy import PackRegistry, ResolvedPolicy, default_registry
 from services.benefits.rules import assessments, credit, education, employment, health, housing, industry, safety_net
 from services.benefits.rules.common import Assessment, Entitlement, RuleContext
 

@@ -18,7 +18,7 @@ from bench.datagen import generate_households
 from services.benefits.app import create_app
 from services.benefits.consumer import apply_registry_event, store_snapshot
 from services.benefits.engine import evaluate
-from services.benefits.packs import POLICIES_DIR, PolicyPackError
+from shared.policy import POLICIES_DIR, PolicyPackError
 from services.benefits.recompute.scope import Scope
 from services.benefits.recompute.service import create_job, get_job, run_job
 from services.benefits.tables import (assessments, entitlement_history, entitlements, household_snapshots, outbox,

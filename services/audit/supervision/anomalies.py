@@ -211,8 +211,8 @@ async def no_recent_visit(session: AsyncSession, ctx: Context) -> list[dict]:
 
 def poverty_line(region_code: str, year: int) -> tuple[Decimal, str] | None:
     """The line an income of ``year`` is judged against: the pack's identification line, else the
-    national line of that year (policy data read through the benefits packs library)."""
-    from services.benefits.packs import resolve_pack
+    national line of that year (policy data read through the shared policy library)."""
+    from shared.policy import resolve_pack
     try:
         policy = resolve_pack(region_code or "", dt.date(year, 12, 31))
     except LookupError:

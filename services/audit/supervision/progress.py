@@ -35,7 +35,7 @@ async def exits_by_year(session: AsyncSession, prefix: str) -> dict[int, dict[st
 
 
 async def progress(session: AsyncSession, area: str | None) -> dict[str, Any]:
-    from services.benefits.packs import default_registry
+    from shared.policy import default_registry
     registry = default_registry()
     areas = []
     for name in registry.names():
@@ -89,7 +89,7 @@ def _village_population(data: dict) -> int | None:
 
 
 def _max_incidence(village_code: str) -> tuple[Decimal, str]:
-    from services.benefits.packs import resolve_pack
+    from shared.policy import resolve_pack
     try:
         policy = resolve_pack(village_code, dt.date.today())
     except LookupError:

@@ -19,7 +19,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.benefits.credit.purposes import accepted_purposes, canonical_purpose
-from services.benefits.packs import resolve_pack
+from shared.policy import resolve_pack
 from services.benefits.partners.access import client_of, record_access
 from services.benefits.partners.lookup import FoundPerson, find_person, id_hash, status_history, status_on
 from services.benefits.partners.tables import (credit_claim_lines, credit_claims, credit_decisions,

@@ -22,7 +22,7 @@ from typing import Any, Iterable, Sequence
 from sqlalchemy import delete, insert, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.benefits.packs import PackRegistry
+from shared.policy import PackRegistry
 from services.benefits.tables import assessments, entitlement_history, entitlements, household_snapshots, outbox
 from shared.config import TOPIC_BENEFITS
 from shared.events import Envelope, utcnow

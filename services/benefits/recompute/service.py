@@ -22,7 +22,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.benefits.entitlements.service import recompute_households
-from services.benefits.packs import PackRegistry
+from shared.policy import PackRegistry
 from services.benefits.recompute.scope import Scope
 from services.benefits.tables import household_snapshots, recompute_jobs
 from shared.db import transaction

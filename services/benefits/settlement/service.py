@@ -27,7 +27,7 @@ from decimal import Decimal
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.benefits.packs import resolve_pack
+from shared.policy import resolve_pack
 from services.benefits.partners.access import client_of, record_access
 from services.benefits.partners.lookup import (FoundPerson, find_person, id_hash, next_sequence, status_history,
                                                status_on)

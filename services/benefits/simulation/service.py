@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.benefits.engine import as_household, evaluate_with_policy
-from services.benefits.packs import PackRegistry, to_policy_value
+from shared.policy import PackRegistry, to_policy_value
 from services.benefits.recompute.scope import Scope
 from services.benefits.tables import household_snapshots
 from shared.money import format_yuan

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from services.benefits.packs import default_registry
+from shared.policy import default_registry
 
 from tests.helpers import EXAMPLES_DIR  # noqa: E402  (../shared/spec/examples, or the vendored copy)
 AS_OF = dt.date(2020, 6, 30)

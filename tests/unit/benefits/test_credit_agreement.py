@@ -13,7 +13,7 @@ import pytest
 from services.benefits.credit.purposes import BY_CODE, CODES, PURPOSES, canonical_purpose, purpose_key
 from services.benefits.credit.service import decide
 from services.benefits.engine import evaluate
-from services.benefits.packs import resolve_pack
+from shared.policy import resolve_pack
 from services.benefits.partners.lookup import FoundPerson
 from services.benefits.rules.credit import LoanRequest
 

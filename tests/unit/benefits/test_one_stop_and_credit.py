@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import pytest
 
-from services.benefits.packs import resolve_pack
+from shared.policy import resolve_pack
 from services.benefits.rules.assessments import VillageStats, village_exit
 from services.benefits.rules.credit import LoanRequest, interest_subsidy, microloan_eligibility
 from services.benefits.rules.health import HospitalBill, PersonContext, one_stop_settlement

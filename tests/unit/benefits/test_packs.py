@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from services.benefits.packs import POLICIES_DIR, PolicyPackError, describe_pack, list_packs, load_packs, resolve_pack
+from shared.policy import POLICIES_DIR, PolicyPackError, describe_pack, list_packs, load_packs, resolve_pack
 
 ALL_PACKS = {"cn-national", "jiangxi-2018", "ganzhou-2016", "nankang-2020", "shaoguan-2016", "qinzhou-2016"}
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from bench.datagen import generate_household
 from services.benefits.engine import evaluate, entitlement_key
-from services.benefits.packs import resolve_pack
+from shared.policy import resolve_pack
 from services.benefits.rules.health import HospitalBill, PersonContext, one_stop_settlement
 
 AS_OF = dt.date(2020, 6, 30)

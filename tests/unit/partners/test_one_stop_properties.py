@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from hypothesis import given, settings, strategies as st
 
-from services.benefits.packs import resolve_pack
+from shared.policy import resolve_pack
 from services.benefits.rules.health import HospitalBill, PersonContext, one_stop_settlement
 
 NANKANG = resolve_pack("360703", dt.date(2020, 6, 30))

@@ -1,4 +1,7 @@
-"""Policy packs: load, validate and resolve the YAML files under `policies/`.
+"""Policy packs: load, validate and resolve the YAML files under `shared/policy/packs/`.
+
+A library, not a service: benefits computes with it and audit reads targets and
+thresholds from it, so neither imports the other.
 
 A pack names its region (administrative-code prefix), validity period, parent
 (`extends`) and the programmes it enables, and carries parameters, each with its
@@ -26,9 +29,9 @@ from typing import Any, Iterable
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from services.benefits.rules.common import KNOWN_PROGRAMS
+from shared.policy.programs import KNOWN_PROGRAMS
 
-POLICIES_DIR = Path(__file__).parent / "policies"
+POLICIES_DIR = Path(__file__).parent / "packs"
 
 
 class PolicyPackError(ValueError):
