@@ -190,6 +190,9 @@ class Student(SnapshotModel):
     year_of_study: int | None = Field(default=None, ge=1, le=20)
     admitted_this_year: bool = False
     out_of_province: bool = False
+    # Extension: the year the student entered the current school; the vocational tuition rate depends on
+    # it (students who entered before autumn 2018 keep the old 850 rate, 001 L625).
+    entry_year: Year | None = None
     # Extensions (001 L609-L649): figures the school or the aid office supplies.
     need_level: Literal[1, 2, 3] | None = None
     vocational_tuition: NonNegativeMoney | None = None

@@ -159,6 +159,7 @@ COLUMNS: list[Column] = [
     P("student_major_group", "专业类别", ("student", "major_group")),
     P("student_year", "年级", ("student", "year_of_study"), "int"),
     P("student_admitted", "当年新生", ("student", "admitted_this_year"), "bool"),
+    P("student_entry_year", "入学年份", ("student", "entry_year"), "int", en="school entry year"),
     P("student_out_of_province", "省外就读", ("student", "out_of_province"), "bool"),
     P("student_need_level", "困难等级", ("student", "need_level"), "int"),
     P("student_vocational_tuition", "中职学费(元)", ("student", "vocational_tuition"), "decimal"),

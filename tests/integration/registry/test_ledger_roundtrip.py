@@ -44,6 +44,7 @@ STUDENT = objects(stage=st.sampled_from(["preschool", "primary", "junior", "seni
                   boarding=st.booleans(), special_school=st.booleans(), school=optional(TEXT),
                   major_group=optional(TEXT), year_of_study=optional(st.integers(1, 6)),
                   admitted_this_year=st.booleans(), out_of_province=st.booleans(),
+                  entry_year=optional(st.integers(2010, 2020)),
                   need_level=optional(st.sampled_from([1, 2, 3])), vocational_tuition=optional(MONEY),
                   loan_requested=optional(MONEY))
 EMPLOYMENT = objects(place=optional(st.sampled_from(["other_province", "in_province_cross_county",
