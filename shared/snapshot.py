@@ -64,9 +64,30 @@ ID_NUMBER_PATTERN = r"^\d{6}(\d{8}|\*{8})\d{3}[\dXx]$"
 
 
 class SnapshotModel(BaseModel):
-    """Base of every snapshot model: unknown fields are ignored (evaluate, events)."""
+    """Base of every snapshot model: unknown fields are ignored (evaluate, events).
+
+    Every model's JSON schema (hence both services' /openapi.json) carries each field's
+    description "中文 / English" from shared/snapshot_descriptions.py. A schema hook rather than
+    `json_schema_extra`, because subclasses set their own `json_schema_extra` (examples) in
+    model_config, which would replace a callable inherited from here.
+    """
 
     model_config = ConfigDict(extra="ignore", frozen=False)
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema, handler):
+        from shared.snapshot_descriptions import description  # the texts live apart from the fields
+
+        json_schema = handler(core_schema)
+        target = handler.resolve_ref_schema(json_schema)
+        for name, prop in target.get("properties", {}).items():
+            owner = next((base.__name__ for base in reversed(cls.__mro__)
+                          if issubclass(base, SnapshotModel) and name in base.__dict__.get("__annotations__", {})),
+                         cls.__name__)
+            text = description(owner, name)
+            if text:
+                prop["description"] = text
+        return json_schema
 
 
 class Village(SnapshotModel):
