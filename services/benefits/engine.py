@@ -8,16 +8,24 @@ carries only the policy reference.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.snapshot import Household
 from shared.policy import PackRegistry, ResolvedPolicy, default_registry
+from shared.policy.coverage import CoverageResult, coverage
 from services.benefits.rules import assessments, credit, education, employment, health, housing, industry, safety_net
 from services.benefits.rules.common import Assessment, Entitlement, RuleContext
 
 ENTITLEMENT_FAMILIES = (industry, employment, health, housing, education, safety_net, credit)
+
+
+class LapsedPack(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    pack: str
+    valid_from: dt.date
+    valid_to: dt.date | None
 
 
 class PolicyRef(BaseModel):
@@ -25,10 +33,19 @@ class PolicyRef(BaseModel):
     pack: str
     version: str
     chain: list[str]
+    # The policy date the pack was chosen for; decision events carry it with the reference.
+    as_of: dt.date
+    coverage: Literal["local", "national_only"] = Field(
+        description="local: a pack of the household's own region is valid on as_of; national_only: only the "
+                    "national pack applies / 仅适用国家政策包")
+    lapsed: LapsedPack | None = Field(
+        None, description="With national_only: the most specific local pack out of its validity period on "
+                          "as_of (null when the region never had one)")
 
 
 class Evaluation(BaseModel):
     model_config = ConfigDict(frozen=True)
+    as_of: dt.date = Field(description="The policy date this evaluation used / 评估所依据的政策日期")
     policy: PolicyRef
     entitlements: list[Entitlement] = Field(default_factory=list)
     assessments: list[Assessment] = Field(default_factory=list)
@@ -56,24 +73,30 @@ def as_household(household: Household | dict) -> Household:
     return household if isinstance(household, Household) else Household.model_validate(household)
 
 
-def evaluate_with_policy(household: Household, policy: ResolvedPolicy, as_of: dt.date) -> Evaluation:
-    reference = PolicyRef(pack=policy.pack, version=policy.version, chain=list(policy.chain))
+def evaluate_with_policy(household: Household, policy: ResolvedPolicy, as_of: dt.date,
+                         covered: CoverageResult | None = None) -> Evaluation:
+    """``covered`` comes from the registry (``evaluate`` passes it); without one, only whether the
+    resolved pack is local is known, and a national one is reported without its lapsed pack."""
+    if covered is None:
+        covered = {"coverage": "local" if policy.spec.region else "national_only", "lapsed": None}
+    reference = PolicyRef(pack=policy.pack, version=policy.version, chain=list(policy.chain), as_of=as_of,
+                          coverage=covered["coverage"], lapsed=covered["lapsed"])
     if household.status == "removed":
-        return Evaluation(policy=reference)
+        return Evaluation(as_of=as_of, policy=reference)
     ctx = RuleContext(household, policy, as_of)
     found: list[Entitlement] = []
     for family in ENTITLEMENT_FAMILIES:
         found.extend(family.evaluate(ctx))
     found.sort(key=_sort_key)
     judged = sorted(assessments.evaluate(ctx), key=lambda a: a.kind)
-    return Evaluation(policy=reference, entitlements=found, assessments=judged)
+    return Evaluation(as_of=as_of, policy=reference, entitlements=found, assessments=judged)
 
 
 def evaluate(household: Household | dict, as_of: dt.date, packs: PackRegistry | None = None) -> Evaluation:
     snapshot = as_household(household)
     registry = packs or default_registry()
     policy = registry.resolve(snapshot.region_code, as_of)
-    return evaluate_with_policy(snapshot, policy, as_of)
+    return evaluate_with_policy(snapshot, policy, as_of, coverage(registry, snapshot.region_code, as_of))
 
 
 def evaluate_many(households: Iterable[Household | dict], as_of: dt.date,

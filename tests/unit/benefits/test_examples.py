@@ -51,8 +51,9 @@ def test_example_expectation(file_name, key, expected):
 def test_example_output_shape(path):
     example = json.loads(path.read_text(encoding="utf-8"))
     result = evaluate(example["household"], dt.date.fromisoformat(example["as_of"])).to_json()
-    assert set(result) == {"policy", "entitlements", "assessments"}
-    assert set(result["policy"]) == {"pack", "version", "chain"}
+    assert set(result) == {"as_of", "policy", "entitlements", "assessments"}
+    assert set(result["policy"]) == {"pack", "version", "chain", "as_of", "coverage", "lapsed"}
+    assert result["as_of"] == result["policy"]["as_of"] == example["as_of"]
     for e in result["entitlements"]:
         assert set(e) == {"program", "person_id", "eligible", "amount", "unit", "period", "explanation", "source"}
         assert isinstance(e["amount"], str) and len(e["amount"].split(".")[1]) == 2
