@@ -14,6 +14,7 @@ from prometheus_fastapi_instrumentator import Instrumentator
 from shared.auth import PartnerSigner, TokenVerifier
 from shared.body_limit import BodyLimitMiddleware
 from shared.bus import broker_reachable
+from shared.clock import describe_evaluation_date
 from shared.config import InsecureConfiguration, ServiceSettings, refuse_insecure
 from shared.db import make_engine, make_sessionmaker, ping
 from shared.http_headers import SecurityHeadersMiddleware
@@ -26,6 +27,9 @@ from shared.signing import SigningConfigError, bind_signer, check_event_keys
 log = logging.getLogger("app")
 
 BackgroundTask = Callable[[FastAPI], Awaitable[None]]
+# Things an operator should know that do not make the service unready (e.g. a region evaluated
+# without its local policy pack): listed in `/readyz` under `warnings`, status stays 200.
+ReadinessWarnings = Callable[[FastAPI], Awaitable[list[str]]]
 
 
 @dataclass
@@ -40,6 +44,7 @@ class ServiceSpec:
     openapi_tags: list[dict] = field(default_factory=list)
     # POST path templates (as in the OpenAPI document) that honour the Idempotency-Key header
     idempotent_posts: tuple[str, ...] = ()
+    readiness_warnings: ReadinessWarnings | None = None
 
 
 def create_service_app(spec: ServiceSpec, settings: ServiceSettings, *, configure_logs: bool = True) -> FastAPI:
@@ -86,6 +91,7 @@ def create_service_app(spec: ServiceSpec, settings: ServiceSettings, *, configur
                   openapi_tags=spec.openapi_tags or None)
     app.state.settings = settings
     app.state.token_verifier = TokenVerifier(settings)
+    app.state.readiness_warnings = spec.readiness_warnings
     if spec.idempotent_posts:
         install_idempotency(app, spec.idempotent_posts)  # inside the request id: its log lines carry it
     app.add_middleware(BodyLimitMiddleware, default_limit=settings.body_limit_bytes,  # outside idempotency
@@ -99,7 +105,10 @@ def create_service_app(spec: ServiceSpec, settings: ServiceSettings, *, configur
     async def healthz() -> dict:
         return {"status": "ok", "service": spec.name}
 
-    @app.get("/readyz", tags=["operations"], summary="Readiness: database and broker reachable")
+    @app.get("/readyz", tags=["operations"], summary="Readiness: database and broker reachable",
+             description="200 with `warnings` (things to look at that do not make the service unready) and, "
+                         "for services that judge on a policy date, `evaluation_date`; 503 when a "
+                         "dependency is unreachable.")
     async def readyz():
         checks = {"database": "ok", "broker": "ok"}
         try:
@@ -110,7 +119,11 @@ def create_service_app(spec: ServiceSpec, settings: ServiceSettings, *, configur
             checks["broker"] = "unreachable"
         ok = all(v == "ok" for v in checks.values())
         if ok:
-            return {"status": "ok", "checks": checks}
+            answer = {"status": "ok", "checks": checks, "warnings": await _readiness_warnings(app)}
+            evaluation = describe_evaluation_date(settings)
+            if evaluation is not None:
+                answer["evaluation_date"] = evaluation
+            return answer
         return JSONResponse({"type": "about:blank", "title": "Not ready", "status": 503,
                              "detail": "A dependency is unreachable.", "checks": checks},
                             status_code=503, media_type=PROBLEM_MEDIA_TYPE)
@@ -120,3 +133,15 @@ def create_service_app(spec: ServiceSpec, settings: ServiceSettings, *, configur
     Instrumentator(excluded_handlers=["/metrics"]).instrument(app).expose(
         app, include_in_schema=True, tags=["operations"])
     return app
+
+
+async def _readiness_warnings(app: FastAPI) -> list[str]:
+    """A service's warnings; one that cannot be worked out is itself a warning, never a 503."""
+    collect = getattr(app.state, "readiness_warnings", None)
+    if collect is None:
+        return []
+    try:
+        return list(await collect(app))
+    except Exception as exc:  # noqa: BLE001 - readiness must not fail on an advisory check
+        log.warning("readiness warnings failed: %s", exc, exc_info=True)
+        return [f"readiness warnings unavailable: {type(exc).__name__}"]

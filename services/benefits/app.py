@@ -12,6 +12,7 @@ from services.benefits.credit.views import router as credit_router
 from services.benefits.settlement.views import router as settlement_router
 from shared.policy import POLICIES_DIR, PackRegistry, PolicyPackError, default_registry
 from services.benefits.policy.views import router as policy_router
+from services.benefits.readiness import CoverageWarnings
 from services.benefits.recompute.service import JobRunner
 from services.benefits.recompute.views import router as recompute_router
 from services.benefits.simulation.views import router as simulation_router
@@ -74,5 +75,6 @@ def create_app(settings: BenefitsSettings | None = None) -> FastAPI:
         on_startup=[load_packs_or_refuse, start_recompute_jobs],
         on_shutdown=[stop_recompute_jobs],
         idempotent_posts=IDEMPOTENT_POSTS,
+        readiness_warnings=CoverageWarnings(),  # regions evaluated without their local pack
     )
     return create_service_app(spec, settings)
