@@ -100,18 +100,21 @@ def purpose_code(text: str | None) -> str:
 
 
 async def eligibility(session: AsyncSession, principal: Principal, body: dict, as_of: dt.date,
-                      valid_days: int) -> dict:
+                      valid_days: int, *, today: dt.date) -> dict:
+    """Judged under the policy of ``as_of``; valid for ``valid_days`` from ``today``, the real day the
+    bank asks: a decision made now must not have expired already because the policy date is 2020."""
     body = {**body, "purpose": purpose_code(body["purpose"])}
     found = await find_person(session, body["id_number"])
     request = LoanRequest(amount=yuan(body["amount"]), term_months=body["term_months"], purpose=body["purpose"])
     decision = decide(found, request, body.get("kind", "new"), as_of)
     decision_id = str(uuid.uuid4())
-    valid_until = as_of + dt.timedelta(days=valid_days)
+    valid_until = today + dt.timedelta(days=valid_days)
     result = {"eligible": decision.eligible, "max_amount": format_yuan(decision.max_amount),
               "max_term_months": decision.max_term_months,
               "interest_subsidy_rate": str(decision.interest_subsidy_rate.quantize(Decimal("0.01"))),
               "collateral_required": False, "reasons": decision.reasons, "decision_id": decision_id,
-              "valid_until": valid_until.isoformat(), "county_pays_interest": decision.county_pays_interest,
+              "valid_until": valid_until.isoformat(), "as_of": as_of.isoformat(),
+              "county_pays_interest": decision.county_pays_interest,
               "benchmark_rate": str(decision.benchmark_rate), "id_number": mask_id_number(body["id_number"]),
               "purpose": body["purpose"], "kind": body.get("kind", "new")}
     request_view = {k: (str(v) if isinstance(v, Decimal) else v) for k, v in body.items() if k != "id_number"}

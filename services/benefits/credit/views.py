@@ -12,6 +12,7 @@ from services.benefits.credit.purposes import CODES, PURPOSES, purposes_table_ma
 from services.benefits.partners.deps import partner_scope
 from shared.auth import Principal
 from shared.bounds import LedgerDate, PositiveMoney
+from shared.clock import evaluation_date, today_in_china
 from shared.config import BenefitsSettings
 from shared.db import transaction
 from shared.idcard import normalize_id_number
@@ -35,8 +36,8 @@ PURPOSE_SCHEMA = {"enum": list(CODES), "x-enum-descriptions": [f"{p.label_zh} / 
 
 
 def as_of(request: Request) -> dt.date:
-    settings: BenefitsSettings = request.app.state.settings
-    return settings.evaluation_date or dt.date.today()
+    """The policy date decisions are judged on (the demo's 2020-06-30 under the launcher)."""
+    return evaluation_date(request.app.state.settings)
 
 
 class EligibilityRequest(BaseModel):
@@ -57,7 +58,9 @@ class EligibilityResponse(BaseModel):
     collateral_required: bool
     reasons: list[str]
     decision_id: str
-    valid_until: str
+    valid_until: str = Field(description="Last day the decision may be relied on: the day it was made (China "
+                                         "time) plus JZ_BENEFITS_CREDIT_DECISION_VALID_DAYS, whatever `as_of`")
+    as_of: str = Field(description="Policy date the decision was judged on (the evaluation date)")
     county_pays_interest: bool
     benchmark_rate: str
     id_number: str = Field(description="Masked")
@@ -80,7 +83,7 @@ async def eligibility(request: Request, body: EligibilityRequest,
     settings: BenefitsSettings = request.app.state.settings
     async with transaction(request.app.state.sessionmaker) as session:
         return await service.eligibility(session, principal, body.model_dump(), as_of(request),
-                                         settings.credit_decision_valid_days)
+                                         settings.credit_decision_valid_days, today=today_in_china())
 
 
 class LoanReport(BaseModel):

@@ -6,6 +6,7 @@ from decimal import Decimal
 
 import pytest
 
+from shared.clock import today_in_china
 from tests.integration.partners.conftest import (AS_OF, FARMER_ID, UNKNOWN_ID, household, make_partners,
                                                  new_number, settings_for, store)
 
@@ -17,6 +18,7 @@ def interest(principal: str, days: int) -> str:
 
 
 async def test_registered_farmer_is_eligible_and_access_is_logged(partners):
+    today = today_in_china()
     response = await partners.bank.post("/v1/credit/eligibility", json={
         "id_number": FARMER_ID, "amount": "50000.00", "term_months": 36, "purpose": "livestock"})
     assert response.status_code == 200, response.text
@@ -25,7 +27,9 @@ async def test_registered_farmer_is_eligible_and_access_is_logged(partners):
     assert body["max_amount"] == "50000.00" and body["max_term_months"] == 36
     assert body["collateral_required"] is False and body["interest_subsidy_rate"] == "1.00"
     assert body["id_number"] == "360782********0018"
-    assert body["valid_until"] == (AS_OF + dt.timedelta(days=30)).isoformat()
+    # Judged under the demo's policy date, valid counted from the real day (China time) it is made.
+    assert body["as_of"] == AS_OF.isoformat() == "2020-06-30"
+    assert body["valid_until"] in {(day + dt.timedelta(days=30)).isoformat() for day in (today, today_in_china())}
     access = [e for e in await partners.outbox_payloads() if e["topic"] == "jz.access.v1"]
     assert access[-1]["type"] == "partner.access"
     assert access[-1]["subject"] == f"client/{partners.bank_id}"
