@@ -415,7 +415,10 @@ async def loan_quarter_subsidy(session: AsyncSession, loan, year: int, quarter: 
     return amount, len(days), periods
 
 
-async def interest_claim(session: AsyncSession, principal: Principal, body: dict, as_of: dt.date) -> dict:
+async def interest_claim(session: AsyncSession, principal: Principal, body: dict, as_of: dt.date, *,
+                         today: dt.date) -> dict:
+    """Lines judged on ``as_of`` (the policy date: has the quarter ended there?); the decision event
+    says it was decided ``today``, the real day, and names ``as_of`` beside it."""
     client_id = client_of(principal)
     digest = body_hash(body)
     stored = (await session.execute(select(credit_claims.c.body_hash, credit_claims.c.result)
@@ -453,7 +456,8 @@ async def interest_claim(session: AsyncSession, principal: Principal, body: dict
          "payer": l["payer"]} for l in lines])
     envelope = Envelope(source="benefits", type="credit.interest_claim.decided",
                         subject=f"credit-claim/{decision_id}", time=now, actor=principal.subject,
-                        data={**result, "client_id": client_id, "decided_on": as_of.isoformat()})
+                        data={**result, "client_id": client_id, "decided_on": today.isoformat(),
+                              "as_of": as_of.isoformat()})
     await add_to_outbox(session, outbox, TOPIC_BENEFITS, client_id, envelope)
     await record_access(session, principal, scope=SCOPE, endpoint="POST /v1/credit/interest-claims",
                         decision_id=decision_id,

@@ -146,7 +146,8 @@ class InterestClaim(BaseModel):
 async def interest_claim(request: Request, body: InterestClaim,
                          principal: Principal = Depends(partner_scope("credit"))) -> dict:
     async with transaction(request.app.state.sessionmaker) as session:
-        return await service.interest_claim(session, principal, body.model_dump(), as_of(request))
+        return await service.interest_claim(session, principal, body.model_dump(), as_of(request),
+                                            today=today_in_china())
 
 
 @router.get("/v1/credit/interest-claims/totals", summary="Claimed and approved subsidy per bank and quarter",
