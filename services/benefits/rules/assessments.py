@@ -8,7 +8,8 @@ from decimal import Decimal
 from shared.money import ZERO
 from shared.snapshot import Household
 from services.benefits.rules.common import (
-    Assessment, Citation, Condition, RuleContext, cite, citation_of, cond, is_exited_household, is_marginal_household,
+    Assessment, Citation, Condition, RuleContext, cite, citation_of, citation_span, cond, is_exited_household,
+    is_marginal_household,
 )
 
 LABOUR = ("full", "skilled", "weak")
@@ -61,10 +62,11 @@ def exit_readiness(ctx: RuleContext) -> Assessment:
     variant = ctx.param("exit_test.variant")
     if variant == "shaoguan":
         income_checks = _shaoguan_income_checks(ctx)
-        source = cite("002", "L37")
     else:
         income_checks = [_above_poverty_line_check(ctx)]
-        source = cite("003", "L81") if variant == "qinzhou_8_1" else cite("004", "L22")
+    # The pack's exit test and its lines (002 L37, 003 L81, 004 L22), not a constant per variant.
+    source = citation_span(ctx.policy, "exit_test.variant", "exit_test.guarantees", "exit_test.income_line_with_labour",
+                           "exit_test.income_share_with_labour")
     checks = income_checks + _guarantee_checks(ctx) + _relocation_check(ctx)
     return _assessment("exit_readiness", checks, source)
 
@@ -83,11 +85,22 @@ def _shaoguan_income_checks(ctx: RuleContext) -> list[tuple[str, Condition]]:
         enrolled = "dibao" in household.categories
         return [("dibao_enrolment", cond("household without labour is enrolled in 低保", enrolled, enrolled))]
     income, year = _income(household)
-    provincial = ctx.param("provincial_rural_income").get(year) if year is not None else None
-    share = ctx.param("exit_test.income_share_with_labour")
-    line = provincial * share if provincial is not None else None
+    line, how = shaoguan_income_line(ctx.policy, year)
+    # 不低于 (not below): a household exactly at the line passes.
     passed = income is not None and line is not None and income >= line
-    return [("income", cond(f"income >= {share} x provincial rural income of {year} ({line})", income, passed))]
+    return [("income", cond(f"income >= {how} of {year} ({line})", income, passed))]
+
+
+def shaoguan_income_line(policy, year: int | None) -> tuple[Decimal | None, str]:
+    """The seed's own figure for the year (约7365元 for 2018, 002 L37), else share x provincial income."""
+    share = policy.param("exit_test.income_share_with_labour")
+    if year is None:
+        return None, f"{share} x provincial rural income"
+    stated = policy.param("exit_test.income_line_with_labour", None) or {}
+    if year in stated:
+        return stated[year], f"the plan's figure ({share} x provincial rural income, 002 L37)"
+    provincial = policy.param("provincial_rural_income").get(year)
+    return (provincial * share if provincial is not None else None), f"{share} x provincial rural income"
 
 
 def identification(ctx: RuleContext) -> Assessment:

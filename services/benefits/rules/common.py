@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.money import ZERO, Money, yuan
+from shared.policy.citations import span
 from shared.policy.programs import KNOWN_PROGRAMS  # noqa: F401 - re-exported for the rule families
 from shared.snapshot import Household, Person
 
@@ -80,6 +81,12 @@ def cite(seed: str, lines: str) -> Citation:
 
 def citation_of(policy, parameter: str, fallback: Citation | None = None) -> Citation | None:
     source = policy.source(parameter) if policy.has(parameter) else None
+    return Citation(**source) if source else fallback
+
+
+def citation_span(policy, *parameters: str, fallback: Citation | None = None) -> Citation | None:
+    """One citation covering the lines of every parameter an amount uses (same seed, ranges merged)."""
+    source = span(policy, *parameters)
     return Citation(**source) if source else fallback
 
 

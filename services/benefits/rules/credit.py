@@ -9,7 +9,7 @@ from typing import Sequence
 from shared.money import ZERO, yuan
 from shared.snapshot import Household
 from services.benefits.rules.common import (
-    Entitlement, RuleContext, cite, citation_of, cond, entitlement, is_exited_household, registered_in_effect,
+    Entitlement, RuleContext, citation_span, cond, entitlement, is_exited_household, registered_in_effect,
 )
 
 
@@ -31,8 +31,15 @@ class MicroloanDecision:
     reasons: list[str] = field(default_factory=list)
 
 
+def labour_required(policy) -> bool:
+    """Only packs whose seed asks for labour capacity set the condition (Qinzhou, 003 L367)."""
+    return policy.param("credit.labour_capacities", None) is not None
+
+
 def household_has_labour(household: Household, policy) -> bool:
-    capacities = policy.param("credit.labour_capacities")
+    capacities = policy.param("credit.labour_capacities", None)
+    if capacities is None:
+        return True
     return any(person.labour_capacity in capacities for person in household.living_members())
 
 
@@ -142,14 +149,19 @@ def evaluate(ctx: RuleContext) -> list[Entitlement]:
         return []  # not in the programme's population (candidate, marginal, removed)
     refused = set(decision.reasons)
     ceiling = ctx.param("credit.county_paid_max_amount", None) or ctx.param("credit.max_amount")
-    conditions = [cond("registered, or exited (equal terms for extension and renewal, 001 L733)", household.status, True),
-                  cond("household has labour capacity", household_has_labour(household, ctx.policy),
-                       "no_labour_capacity" not in refused)]
+    conditions = [cond("registered, or exited (equal terms for extension and renewal, 001 L733)", household.status, True)]
+    if labour_required(ctx.policy):
+        conditions.append(cond("household has labour capacity", household_has_labour(household, ctx.policy),
+                               "no_labour_capacity" not in refused))
     if is_exited_household(household):
+        # The same window as every other policy (common.post_exit_window_open): Qinzhou's 2 years of support,
+        # after which the tracking year gives guidance only (003 L387).
         conditions += [cond("post-exit policy window open", household.exit_date, "post_exit_window_closed" not in refused),
                        cond("a new loan: exited households only extend or renew (001 L733)", household.status,
                             "exited_household_new_loan" not in refused)]
     conditions.append(cond("credit line without collateral, 100% interest subsidy", ceiling, True))
     return [entitlement("credit.microloan", conditions=conditions, amount=decision.max_amount if decision.eligible
                         else ZERO, unit="term", period=f"{int(ctx.param('credit.max_term_months'))} months",
-                        source=citation_of(ctx.policy, "credit.max_amount", cite("001", "L733-L741")))]
+                        source=citation_span(ctx.policy, "credit.max_amount", "credit.county_paid_max_amount",
+                                             "credit.max_term_months", "credit.interest_subsidy_rate",
+                                             "credit.labour_capacities"))]

@@ -88,13 +88,35 @@ def vocational_tuition(ctx: RuleContext, person_id: str, person: Person) -> Enti
     student = person.student
     if student.stage != "vocational":
         return None
-    by_major = ctx.param("education.vocational_tuition.by_major")
-    amount = student.vocational_tuition or by_major.get(student.major_group or "",
-                                                        ctx.param("education.vocational_tuition.default"))
-    # Free tuition covers every full-time secondary-vocational student (L621), poor or not.
+    amount, rate_condition, parameter = _vocational_rate(ctx, student)
+    # Free tuition covers every full-time secondary-vocational student (L623), poor or not.
     return _award("education.vocational_tuition", ctx, person_id,
-                  [cond("full-time secondary-vocational student", student.major_group, True)], amount,
-                  "education.vocational_tuition.by_major")
+                  [cond("full-time secondary-vocational student", student.major_group, True), rate_condition], amount,
+                  parameter)
+
+
+def _vocational_rate(ctx: RuleContext, student):
+    """The rate of L625: the school's own figure if it gave one; else 850 for a student who entered before
+    autumn 2018 (entry year 2017 or earlier, the intake being in autumn); else the major group's rate."""
+    entered_before = ctx.param("education.vocational_tuition.old_rate_entered_before", None)
+    entry_year = student.entry_year
+    if student.vocational_tuition is not None:
+        return (student.vocational_tuition, cond("tuition as the school reports it", student.vocational_tuition, True),
+                "education.vocational_tuition.by_major")
+    if entered_before is not None and entry_year is not None and entry_year < entered_before:
+        return (ctx.param("education.vocational_tuition.old_rate"),
+                cond(f"entered before autumn {entered_before}: the former rate", entry_year, True),
+                "education.vocational_tuition.old_rate")
+    by_major = ctx.param("education.vocational_tuition.by_major")
+    amount = by_major.get(student.major_group or "", ctx.param("education.vocational_tuition.default"))
+    if entered_before is None:
+        how = "rate by major group"
+    elif entry_year is None:
+        how = f"entry year unknown: current rate by major group (a student who entered before autumn {entered_before} keeps the former rate)"
+    else:
+        how = f"entered in autumn {entered_before} or later: rate by major group"
+    return amount, cond(how, {"entry_year": entry_year, "major_group": student.major_group}, True), \
+        "education.vocational_tuition.by_major"
 
 
 def vocational_grant(ctx: RuleContext, person_id: str, person: Person) -> Entitlement | None:

@@ -11,7 +11,7 @@ from shared.money import ZERO, Money, yuan
 from shared.snapshot import Person
 from services.benefits.rules.common import (
     per_person,
-    Entitlement, RuleContext, age_on, calendar_month, calendar_year, cite, citation_of, cond, entitlement,
+    Entitlement, RuleContext, age_on, calendar_month, calendar_year, citation_of, citation_span, cond, entitlement,
 )
 
 RATIO_QUANTUM = Decimal("0.0001")
@@ -22,13 +22,33 @@ def evaluate(ctx: RuleContext) -> list[Entitlement]:
 
 
 def insurance_premium(ctx: RuleContext, person_id: str, person: Person) -> Entitlement | None:
+    """The year's individual contribution, paid by government: the seed's own amount where the
+    pack's seed gives one for the year (Ganzhou 2016: 150, 000 L243), else the national figure."""
     if not ctx.registered:
         return None
+    year = ctx.as_of.year
+    amount, how, cited = premium_of_year(ctx.policy, year)
     conditions = [ctx.registration(),
-                  cond("government pays the individual basic medical insurance contribution", True, True)]
+                  cond("government pays the individual basic medical insurance contribution",
+                       ctx.param("insurance_premium.full_subsidy"), ctx.param("insurance_premium.full_subsidy")),
+                  cond(f"individual contribution of {year}: {how}", amount, amount is not None)]
     return entitlement("health.insurance_premium", person_id=person_id, conditions=conditions,
-                       amount=ctx.param("insurance_premium.basic_individual"), unit="year",
-                       period=calendar_year(ctx.as_of), source=cite("001", "L367"))
+                       amount=amount or ZERO, unit="year", period=calendar_year(ctx.as_of),
+                       source=citation_span(ctx.policy, *cited, "insurance_premium.full_subsidy"))
+
+
+def premium_of_year(policy, year: int) -> tuple[Decimal | None, str, tuple[str, ...]]:
+    """(amount, how it was found, parameters it came from) for one calendar year."""
+    local = policy.param("insurance_premium.local_individual_by_year", None) or {}
+    if year in local:
+        return local[year], "the pack's own figure", ("insurance_premium.local_individual_by_year",)
+    national = policy.param("insurance_premium.individual_by_year")
+    known = [known_year for known_year in national if known_year <= year]
+    if not known:
+        return None, "no figure for the year", ()
+    used = max(known)
+    how = "national figure" + ("" if used == year else f" of {used} (latest listed)")
+    return national[used], how, ("insurance_premium.individual_by_year",)
 
 
 def bedridden_nursing(ctx: RuleContext, person_id: str, person: Person) -> Entitlement | None:

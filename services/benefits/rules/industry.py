@@ -5,7 +5,7 @@ from decimal import Decimal
 
 from shared.money import ZERO
 from services.benefits.rules.common import (
-    Condition, Entitlement, RuleContext, calendar_year, capped, citation_of, cond, entitlement,
+    Condition, Entitlement, RuleContext, calendar_year, capped, citation_of, citation_span, cond, entitlement,
 )
 
 CROP_FIELDS_PAID_BY_COUNT = ("poultry", "rabbits", "pigs_sheep", "beef_cattle", "bee_boxes")
@@ -60,7 +60,8 @@ def crop_livestock(ctx: RuleContext, excluded: set[str]) -> Entitlement | None:
     cap = ctx.param("crop_livestock.household_cap")
     conditions = [ctx.registration(), *lines, cond(f"household total <= {cap}", total, True)]
     return entitlement("industry.crop_livestock", conditions=conditions, amount=capped(total, cap), unit="year",
-                       period=calendar_year(ctx.as_of), source=citation_of(ctx.policy, "crop_livestock.rates"))
+                       period=calendar_year(ctx.as_of), source=citation_span(ctx.policy, "crop_livestock.rates", "crop_livestock.minimums",
+                                                             "crop_livestock.household_cap"))
 
 
 def land_transfer_out(ctx: RuleContext) -> Entitlement | None:
@@ -102,7 +103,8 @@ def machinery(ctx: RuleContext) -> Entitlement | None:
     cap = ctx.param("machinery.household_cap")
     conditions.append(cond(f"at most {max_machines} machines, one per category; total <= {cap}", total, True))
     return entitlement("industry.machinery", conditions=conditions, amount=capped(total, cap), unit="once",
-                       period=calendar_year(ctx.as_of), source=citation_of(ctx.policy, "machinery.max_price"))
+                       period=calendar_year(ctx.as_of), source=citation_span(ctx.policy, "machinery.max_price", "machinery.price_share",
+                                                             "machinery.max_machines", "machinery.household_cap"))
 
 
 def double_rice_oil(ctx: RuleContext) -> Entitlement | None:
@@ -116,7 +118,8 @@ def double_rice_oil(ctx: RuleContext) -> Entitlement | None:
     conditions = [ctx.registration(), cond(f"double-rice + oil-crop mu x {rate}", total, True),
                   cond(f"household total <= {cap} (stacks with crop_livestock, L229)", total, True)]
     return entitlement("industry.double_rice_oil", conditions=conditions, amount=capped(total, cap), unit="year",
-                       period=calendar_year(ctx.as_of), source=citation_of(ctx.policy, "double_rice_oil.rate_per_mu"))
+                       period=calendar_year(ctx.as_of), source=citation_span(ctx.policy, "double_rice_oil.rate_per_mu",
+                                                             "double_rice_oil.household_cap"))
 
 
 def deep_poverty_special_items(ctx: RuleContext) -> dict[str, Decimal]:
@@ -149,7 +152,8 @@ def deep_poverty_special(ctx: RuleContext, items: dict[str, Decimal]) -> Entitle
     conditions.append(cond(f"household total <= {cap}", total, True))
     return entitlement("industry.deep_poverty_special", conditions=conditions, amount=capped(total, cap),
                        unit="year", period=calendar_year(ctx.as_of),
-                       source=citation_of(ctx.policy, "deep_poverty_special.longmu_cattle_progressive"))
+                       source=citation_span(ctx.policy, "deep_poverty_special.longmu_cattle_progressive",
+                                            "deep_poverty_special.villages", "deep_poverty_special.household_cap"))
 
 
 def covid_unsold(ctx: RuleContext) -> Entitlement | None:
@@ -173,7 +177,9 @@ def covid_unsold(ctx: RuleContext) -> Entitlement | None:
     bamboo_rats = Decimal(unsold.bamboo_rats) * ctx.param("covid_unsold.bamboo_rat_rate")
     conditions.append(cond(f"items total <= {cap}; bamboo rats uncapped", bamboo_rats, True))
     return entitlement("industry.covid_unsold", conditions=conditions, amount=capped(capped_total, cap) + bamboo_rats,
-                       unit="once", period=str(year), source=citation_of(ctx.policy, "covid_unsold.rates"))
+                       unit="once", period=str(year),
+                       source=citation_span(ctx.policy, "covid_unsold.rates", "covid_unsold.minimums",
+                                            "covid_unsold.household_cap", "covid_unsold.bamboo_rat_rate"))
 
 
 def relocated_facility(ctx: RuleContext) -> Entitlement | None:
@@ -198,4 +204,5 @@ def relocated_facility(ctx: RuleContext) -> Entitlement | None:
         conditions.append(cond(f"{group} <= {group_caps[group]}", paid, True))
         total += paid
     return entitlement("industry.relocated_facility", conditions=conditions, amount=total, unit="once",
-                       period=calendar_year(ctx.as_of), source=citation_of(ctx.policy, "relocated_facility.items"))
+                       period=calendar_year(ctx.as_of), source=citation_span(ctx.policy, "relocated_facility.items",
+                                                             "relocated_facility.group_caps"))
