@@ -10,6 +10,7 @@ from services.benefits.entitlements.views import router as entitlements_router
 from services.benefits.partners.views import router as partners_router
 from services.benefits.credit.views import router as credit_router
 from services.benefits.settlement.views import router as settlement_router
+from services.benefits.villages.views import router as villages_router
 from shared.policy import POLICIES_DIR, PackRegistry, PolicyPackError, default_registry
 from services.benefits.policy.views import router as policy_router
 from services.benefits.readiness import CoverageWarnings
@@ -70,7 +71,7 @@ def create_app(settings: BenefitsSettings | None = None) -> FastAPI:
                     "citation. Consumes `jz.registry.v1`, publishes decisions to `jz.benefits.v1`. "
                     "Bulk recompute jobs and read-only policy simulation for policy changes.",
         routers=[entitlements_router, policy_router, recompute_router, simulation_router,
-                 partners_router, credit_router, settlement_router],
+                 partners_router, credit_router, settlement_router, villages_router],
         background=[run_registry_consumer],
         on_startup=[load_packs_or_refuse, start_recompute_jobs],
         on_shutdown=[stop_recompute_jobs],
