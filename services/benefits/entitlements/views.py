@@ -10,6 +10,9 @@ from pydantic import BaseModel, Field
 from services.benefits.entitlements import service
 from shared.auth import Principal, require_scopes
 from shared.bounds import IdCursor
+from shared.clock import evaluation_date
+from shared.policy import default_registry
+from shared.policy.coverage import coverage_of_pack
 from shared.problems import PROBLEM_RESPONSES, Problem
 from shared.snapshot import NANKANG_FARMER_EXAMPLE, Household
 
@@ -48,7 +51,11 @@ async def _visible(request: Request, household_id: str, principal: Principal) ->
 async def household_entitlements(request: Request, household_id: str,
                                  principal: Principal = Depends(require_scopes("benefits:read"))) -> dict[str, Any]:
     result = await _visible(request, household_id, principal)
-    result.pop("area_code")
+    area_code = result.pop("area_code")
+    if result["policy"] is not None:  # rows know their pack, not their date: coverage on the evaluation date
+        packs = getattr(request.app.state, "packs", None) or default_registry()
+        result["policy"].update(coverage_of_pack(packs, result["policy"]["pack"], area_code,
+                                                 evaluation_date(request.app.state.settings)))
     return result
 
 
