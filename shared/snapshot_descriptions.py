@@ -135,9 +135,11 @@ DESCRIPTIONS: dict[tuple[str, str], Description] = {
     ("Person", "trainings"): ("参加的职业技能培训", "vocational trainings attended"),
     ("Person", "deceased"): ("已死亡（不再计入享受对象）", "deceased (no longer a beneficiary)"),
     ("Person", "date_of_death"): ("死亡日期", "date of death"),
-    ("Person", "rehab_condition"): ("0–6岁儿童康复救助病种：脑瘫/听障/孤独症/智力障碍", "child rehabilitation condition (ages 0–6): cerebral palsy / deaf / autism / intellectual"),
+    ("Person", "rehab_condition"): ("贫困家庭儿童康复救助病种：脑瘫/听障/孤独症/智力障碍（年龄上限见政策包）", "condition of a child in rehabilitation: cerebral palsy / deaf / autism / intellectual (age limit set by the pack)"),
     ("Person", "chronic_outpatient_cost"): ("本年慢性病门诊费用（元），按比例报销并封顶", "chronic-disease outpatient cost this year (yuan), reimbursed at a ratio up to a cap"),
-    ("Person", "dibao_covered"): ("是否纳入低保保障（非整户保时逐人填写）；空值=随户", "covered by 低保 (set per person when only part of the household is covered); null = as the household"),
+    ("Person", "dibao_covered"): ("是否纳入低保保障：是/否（非整户保）；空值=未说明，户为低保且无人标注时视为纳入", "in the household's 低保 cover: true / false (partial cover, 非整户保); null = not stated, read as covered when the household is 低保 and no member is flagged"),
+    ("Person", "tekun"): ("特困人员供养方式：分散供养/集中供养；空值=非特困人员", "特困 person's support: dispersed / concentrated; null = not a 特困 person"),
+    ("Person", "monitoring"): ("本人带来的返贫风险（防止返贫监测），只记录事实，不触发补助", "return-to-poverty risks this person carries (monitoring); facts only, no rule pays on them"),
     # --- Household ----------------------------------------------------------------------
     ("HouseholdBody", "region_code"): ("户籍所在区划代码（决定适用政策包）", "area code of the household's registration (selects the policy pack)"),
     ("HouseholdBody", "village"): ("所在行政村", "the household's administrative village"),
