@@ -164,6 +164,8 @@ def run(registry_port: int = typer.Option(8001), benefits_port: int = typer.Opti
         console.print("[bold]Jingzhun is running[/bold] (Ctrl-C stops everything in order):")
         for service in SERVICES:
             console.print(f"  {service:<9} {launcher.url(service)}/docs")
+        for line in config.evaluation_date_lines():  # the policy date answers are judged on, and who set it
+            console.print(f"  {line}", highlight=False)
         console.print(f"  broker    {config.bootstrap}")
         console.print('  token:    .venv/bin/jingzhun token --scopes "admin"')
         console.print()

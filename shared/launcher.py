@@ -66,6 +66,24 @@ class LaunchConfig:
         env.update(self.extra_env)
         return env
 
+    def evaluation_date_lines(self) -> list[str]:
+        """What the startup banner says about the policy date benefits and audit judge on, and who set it:
+        the demo's fixed date must be visible, not discovered from a 2020 answer."""
+        env = self.child_env()
+        said = {}
+        for service in ("benefits", "audit"):
+            variable = f"JZ_{service.upper()}_EVALUATION_DATE"
+            value = env.get(variable)
+            if not value:
+                said[service] = f"evaluation date: today in China ({variable} unset)"
+            elif variable in os.environ or variable in self.extra_env:
+                said[service] = f"evaluation date {value} (set by {variable})"
+            else:
+                said[service] = f"evaluation date {value} (demo profile: {variable})"
+        if said["benefits"].replace("BENEFITS", "AUDIT") == said["audit"]:  # the usual case: one line for both
+            return [f"{said['benefits']}, for benefits and audit; credit decisions expire counted from today"]
+        return [f"{line}, for {service}" for service, line in said.items()]
+
 
 def service_command(service: str, port: int, host: str = "127.0.0.1") -> list[str]:
     """How a service runs: uvicorn without its ``server`` banner (no version hints for scanners)."""
