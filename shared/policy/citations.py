@@ -96,6 +96,7 @@ def cited_text(source: dict[str, str]) -> str:
 
 _CN_DIGITS = {"〇": 0, "零": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
 _CN_UNITS = {"十": 10, "百": 100, "千": 1000, "万": 10000}
+_COUNTERS = set("个年月日级类档项岁周人户次倍台套头只亩元万千百、至到")
 _CN_RUN = re.compile(f"[{''.join(_CN_DIGITS)}{''.join(_CN_UNITS)}]+")
 # 8,000 and 8，000 are 8000; the comma must sit between a digit and exactly three digits.
 _THOUSANDS = re.compile(r"(?<=\d)[,，](?=\d{3}(?!\d))")
@@ -137,7 +138,11 @@ def numbers_in_text(text: str) -> set[Decimal]:
             found.add(number * _SCALE[unit])
     for first, last in _YEAR_RANGE.findall(plain):
         found.update(Decimal(year) for year in range(int(first), int(last) + 1))
-    for run in _CN_RUN.findall(plain):
+    for match in _CN_RUN.finditer(plain):
+        run = match.group()
+        # A lone 一 or 三 is a numeral only before a counter (六个月, 一、二年级, 三类): 一站式 and 统一 are words.
+        if len(run) == 1 and plain[match.end():match.end() + 1] not in _COUNTERS:
+            continue
         value = chinese_numeral(run)
         if value is not None:
             found.add(Decimal(value))
