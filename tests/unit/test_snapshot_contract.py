@@ -451,6 +451,64 @@ def test_a_new_rule_reading_an_undocumented_field_fails_the_contract(monkeypatch
     assert contract_gaps(real, stripped) == ["Person.rehab_condition: not in docs/contract.md"]
 
 
+
+# Programmes that read a fact only the full example sends (issue 11 item 4), by the member they pay.
+FULL_EXAMPLE_PROGRAMMES = {
+    ("industry.covid_unsold", None), ("industry.relocated_facility", None), ("safety_net.dibao", None),
+    ("employment.hiring_subsidy", "钟建国"), ("employment.job_referral", "钟建国"), ("employment.startup", "黄丽"),
+    ("health.chronic_outpatient", "黄丽"), ("health.child_rehab", "钟乐乐"), ("education.vocational_tuition", "钟晓雨"),
+    ("safety_net.tekun", "刘桂花"),
+}
+
+
+async def test_the_contract_examples_register_and_evaluate(databases, tmp_path):
+    """Each example of docs/contract.md is accepted by the registry as written, keeps the facts, and pays."""
+    import httpx
+
+    from services.benefits.engine import evaluate
+    from services.registry.app import create_app
+    from shared.auth import mint_token
+    from shared.config import RegistrySettings
+    from tests.helpers import running_app
+
+    settings = RegistrySettings(var_dir=tmp_path, database_url=await databases.url("registry"),
+                                kafka_bootstrap="127.0.0.1:1", log_json=False)
+    app = create_app(settings, benefits_transport=httpx.MockTransport(lambda request: httpx.Response(503)))
+    stored = []
+    # An admin: only an admin registers a household in a status other than candidate (bringing in a ledger).
+    async with running_app(app, mint_token(settings, "admin", subject="admin-1")) as client:
+        for example in contract_examples():
+            created = await client.post("/v1/households", json=example)
+            assert created.status_code == 201, created.text
+            stored.append((await client.get(created.headers["Location"])).json())
+
+    full = stored[0]
+    assert full["production"]["covid_unsold"]["bamboo_rats"] == 20
+    assert full["production"]["relocated_facility"]["facility_agriculture_mu"] in ("1", 1, "1.00")
+    members = {member["name"]: member for member in full["members"]}
+    assert members["钟乐乐"]["rehab_condition"] == "autism"
+    assert members["黄丽"]["chronic_outpatient_cost"] == "3000.00"
+    assert members["钟建国"]["employment"]["key_enterprise_new_hire"] is True
+    assert members["钟晓雨"]["student"]["entry_year"] == 2017
+    assert members["刘桂花"]["tekun"] == "dispersed" and members["钟建国"]["dibao_covered"] is False
+
+    names = {member["id"]: member["name"] for member in full["members"]}
+    result = evaluate(full, dt.date(2020, 6, 30))
+    assert result.policy.pack == "nankang-2020"
+    paid = {(e.program, names.get(e.person_id)) for e in result.entitlements if e.eligible and e.amount > 0}
+    assert FULL_EXAMPLE_PROGRAMMES <= paid, FULL_EXAMPLE_PROGRAMMES - paid
+    # Entered in 2017, before autumn 2018: the old 850 rate, not the engineering group's 2,500 (001 L625).
+    assert result.entitlement("education.vocational_tuition", members["钟晓雨"]["id"]).amount == 850
+    bamboo = next(c for c in result.entitlement("industry.covid_unsold").explanation if "bamboo" in c.condition)
+    assert bamboo.value == "600"  # 20 bamboo rats x 30, outside the 2,500 cap (001 L214)
+
+    exited = evaluate(stored[1], dt.date(2020, 6, 30))
+    exited_paid = {e.program for e in exited.entitlements if e.eligible and e.amount > 0}
+    assert {"employment.public_post", "education.student_loan", "education.vocational_tuition"} <= exited_paid
+    qinzhou = evaluate(stored[2], dt.date(2020, 6, 30)).assessment("exit_readiness")
+    assert qinzhou.result is True and {"income_source", "television"} <= {c.condition.split()[0] for c in qinzhou.explanation}
+
+
 def main(argv: list[str]) -> int:
     if argv != ["--write"]:
         print(__doc__)
