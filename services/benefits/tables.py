@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from sqlalchemy import (BigInteger, Boolean, Column, Date, DateTime, Index, Integer, JSON, MetaData, Numeric,
-                        String, Table, Text)
+                        String, Table, Text, UniqueConstraint)
 
 from shared.idempotency_table import define_idempotency_keys
 from shared.outbox import define_outbox
@@ -113,4 +113,22 @@ recompute_jobs = Table(
     Column("requested_by", String(128), nullable=True),
     Column("started_at", DateTime(timezone=True), nullable=True),
     Column("finished_at", DateTime(timezone=True), nullable=True),
+)
+
+# Policy packs published at run time (0007): one row per (pack, version), never updated. The packs in
+# force are the files plus these rows; a version governs evaluation dates from its effective_from on.
+policy_publications = Table(
+    "policy_publications", metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False),
+    Column("version", String(64), nullable=False),
+    Column("spec", JSON, nullable=False),
+    Column("text", Text, nullable=False),  # what the office sent; reloaded from this, exactly
+    Column("content_hash", String(64), nullable=False),
+    Column("diff", JSON, nullable=False),
+    Column("effective_from", Date, nullable=False),
+    Column("published_by", String(128), nullable=False),
+    Column("published_at", DateTime(timezone=True), nullable=False),
+    Column("recompute_job_id", String(40), nullable=True),
+    UniqueConstraint("name", "version", name="uq_policy_publications_name_version"),
 )

@@ -14,13 +14,21 @@ parameters whatever their own validity dates: a county pack that extends a
 provincial pack inherits its values even after the provincial period ended,
 because the county document is the one in force.
 
+Publications (packs published at run time, see `shared/policy/publication.py`): each is a
+version of a pack that governs evaluation dates from its `effective_from` on; before that
+date the previous version (the file, or an earlier publication) keeps governing, so an
+evaluation on an earlier date never changes. `PackRegistry.at(day)` is the plain registry
+of the versions governing that day; `resolve` goes through it.
+
 Programmes: a pack's `programs` add to its parent's; `programs_disabled` removes.
 Numbers in `value` become Decimal (floats through their repr), so rules never see
 a float.
 """
 from __future__ import annotations
 
+import bisect
 import datetime as dt
+from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
@@ -238,35 +246,65 @@ def _error_key(loc: Iterable[Any]) -> str:
     return ".".join(str(part) for part in loc) or "(root)"
 
 
-def load_pack_file(path: Path) -> PackSpec:
+def load_pack_text(text: str, where: str | Path) -> PackSpec:
+    """A pack from its YAML text; PolicyPackError names ``where`` (a file, a publication)."""
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark else "(document)"
-        raise PolicyPackError(path, where, f"invalid YAML: {getattr(exc, 'problem', None) or exc}") from None
+        line = f"line {mark.line + 1}" if mark else "(document)"
+        raise PolicyPackError(where, line, f"invalid YAML: {getattr(exc, 'problem', None) or exc}") from None
     if not isinstance(raw, dict):
-        raise PolicyPackError(path, "(root)", "a pack must be a mapping")
+        raise PolicyPackError(where, "(root)", "a pack must be a mapping")
     try:
-        spec = PackSpec.model_validate(raw)
+        return PackSpec.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
         problems = "; ".join(f"{_error_key(e['loc'])}: {e['msg']}" for e in exc.errors()[1:])
         problem = first["msg"] + (f" (also: {problems})" if problems else "")
-        raise PolicyPackError(path, _error_key(first["loc"]), problem) from None
+        raise PolicyPackError(where, _error_key(first["loc"]), problem) from None
+
+
+def load_pack_file(path: Path) -> PackSpec:
+    spec = load_pack_text(path.read_text(encoding="utf-8"), path)
     if spec.name != path.stem:
         raise PolicyPackError(path, "name", f"name {spec.name!r} does not match the file name {path.stem!r}")
     return spec
 
 
-class PackRegistry:
-    """All packs of one folder, validated together (names unique, parents exist, no cycles)."""
+@dataclass(frozen=True)
+class Publication:
+    """A pack version published at run time: it governs evaluation dates from ``effective_from``."""
+    id: int
+    spec: PackSpec
+    effective_from: dt.date
 
-    def __init__(self, packs: dict[str, PackSpec], files: dict[str, Path] | None = None):
-        self._packs = dict(packs)
+
+class PackRegistry:
+    """All packs of one folder, validated together (names unique, parents exist, no cycles),
+    plus the versions published at run time (each checked in every period it governs)."""
+
+    def __init__(self, packs: dict[str, PackSpec], files: dict[str, Path] | None = None,
+                 publications: Iterable[Publication] = ()):
+        self._base = dict(packs)
         self._files = dict(files or {})
+        # Ordered by (effective_from, id): the versions governing a day are a prefix of this list.
+        self._publications = tuple(sorted(publications, key=lambda p: (p.effective_from, p.id)))
+        self._effective = [p.effective_from for p in self._publications]
+        self._packs = self._overlay(len(self._publications))  # the newest version of every pack
         self._resolved: dict[str, ResolvedPolicy] = {}
+        self._views: dict[int, PackRegistry] = {}
         self._check_chains()
+        if self._publications:
+            # A chain must hold in every period, not only the newest: build each period's view now.
+            for day in sorted(set(self._effective)) + [dt.date.min]:
+                self.at(day)
+
+    def _overlay(self, count: int) -> dict[str, PackSpec]:
+        packs = dict(self._base)
+        for publication in self._publications[:count]:
+            packs[publication.spec.name] = publication.spec
+        return packs
 
     @classmethod
     def from_folder(cls, folder: str | Path) -> "PackRegistry":
@@ -283,17 +321,60 @@ class PackRegistry:
             raise PolicyPackError(folder, "(folder)", "no *.yaml policy packs found")
         return cls(packs, files)
 
+    def _where(self, name: str) -> str | Path:
+        if name in self._base and self._base[name] is self._packs.get(name):
+            return self._files.get(name, name)
+        return f"publication of {name}"
+
     def _check_chains(self) -> None:
         for spec in self._packs.values():
             seen = [spec.name]
             parent = spec.extends
             while parent is not None:
                 if parent not in self._packs:
-                    raise PolicyPackError(self._files.get(spec.name, spec.name), "extends", f"unknown parent pack {parent!r}")
+                    raise PolicyPackError(self._where(spec.name), "extends", f"unknown parent pack {parent!r}")
                 if parent in seen:
-                    raise PolicyPackError(self._files.get(spec.name, spec.name), "extends", f"cycle {' -> '.join(seen + [parent])}")
+                    raise PolicyPackError(self._where(spec.name), "extends", f"cycle {' -> '.join(seen + [parent])}")
                 seen.append(parent)
                 parent = self._packs[parent].extends
+
+    def at(self, day: dt.date) -> "PackRegistry":
+        """The plain registry of the pack versions governing ``day`` (itself without publications)."""
+        if not self._publications:
+            return self
+        count = bisect.bisect_right(self._effective, day)
+        view = self._views.get(count)
+        if view is None:
+            packs = self._overlay(count)
+            files = {name: path for name, path in self._files.items() if packs.get(name) is self._base.get(name)}
+            try:
+                view = PackRegistry(packs, files)
+            except PolicyPackError as exc:
+                period = f"from {self._effective[count - 1].isoformat()}" if count else "before any publication"
+                raise PolicyPackError(exc.file, exc.key, f"{exc.problem} (in the period {period})") from None
+            self._views[count] = view
+        return view
+
+    def publications(self) -> tuple[Publication, ...]:
+        return self._publications
+
+    def with_publications(self, publications: Iterable[Publication]) -> "PackRegistry":
+        """The same files with these publications added (raises PolicyPackError on a broken chain)."""
+        return PackRegistry(self._base, self._files, [*self._publications, *publications])
+
+    def with_publication(self, spec: PackSpec, effective_from: dt.date) -> "PackRegistry":
+        """A candidate: as if ``spec`` were published now, effective from that date."""
+        next_id = max((p.id for p in self._publications), default=0) + 1
+        return self.with_publications([Publication(next_id, spec, effective_from)])
+
+    def versions(self, name: str) -> list[dict[str, Any]]:
+        """Every version of a pack, oldest first: the file (no effective date) and its publications."""
+        found = []
+        if name in self._base:
+            found.append({"version": self._base[name].version, "effective_from": None, "publication_id": None})
+        found += [{"version": p.spec.version, "effective_from": p.effective_from.isoformat(), "publication_id": p.id}
+                  for p in self._publications if p.spec.name == name]
+        return found
 
     def chain_of(self, name: str) -> list[PackSpec]:
         chain = [self._packs[name]]
@@ -309,6 +390,9 @@ class PackRegistry:
         return self._resolved[name]
 
     def resolve(self, region_code: str, as_of: dt.date) -> ResolvedPolicy:
+        view = self.at(as_of)
+        if view is not self:
+            return view.resolve(region_code, as_of)
         candidates = [
             spec for spec in self._packs.values()
             if region_code.startswith(spec.region) and spec.valid_on(as_of)
@@ -322,22 +406,29 @@ class PackRegistry:
     def with_overrides(self, name: str, overrides: dict[str, Any]) -> "PackRegistry":
         """A copy in which pack ``name`` states these parameter values (policy simulation).
 
-        The override sits in the named pack, as if its file said so: packs extending it
-        inherit the new value unless they set the parameter themselves. A parameter the
-        pack only inherits keeps its citation; values must already be policy values
-        (Decimal for numbers, see ``to_policy_value``).
+        The override sits in the named pack (in every version of it), as if its file said so:
+        packs extending it inherit the new value unless they set the parameter themselves. A
+        parameter the pack only inherits keeps its citation; values must already be policy
+        values (Decimal for numbers, see ``to_policy_value``).
         """
         resolved = self.resolved(name)
-        parameters = dict(self._packs[name].parameters)
-        for key, value in overrides.items():
+        for key in overrides:
             if not resolved.has(key):
                 raise PolicyParameterMissing(f"pack {name} (chain {resolved.chain}) has no parameter {key!r}")
-            current = resolved.parameter(key)
-            parameters[key] = ParameterSpec(value=value, source=current.source,
-                                            default_not_in_seeds=current.default_not_in_seeds,
-                                            note=current.note or None)
-        packs = {**self._packs, name: self._packs[name].model_copy(update={"parameters": parameters})}
-        return PackRegistry(packs, self._files)
+
+        def overridden(spec: PackSpec) -> PackSpec:
+            parameters = dict(spec.parameters)
+            for key, value in overrides.items():
+                current = resolved.parameter(key)
+                parameters[key] = ParameterSpec(value=value, source=current.source,
+                                                default_not_in_seeds=current.default_not_in_seeds,
+                                                note=current.note or None)
+            return spec.model_copy(update={"parameters": parameters})
+
+        base = {**self._base, name: overridden(self._base[name])} if name in self._base else self._base
+        publications = [Publication(p.id, overridden(p.spec), p.effective_from) if p.spec.name == name else p
+                        for p in self._publications]
+        return PackRegistry(base, self._files, publications)
 
     def names(self) -> list[str]:
         return sorted(self._packs)
@@ -350,7 +441,8 @@ class PackRegistry:
             {"name": spec.name, "version": spec.version, "region": spec.region,
              "valid_from": spec.valid_from.isoformat(),
              "valid_to": spec.valid_to.isoformat() if spec.valid_to else None,
-             "extends": spec.extends, "description": spec.description}
+             "extends": spec.extends, "description": spec.description,
+             **({"versions": self.versions(spec.name)} if self._publications else {})}
             for spec in sorted(self._packs.values(), key=lambda s: s.name)
         ]
 

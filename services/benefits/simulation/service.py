@@ -1,8 +1,10 @@
-"""Policy simulation: what would change if a pack's parameters were different. Read-only.
+"""Policy simulation: what would change if a pack's parameters were different, or if a whole
+candidate pack were published (``after_packs``). Read-only.
 
 Every household in scope is evaluated under the packs in force and under a copy in
-which the named pack states the overridden values; households whose policy chain
-does not pass through that pack cannot change and are evaluated once. Snapshots are
+which the named pack states the overridden values (or the candidate is in force);
+households whose policy chain does not pass through that pack, before or after, cannot
+change and are evaluated once. Snapshots are
 read in keyset-paginated batches, so memory stays bounded whatever the scope.
 """
 from __future__ import annotations
@@ -105,6 +107,9 @@ class _Totals:
     amount_after: Decimal = ZERO
     name: str = ""
     units: set = field(default_factory=set)
+    gained: int = 0
+    lost: int = 0
+    changed: int = 0
 
     def view(self) -> dict[str, Any]:
         return {"households_affected": self.households_affected, "amount_before": format_yuan(self.amount_before),
@@ -125,8 +130,9 @@ def _units(evaluation) -> dict[str, str]:
 
 
 async def simulate(session: AsyncSession, packs: PackRegistry, *, pack: str, overrides: dict[str, Any],
-                   scope: Scope, as_of: date, batch_size: int = BATCH_SIZE) -> dict[str, Any]:
-    changed_packs = overridden_registry(packs, pack, overrides)
+                   scope: Scope, as_of: date, batch_size: int = BATCH_SIZE,
+                   after_packs: PackRegistry | None = None) -> dict[str, Any]:
+    changed_packs = after_packs if after_packs is not None else overridden_registry(packs, pack, overrides)
     programs: dict[str, _Totals] = defaultdict(_Totals)
     townships: dict[str, _Totals] = defaultdict(_Totals)
     total = _Totals()
@@ -145,11 +151,11 @@ async def simulate(session: AsyncSession, packs: PackRegistry, *, pack: str, ove
             household = as_household(row.snapshot)
             policy = packs.resolve(household.region_code, as_of)
             before = evaluate_with_policy(household, policy, as_of)
-            if pack in policy.chain:
+            after_policy = changed_packs.resolve(household.region_code, as_of)
+            if pack in policy.chain or pack in after_policy.chain:
                 under_pack += 1
                 try:
-                    after = evaluate_with_policy(household, changed_packs.resolve(household.region_code, as_of),
-                                                 as_of)
+                    after = evaluate_with_policy(household, after_policy, as_of)
                 except Exception as exc:  # noqa: BLE001 - an override the rules cannot work with is bad input
                     raise OverrideError([{"loc": ["body", "overrides"],
                                           "msg": f"the rules cannot use these values ({type(exc).__name__}: {exc}); "
@@ -173,6 +179,12 @@ async def simulate(session: AsyncSession, packs: PackRegistry, *, pack: str, ove
                 if a != b:
                     item.households_affected += 1
                     household_affected = True
+                    if program not in old:
+                        item.gained += 1
+                    elif program not in new:
+                        item.lost += 1
+                    else:
+                        item.changed += 1
             for bucket in (township, total):
                 bucket.amount_before += sum(old.values(), ZERO)
                 bucket.amount_after += sum(new.values(), ZERO)
@@ -182,7 +194,9 @@ async def simulate(session: AsyncSession, packs: PackRegistry, *, pack: str, ove
         "overrides": {name: _jsonable(value) for name, value in overrides.items()},
         "households_evaluated": evaluated, "households_under_pack": under_pack,
         "households_affected": total.households_affected,
-        "programs": [{"program": name, "units": sorted(item.units), **item.view()}
+        "programs": [{"program": name, "units": sorted(item.units), **item.view(),
+                      "households_gained": item.gained, "households_lost": item.lost,
+                      "households_changed": item.changed}
                      for name, item in sorted(programs.items())],
         "townships": [{"township_code": code, "township_name": item.name, **item.view()}
                       for code, item in sorted(townships.items())],
