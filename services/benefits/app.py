@@ -12,6 +12,7 @@ from services.benefits.credit.views import router as credit_router
 from services.benefits.settlement.views import router as settlement_router
 from services.benefits.villages.views import router as villages_router
 from shared.policy import POLICIES_DIR, PackRegistry, PolicyPackError, default_registry
+from services.benefits.policy.service import load_publications_or_refuse, watch_publications
 from services.benefits.policy.views import router as policy_router
 from services.benefits.readiness import CoverageWarnings
 from services.benefits.recompute.service import JobRunner
@@ -58,7 +59,7 @@ async def stop_recompute_jobs(app: FastAPI) -> None:
 # and a kept response would hold it in clear for a day.
 IDEMPOTENT_POSTS = (
     "/v1/credit/loans", "/v1/credit/interest-claims", "/v1/settlements/one-stop", "/v1/credit/eligibility",
-    "/v1/recompute",
+    "/v1/recompute", "/v1/policies:publish",
 )
 
 
@@ -72,8 +73,9 @@ def create_app(settings: BenefitsSettings | None = None) -> FastAPI:
                     "Bulk recompute jobs and read-only policy simulation for policy changes.",
         routers=[entitlements_router, policy_router, recompute_router, simulation_router,
                  partners_router, credit_router, settlement_router, villages_router],
-        background=[run_registry_consumer],
-        on_startup=[load_packs_or_refuse, start_recompute_jobs],
+        background=[run_registry_consumer, watch_publications],
+        # Publications after the files and before the jobs: a resumed job computes with them.
+        on_startup=[load_packs_or_refuse, load_publications_or_refuse, start_recompute_jobs],
         on_shutdown=[stop_recompute_jobs],
         idempotent_posts=IDEMPOTENT_POSTS,
         readiness_warnings=CoverageWarnings(),  # regions evaluated without their local pack
