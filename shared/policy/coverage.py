@@ -5,7 +5,9 @@ later date silently falls back to the national pack and gets far fewer programme
 makes that visible: each evaluation, the benefits `/readyz` and the audit dashboard say when a
 region is ``national_only`` and which local pack lapsed.
 
-Pure functions over the public API of ``PackRegistry`` (``names``, ``spec``): no I/O, no clock.
+Pure functions over the public API of ``PackRegistry`` (``at``, ``names``, ``spec``): no I/O, no
+clock. A date is judged on the pack versions governing it (``registry.at(day)``), as resolution is,
+so a pack published with an effective date makes a region local from that date on.
 """
 from __future__ import annotations
 
@@ -28,9 +30,11 @@ class CoverageResult(TypedDict):
     lapsed: Lapsed | None
 
 
-def local_packs(registry: PackRegistry, region_code: str) -> list[PackSpec]:
-    """Packs whose region is a non-empty prefix of ``region_code`` (the national root has region "")."""
-    return [spec for spec in (registry.spec(name) for name in registry.names())
+def local_packs(registry: PackRegistry, region_code: str, on: dt.date) -> list[PackSpec]:
+    """Packs governing ``on`` whose region is a non-empty prefix of ``region_code`` (the national root
+    has region "")."""
+    view = registry.at(on)
+    return [spec for spec in (view.spec(name) for name in view.names())
             if spec.region and region_code.startswith(spec.region)]
 
 
@@ -47,7 +51,7 @@ def lapsed_pack(registry: PackRegistry, region_code: str, on: dt.date) -> Lapsed
     """The most specific local pack of the region that is not valid on ``on``: longest region
     prefix first, then the one whose period ended (or starts) nearest to the date, then the name,
     so the answer is deterministic. None when the region never had a local pack."""
-    out_of_period = [spec for spec in local_packs(registry, region_code) if not spec.valid_on(on)]
+    out_of_period = [spec for spec in local_packs(registry, region_code, on) if not spec.valid_on(on)]
     if not out_of_period:
         return None
     best = min(out_of_period, key=lambda spec: (-len(spec.region), _distance_days(spec, on), spec.name))
@@ -59,7 +63,7 @@ def coverage(registry: PackRegistry, region_code: str, on: dt.date) -> CoverageR
     """``local`` when a local pack of the region is valid on the date (``lapsed`` None); else
     ``national_only`` with ``lapsed`` naming the most specific local pack out of its period, or
     None for a region that never had one."""
-    if any(spec.valid_on(on) for spec in local_packs(registry, region_code)):
+    if any(spec.valid_on(on) for spec in local_packs(registry, region_code, on)):
         return {"coverage": "local", "lapsed": None}
     return {"coverage": "national_only", "lapsed": lapsed_pack(registry, region_code, on)}
 

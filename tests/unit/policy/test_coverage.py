@@ -91,3 +91,14 @@ def test_engine_evaluation_carries_coverage_and_the_drop_is_visible():
     assert (today["policy"]["pack"], today["policy"]["coverage"]) == ("cn-national", "national_only")
     assert today["policy"]["lapsed"] == {"pack": "nankang-2020", "valid_from": "2020-01-01", "valid_to": "2020-12-31"}
     assert (len(demo["entitlements"]), len(today["entitlements"])) == (15, 4)
+
+
+def test_a_published_transition_pack_makes_the_region_local_from_its_effective_date():
+    base = default_registry()
+    transition = PackSpec(name="nankang-2021", version="2021.1", region=NANKANG, valid_from=dt.date(2021, 1, 1),
+                          valid_to=dt.date(2025, 12, 31), extends="nankang-2020")
+    published = base.with_publication(transition, dt.date(2023, 7, 1))
+    assert coverage(published, NANKANG, dt.date(2023, 7, 1)) == {"coverage": "local", "lapsed": None}
+    # Before its effective date the publication does not govern: 2023-06-30 is judged on the files alone.
+    assert coverage(published, NANKANG, dt.date(2023, 6, 30))["lapsed"]["pack"] == "nankang-2020"
+    assert coverage(published, NANKANG, TODAY)["lapsed"]["pack"] == "nankang-2021"
