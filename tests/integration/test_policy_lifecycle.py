@@ -212,6 +212,7 @@ async def test_republish_is_idempotent_conflicts_are_409_and_bad_input_422(benef
     assert len(await outbox_events(client.app, "policy.published")) == 1
 
 
+@pytest.mark.parametrize("databases", ["sqlite"], indirect=True)  # a scope check: one backend is enough
 async def test_publishing_needs_admin(benefits):
     client = await benefits(scopes="benefits:read benefits:evaluate")
     for path in ("/v1/policies:publish", "/v1/policies:validate", "/v1/policies:diff", "/v1/policies:simulate"):

@@ -17,7 +17,7 @@ import datetime as dt
 import logging
 from typing import Any
 
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import func, insert, select, text as sql, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -161,7 +161,7 @@ async def publish(sessionmaker: async_sessionmaker[AsyncSession], live: LivePack
     first publication. Returns ``{"publication", "created", "job"}`` (job to start when created)."""
     async with transaction(sessionmaker) as session:
         if session.bind.dialect.name == "postgresql":
-            await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PUBLISH_LOCK})
+            await session.execute(sql("SELECT pg_advisory_xact_lock(:key)"), {"key": _PUBLISH_LOCK})
         await live.refresh()  # under the lock: validate against every publication committed so far
         packs = live.current
         # The idempotent repeat is answered before the checks: the first one already passed them.
