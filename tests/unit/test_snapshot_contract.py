@@ -46,7 +46,7 @@ LATIN = re.compile(r"[A-Za-z]{3,}")
 
 # Helper functions that decide one programme but are called from the family's dispatcher.
 ALIASES = {"industry.deep_poverty_special_items": "industry.deep_poverty_special", "credit.evaluate": "credit.microloan",
-           "housing.water_self_supply": "water.self_supply"}
+           "credit.microloan_eligibility": "credit.microloan", "housing.water_self_supply": "water.self_supply"}
 # Regions of every pack (Nankang, Ganzhou, Jiangxi, Qinzhou, Shaoguan, national only) and years
 # around the packs' validity, so that pack-specific branches (Shaoguan class 3, post-exit windows) run.
 REGIONS = ("360703", "360702", "360102", "450702", "440203", "110101")
@@ -108,11 +108,15 @@ def recording_reads():
             reads.setdefault((known[name], name), set()).add(programme or "(outside the engine)")
         return value
 
+    own = "__getattribute__" in SnapshotModel.__dict__
     SnapshotModel.__getattribute__ = recorder
     try:
         yield reads
     finally:
-        SnapshotModel.__getattribute__ = original
+        if own:
+            SnapshotModel.__getattribute__ = original
+        else:
+            del SnapshotModel.__getattribute__
 
 
 # --- the corpus -------------------------------------------------------------------------
@@ -147,11 +151,21 @@ def corpus() -> Iterable[tuple[dict, dt.date]]:
 
 
 def record_engine_reads(households: Iterable[tuple[dict, dt.date]]) -> dict[tuple[str, str], set[str]]:
+    """Reads of the engine, and of the bank's microcredit decision (extension and renewal, with a request)."""
+    from decimal import Decimal
+
     from services.benefits.engine import evaluate
-    parsed = [(Household.model_validate(household), day) for household, day in households]
+    from services.benefits.rules.credit import LoanRequest, microloan_eligibility
+    from shared.policy import default_registry
+    packs = default_registry()
+    request = LoanRequest(amount=Decimal(30000), term_months=36, purpose="planting")
+    parsed = [(snapshot, day, packs.resolve(snapshot.region_code, day))
+              for snapshot, day in ((Household.model_validate(household), day) for household, day in households)]
     with recording_reads() as reads:
-        for household, day in parsed:
-            evaluate(household, day)
+        for household, day, policy in parsed:
+            evaluate(household, day, packs)
+            for kind in ("extension", "renewal"):
+                microloan_eligibility(household, request, policy, day, kind)
     return reads
 
 
