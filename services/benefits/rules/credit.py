@@ -159,7 +159,8 @@ def evaluate(ctx: RuleContext) -> list[Entitlement]:
         conditions += [cond("post-exit policy window open", household.exit_date, "post_exit_window_closed" not in refused),
                        cond("a new loan: exited households only extend or renew (001 L733)", household.status,
                             "exited_household_new_loan" not in refused)]
-    conditions.append(cond("credit line without collateral, 100% interest subsidy", ceiling, True))
+    conditions.append(cond(f"credit line without collateral, interest subsidy {ctx.param('credit.interest_subsidy_rate')}"
+                           " of the benchmark interest", ceiling, True))
     return [entitlement("credit.microloan", conditions=conditions, amount=decision.max_amount if decision.eligible
                         else ZERO, unit="term", period=f"{int(ctx.param('credit.max_term_months'))} months",
                         source=citation_span(ctx.policy, "credit.max_amount", "credit.county_paid_max_amount",
