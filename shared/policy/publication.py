@@ -74,11 +74,37 @@ class _PackLoader(yaml.SafeLoader):
         return super().compose_node(parent, index)
 
 
+def _unconstructible(node: yaml.Node, path: tuple = ()) -> tuple[tuple, yaml.Node] | None:
+    """The first scalar YAML cannot turn into a value (a date such as 2025-13-31), with its path."""
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            found = _unconstructible(value, (*path, getattr(key, "value", "?")))
+            if found:
+                return found
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            found = _unconstructible(item, (*path, index))
+            if found:
+                return found
+    elif isinstance(node, yaml.ScalarNode):
+        try:
+            yaml.SafeLoader("").construct_object(node, deep=True)
+        except (ValueError, TypeError, OverflowError):
+            return path, node
+    return None
+
+
 def _parse(text: str) -> tuple[Any, yaml.Node | None, list[PackProblem]]:
     loader = _PackLoader(text)
     try:
         node = loader.get_single_node()
-        return (loader.construct_document(node) if node is not None else None), node, []
+        try:
+            return (loader.construct_document(node) if node is not None else None), node, []
+        except (ValueError, TypeError, OverflowError) as exc:
+            path, bad = _unconstructible(node) or ((), node)
+            return None, None, [PackProblem(_key(path), f"取值无效：{bad.value if bad is not node else exc}",
+                                            f"invalid value: {bad.value if bad is not node else exc}",
+                                            bad.start_mark.line + 1)]
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else None
