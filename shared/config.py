@@ -186,6 +186,8 @@ class AuditSettings(ServiceSettings):
     lookup_grace_days: int = 30
     # Dashboard cookie gets the Secure flag (behind HTTPS); unset = on outside the embedded profile.
     cookie_secure: bool | None = None
+    # The dashboard's village-exit section reads benefits here (JZ_AUDIT_BENEFITS_URL).
+    benefits_url: str = "http://127.0.0.1:8002"
     # Default ``as_of`` of the supervision queries and the dashboard; unset means today (China). The
     # embedded launcher sets the demo district's 2020-06-30, like JZ_BENEFITS_EVALUATION_DATE.
     evaluation_date: date | None = None

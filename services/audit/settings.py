@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from shared.config import AuditSettings
 from shared.personal_data import IdHasher, identity_hasher, keyed_id_hasher
@@ -15,6 +16,10 @@ class AuditExtras:
     checkpoint_interval_s: float = 86400.0
     lookup_grace_days: int = 30
     cookie_secure: bool | None = None  # None: Secure outside the embedded profile (dashboard views)
+    # The dashboard's village-exit section asks benefits (dashboard/village_exit.py); tests inject a transport.
+    benefits_url: str = "http://127.0.0.1:8002"
+    benefits_timeout_s: float = 2.0
+    benefits_transport: Any = None
 
 
 def load_extras(settings, **overrides) -> AuditExtras:
@@ -37,4 +42,6 @@ def load_extras(settings, **overrides) -> AuditExtras:
     return AuditExtras(id_hasher=id_hasher, service_role=pick("service_role"),
                        checkpoint_schedule=pick("checkpoint_schedule"),
                        checkpoint_interval_s=pick("checkpoint_interval_s"),
-                       lookup_grace_days=pick("lookup_grace_days"), cookie_secure=pick("cookie_secure"))
+                       lookup_grace_days=pick("lookup_grace_days"), cookie_secure=pick("cookie_secure"),
+                       benefits_url=pick("benefits_url"), benefits_timeout_s=overrides.get("benefits_timeout_s", 2.0),
+                       benefits_transport=overrides.get("benefits_transport"))

@@ -2,16 +2,20 @@
 households make them pass and fail, from a village.updated event and stored household snapshots."""
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import json
 
+import httpx
 import pytest
 from sqlalchemy import insert
 
+from services.audit.app import create_app as create_audit_app
 from services.benefits.app import create_app
 from services.benefits.consumer import apply_registry_event
 from services.benefits.tables import household_snapshots
 from shared.auth import mint_token
-from shared.config import BenefitsSettings
+from shared.config import AuditSettings, BenefitsSettings
 from shared.db import transaction
 from shared.events import Envelope, utcnow
 from tests.helpers import running_app
@@ -71,11 +75,12 @@ async def benefits(databases, tmp_path):
     app = create_app(settings)
     async with running_app(app, mint_token(settings, "benefits:read")) as client:
         await populate(app)
+        client.app = app
         client.token_for = lambda scopes, **kw: {"Authorization": f"Bearer {mint_token(settings, scopes, **kw)}"}
         yield client
 
 
-async def test_village_whose_households_make_it_pass_and_one_that_fails(benefits):
+async def check_pass_and_fail(benefits):
     passing = (await benefits.get(f"/v1/villages/{PASSING}/assessments")).json()
     assert passing["village_code"] == PASSING and passing["as_of"] == "2018-06-30"
     assert passing["policy"]["pack"] == "qinzhou-2016" and passing["policy"]["coverage"] == "local"
@@ -100,7 +105,7 @@ async def test_village_whose_households_make_it_pass_and_one_that_fails(benefits
     assert later["as_of"] == "2019-06-30" and later["assessments"][0]["unmet"] == ["good_village_committee"]
 
 
-async def test_shaoguan_village_income_from_its_households(benefits):
+async def check_shaoguan_income(benefits):
     [assessment] = (await benefits.get(f"/v1/villages/{SHAOGUAN}/assessments")).json()["assessments"]
     assert assessment["standard"] == ["income_share"] and assessment["result"] is False
     assert assessment["explanation"][0]["value"] == "9816.00" and "9820" in assessment["explanation"][0]["condition"]
@@ -108,7 +113,7 @@ async def test_shaoguan_village_income_from_its_households(benefits):
     assert assessment["inputs"]["income_basis"] == "households" and assessment["inputs"]["year"] == 2018
 
 
-async def test_not_assessed_when_the_pack_has_no_village_exit_standard(benefits):
+async def check_not_assessed(benefits):
     nankang = (await benefits.get(f"/v1/villages/{NANKANG}/assessments", params={"as_of": "2020-06-30"})).json()
     assert nankang["assessments"] == [] and nankang["policy"]["pack"] == "nankang-2020"
     assert "nankang-2020" in nankang["not_assessed"][0]["reason"] and "no village-exit standard" in \
@@ -118,7 +123,7 @@ async def test_not_assessed_when_the_pack_has_no_village_exit_standard(benefits)
     assert "qinzhou-2016" in lapsed["not_assessed"][0]["reason"]
 
 
-async def test_unknown_village_and_other_area_are_404_problems(benefits):
+async def check_404_and_scopes(benefits):
     for code, headers in [("450702999999", {}), (PASSING, benefits.token_for("benefits:read", area="440203"))]:
         response = await benefits.get(f"/v1/villages/{code}/assessments", headers=headers)
         assert response.status_code == 404 and response.headers["content-type"] == "application/problem+json"
@@ -132,7 +137,7 @@ async def test_unknown_village_and_other_area_are_404_problems(benefits):
     assert bad.status_code == 422
 
 
-async def test_area_list_pages_and_keeps_to_the_callers_area(benefits):
+async def check_area_list(benefits):
     first = (await benefits.get("/v1/villages/assessments", params={"area": "4507", "limit": 1})).json()
     assert [item["village_code"] for item in first["items"]] == [PASSING] and first["next_cursor"] == PASSING
     rest = (await benefits.get("/v1/villages/assessments", params={"area": "4507", "cursor": PASSING})).json()
@@ -145,3 +150,116 @@ async def test_area_list_pages_and_keeps_to_the_callers_area(benefits):
     assert own["area"] == "440203" and [item["village_code"] for item in own["items"]] == [SHAOGUAN]
     other = await benefits.get("/v1/villages/assessments", params={"area": "4507"}, headers=limited)
     assert other.status_code == 403 and "440203" in other.json()["detail"]
+
+
+async def test_village_assessments_endpoint_and_dashboard(benefits, dashboard):
+    """One benefits app per backend for every check (each app start costs about a second)."""
+    await check_pass_and_fail(benefits)
+    await check_shaoguan_income(benefits)
+    await check_not_assessed(benefits)
+    await check_404_and_scopes(benefits)
+    await check_area_list(benefits)
+    await check_dashboard_against_the_real_benefits_app(benefits, dashboard)
+
+
+# --- the audit dashboard's section --------------------------------------------------------------
+
+def claims_of(token: str) -> dict:
+    payload = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+
+
+@pytest.fixture
+async def dashboard(tmp_path):
+    """Render /dashboard of one audit app (SQLite) with benefits behind a transport given per call:
+    ``await dashboard(transport, scopes, **claims)`` -> (page, the caller's token)."""
+    settings = AuditSettings(var_dir=tmp_path, database_url=f"sqlite+aiosqlite:///{tmp_path / 'audit.db'}",
+                             kafka_bootstrap="127.0.0.1:1", log_json=False, run_consumer=False,
+                             evaluation_date=AS_OF)
+    app = create_audit_app(settings, id_hash_key="k", checkpoint_schedule=False)
+    async with running_app(app) as client:
+        async def render(transport, scopes: str = "audit:read", **claims) -> tuple[str, str]:
+            app.state.audit.benefits_transport = transport
+            token = mint_token(settings, scopes, **claims)
+            page = await client.get("/dashboard", headers={"Authorization": f"Bearer {token}"})
+            assert page.status_code == 200, page.text
+            return page.text, token
+        yield render
+
+
+FAKE_ITEMS = [
+    {"village_code": PASSING, "village": {"name": "达标村"}, "policy": {"pack": "qinzhou-2016"}, "not_assessed": [],
+     "assessments": [{"kind": "village_exit", "result": True, "unmet": [], "explanation": [
+         {"condition": "贫困发生率低于3%", "value": "0.0200", "passed": True}]}]},
+    {"village_code": FAILING, "village": {"name": "未达标村"}, "policy": {"pack": "qinzhou-2016"}, "not_assessed": [],
+     "assessments": [{"kind": "village_exit", "result": False, "unmet": ["good_village_committee"], "explanation": [
+         {"condition": "有好的“两委”班子 / village has good village committee", "value": None, "passed": False}]}]},
+    {"village_code": NANKANG, "village": {"name": "新村村"}, "policy": {"pack": "nankang-2020"}, "assessments": [],
+     "not_assessed": [{"kind": "village_exit", "reason": "政策包 nankang-2020 没有贫困村退出标准 / no standard"}]},
+]
+
+
+async def test_dashboard_section_from_a_fake_benefits(dashboard):
+    """One request per render; the caller's token when it has benefits:read, else an area-limited service token."""
+    requests: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        requests.append(request)
+        return httpx.Response(200, json={"as_of": "2018-06-30", "area": "4507", "items": FAKE_ITEMS,
+                                         "next_cursor": "x"})
+
+    page, token = await dashboard(httpx.MockTransport(answer), "audit:read benefits:read", area="4507")
+    assert len(requests) == 1
+    request = requests[0]
+    assert request.url.path == "/v1/villages/assessments"
+    assert dict(request.url.params) == {"as_of": "2018-06-30", "area": "4507", "limit": "200"}
+    assert request.headers["authorization"] == f"Bearer {token}"
+    section = page.split('<section id="village-exit">', 1)[1].split("</section>", 1)[0]
+    assert "贫困村退出评估" in section and "达标村" in section and "未达标村" in section
+    assert "达标 (met) 1 · 未达标 (not met) 1" in section and "first 3 villages only" in section
+    assert "有好的“两委”班子 / village has good village committee" in section
+    assert "未评估 (not assessed)" in section and "nankang-2020 没有贫困村退出标准" in section
+    assert "暂不可用" not in page
+
+    seen: list[str] = []
+
+    def empty(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers["authorization"].removeprefix("Bearer "))
+        return httpx.Response(200, json={"items": [], "next_cursor": None})
+
+    page, token = await dashboard(httpx.MockTransport(empty), "audit:read", area="450702")
+    assert len(seen) == 1 and seen[0] != token
+    claims = claims_of(seen[0])
+    assert claims["scope"] == "benefits:read" and claims["area"] == "450702" and claims["sub"] == "service:audit"
+    assert "暂无村数据 (no villages)" in page
+
+
+FAILURES = [
+    (httpx.ConnectError("refused"), "could not reach benefits at 127.0.0.1:8002 (ConnectError)"),
+    (httpx.ReadTimeout("slow"), "(ReadTimeout)"),
+    (httpx.Response(503, json={"title": "Service unavailable"}, headers={"content-type": "application/problem+json"}),
+     "benefits answered 503: Service unavailable"),
+    (httpx.Response(200, text="<html>not json"), "unreadable answer from benefits"),
+]
+
+
+async def test_dashboard_with_benefits_down_says_so_and_still_renders(dashboard):
+    for failure, reason in FAILURES:
+        def answer(request: httpx.Request, failure=failure) -> httpx.Response:
+            if isinstance(failure, Exception):
+                raise failure
+            return failure
+
+        page, _ = await dashboard(httpx.MockTransport(answer))
+        assert "村退出评估暂不可用 / village exit assessments unavailable" in page and reason in page, reason
+        assert "精准扶贫督查看板" in page and "各项目待遇" in page  # the rest of the page is there
+        assert "http://" not in page.split("<body", 1)[1].replace("http://www.w3.org/2000/svg", "")
+
+
+async def check_dashboard_against_the_real_benefits_app(benefits, dashboard):
+    """Audit and benefits share the test's development issuer (same var_dir), as in the embedded profile."""
+    page, _ = await dashboard(httpx.ASGITransport(app=benefits.app), area="4507")
+    section = page.split('<section id="village-exit">', 1)[1].split("</section>", 1)[0]
+    assert "达标村" in section and "未达标村" in section and "韶关村" not in section
+    assert "达标 (met) 1 · 未达标 (not met) 1" in section
+    assert "village has good village committee" in section and "poverty incidence below 3%" in section

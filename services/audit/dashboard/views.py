@@ -21,6 +21,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import func, select
 
 from services.audit.dashboard.charts import grouped_bars, hbar_chart
+from services.audit.dashboard.village_exit import caller_token, village_exit_section
 from services.audit.ledger.service import latest_checkpoint
 from services.audit.supervision.anomalies import RULES, Context, find_anomalies
 from services.audit.supervision.common import default_as_of, effective_area
@@ -122,11 +123,14 @@ async def dashboard(request: Request, area: str | None = None, as_of: QueryDate 
                                    unit=" 元", colour="#7fb800", en="Entitlement amounts by programme (yuan)")
     anomaly_chart = hbar_chart([(RULES[code].title, n, RULES[code].title_en) for code, n in found["counts"].items()],
                                colour="#c0392b", en="Open anomalies by rule")
+    village_exit = await village_exit_section(request, principal, caller_token(request, COOKIE), area,
+                                              as_of.isoformat())
     nonce = secrets.token_urlsafe(16)
     html = templates.get_template("dashboard.html").render(
         nonce=nonce, area=area, as_of=as_of.isoformat(), generated_at=datetime.now().isoformat(timespec="seconds"),
         ledger={"records": records, "checkpoint": checkpoint}, progress=blocks, villages=ranked,
         incidence_chart=incidence_chart, programmes=programme_rows, entitlement_chart=entitlement_chart,
-        anomalies={"total": len(found["items"]), "rows": found["items"][:50]}, anomaly_chart=anomaly_chart)
+        anomalies={"total": len(found["items"]), "rows": found["items"][:50]}, anomaly_chart=anomaly_chart,
+        village_exit=village_exit)
     return HTMLResponse(html, headers={"Content-Security-Policy": content_security_policy(nonce),
                                        "X-Frame-Options": "DENY"})
