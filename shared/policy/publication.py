@@ -31,6 +31,7 @@ from shared.policy.resolution import PackRegistry, PackSpec, PolicyPackError, Re
 
 #: A pack is a page or two of YAML; the largest shipped one is about 12 kB.
 MAX_PACK_CHARS = 200_000
+MAX_NAME_CHARS = 64  # the columns of policy_publications
 SEEDS_DIR = Path(__file__).parent / "seeds"
 _LINE_RANGE = re.compile(r"^L(\d+)(?:\s*-\s*L(\d+))?$")
 
@@ -95,7 +96,12 @@ def _unconstructible(node: yaml.Node, path: tuple = ()) -> tuple[tuple, yaml.Nod
 
 
 def _parse(text: str) -> tuple[Any, yaml.Node | None, list[PackProblem]]:
-    loader = _PackLoader(text)
+    try:
+        loader = _PackLoader(text)  # the reader refuses control characters right here
+    except yaml.reader.ReaderError as exc:
+        line = text[:exc.position].count("\n") + 1
+        return None, None, [PackProblem("(yaml)", f"不允许的字符 #x{exc.character:04x}",
+                                        f"character #x{exc.character:04x} is not allowed", line)]
     try:
         node = loader.get_single_node()
         try:
@@ -105,6 +111,8 @@ def _parse(text: str) -> tuple[Any, yaml.Node | None, list[PackProblem]]:
             return None, None, [PackProblem(_key(path), f"取值无效：{bad.value if bad is not node else exc}",
                                             f"invalid value: {bad.value if bad is not node else exc}",
                                             bad.start_mark.line + 1)]
+    except RecursionError:
+        return None, None, [PackProblem("(yaml)", "嵌套过深", "nested too deeply")]
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else None
@@ -223,6 +231,24 @@ def _type_problems(spec: PackSpec, parent: ResolvedPolicy | None, node) -> list[
     return problems
 
 
+def _not_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return value != value or value in (float("inf"), float("-inf"))
+    if isinstance(value, dict):
+        return any(_not_finite(item) for item in value.values())
+    if isinstance(value, list):
+        return any(_not_finite(item) for item in value)
+    return False
+
+
+def _number_problems(spec: PackSpec, node) -> list[PackProblem]:
+    """.inf and .nan are YAML numbers but no amount: no rule can pay them, no database stores them."""
+    found = [(("parameters", name, "value"), parameter.value) for name, parameter in spec.parameters.items()]
+    found += [(("targets", name), value) for name, value in spec.targets.items()]
+    return [PackProblem(_key(loc), "数值须为有限数（不可为 .inf / .nan）", "numbers must be finite (no .inf / .nan)",
+                        _line_of(node, loc)) for loc, value in found if _not_finite(value)]
+
+
 def newest_publication_date(registry: PackRegistry, name: str) -> dt.date | None:
     dates = [p.effective_from for p in registry.publications() if p.spec.name == name]
     return max(dates) if dates else None
@@ -246,6 +272,10 @@ def validate_pack_text(text: str, registry: PackRegistry, *, effective_from: dt.
     checked = CheckedPack(spec, text)
     day = effective_from or spec.valid_from
     problems = checked.problems
+    for name in ("name", "version"):
+        if len(getattr(spec, name)) > MAX_NAME_CHARS:
+            problems.append(PackProblem(name, f"最多 {MAX_NAME_CHARS} 个字符", f"at most {MAX_NAME_CHARS} characters",
+                                        _line_of(node, (name,))))
     if spec.valid_to is not None and day > spec.valid_to:
         problems.append(PackProblem("effective_from", f"生效日期 {day} 晚于 valid_to {spec.valid_to}，该版本永不适用",
                                     f"effective date {day} is after valid_to {spec.valid_to}: it would never apply"))
@@ -268,6 +298,7 @@ def validate_pack_text(text: str, registry: PackRegistry, *, effective_from: dt.
             parent = view.resolved(spec.extends) if spec.extends in view.names() else None
             problems.extend(_type_problems(spec, parent, node))
     problems.extend(_citation_problems(spec, node))
+    problems.extend(_number_problems(spec, node))
     return checked
 
 

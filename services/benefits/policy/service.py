@@ -182,7 +182,7 @@ async def publish(sessionmaker: async_sessionmaker[AsyncSession], live: LivePack
         try:
             publication_id = (await session.execute(insert(policy_publications).values(
                 name=spec.name, version=spec.version, spec=spec.model_dump(mode="json"), text=text,
-                content_hash=digest, diff=diff, effective_from=effective_from, published_by=published_by,
+                content_hash=digest, diff=diff, effective_from=effective_from, published_by=published_by[:128],
                 published_at=now).returning(policy_publications.c.id))).scalar_one()
         except IntegrityError:
             # A concurrent publish of the same version committed first (SQLite has no advisory lock).

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -140,7 +140,7 @@ async def list_publications(request: Request, pack: str | None = None, cursor: I
 
 
 @router.get("/v1/policies/publications/{publication_id}", summary="One publication: text, spec, diff, who, when")
-async def get_publication(request: Request, publication_id: int,
+async def get_publication(request: Request, publication_id: Annotated[int, Path(ge=1, le=2**62)],
                           principal: Principal = Depends(require_scopes("benefits:read"))) -> dict[str, Any]:
     async with request.app.state.sessionmaker() as session:
         found = await service.get_publication(session, publication_id)
