@@ -438,7 +438,8 @@ async def test_simulation_is_read_only_and_computes_deltas(service):
     assert programs["industry.crop_livestock"] == {
         "program": "industry.crop_livestock", "units": ["year"] if "year" in programs["industry.crop_livestock"]["units"]
         else programs["industry.crop_livestock"]["units"], "households_affected": 2,
-        "amount_before": "12500.00", "amount_after": "9700.00", "delta": "-2800.00"}
+        "amount_before": "12500.00", "amount_after": "9700.00", "delta": "-2800.00",
+        "households_gained": 0, "households_lost": 0, "households_changed": 2}
     assert all(p["delta"] == "0.00" and p["households_affected"] == 0
                for name, p in programs.items() if name != "industry.crop_livestock")
     townships = {t["township_code"]: t for t in result["townships"]}
