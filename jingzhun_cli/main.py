@@ -599,5 +599,135 @@ def audit_rebuild() -> None:
     console.print(f"replayed {count} ledger records into the read models")
 
 
+# --- policy lifecycle: validate → diff → simulate → publish ----------------------------------------
+# Over HTTP to the running benefits service (JZ_BENEFITS_URL), not straight to its database: publishing
+# must reach the process that runs the recompute job and reloads the packs, the checks must see the
+# packs in force there (files plus publications), and the service writes the audit event and the
+# publication in one transaction. One code path for the CLI and any other client.
+policy_app = typer.Typer(help="Policy packs at run time: validate, diff, simulate, publish (admin).",
+                         no_args_is_help=True)
+app.add_typer(policy_app, name="policy")
+
+
+def _policy_client():
+    """An httpx client for benefits with an admin token: JZ_TOKEN, else one minted by the development
+    issuer (embedded profile only, like ``jingzhun token``)."""
+    import httpx
+
+    token = os.environ.get("JZ_TOKEN")
+    if not token:
+        from shared.auth import DevIssuerRefused, mint_token
+        try:
+            token = mint_token(CommonSettings(), "admin", subject=f"cli:{os.environ.get('USER', 'office')}",
+                               ttl_s=600)
+        except DevIssuerRefused as exc:
+            typer.echo(f"jingzhun policy: {exc}; set JZ_TOKEN to an admin token", err=True)
+            raise typer.Exit(2) from exc
+    return httpx.Client(base_url=os.environ.get("JZ_BENEFITS_URL", "http://127.0.0.1:8002"),
+                        headers={"Authorization": f"Bearer {token}"}, timeout=120)
+
+
+def _policy_call(path: str, body: dict) -> dict:
+    import httpx
+
+    try:
+        with _policy_client() as client:
+            response = client.post(path, json=body)
+    except httpx.HTTPError as exc:
+        typer.echo(f"jingzhun policy: benefits not reachable ({exc}); start it (jingzhun run) or set "
+                   "JZ_BENEFITS_URL", err=True)
+        raise typer.Exit(2) from exc
+    answer = response.json() if response.headers.get("content-type", "").endswith("json") else {"detail": response.text}
+    if response.status_code >= 400:
+        console.print(f"[red]{response.status_code} {answer.get('title', '')}[/red] {answer.get('detail', '')}",
+                      highlight=False)
+        _print_pack_problems(answer.get("errors") or [])
+        raise typer.Exit(1)
+    return answer
+
+
+def _print_pack_problems(problems: list[dict]) -> None:
+    for problem in problems:
+        where = f"line {problem['line']}" if problem.get("line") else "-"
+        console.print(f"  {where:>9}  {problem.get('key', '')}: {problem.get('message', problem.get('msg', ''))}",
+                      highlight=False)
+
+
+def _pack_body(file: Path, effective: Optional[str], **extra) -> dict:
+    body = {"pack": file.read_text(encoding="utf-8"), **{k: v for k, v in extra.items() if v}}
+    if effective:
+        body["effective_from"] = effective
+    return body
+
+
+_PACK_FILE = typer.Argument(..., exists=True, dir_okay=False, help="The pack (YAML or JSON)")
+_EFFECTIVE = typer.Option(None, "--effective", help="Effective date YYYY-MM-DD (dates from it on follow this pack)")
+
+
+@policy_app.command("validate")
+def policy_validate(file: Path = _PACK_FILE, effective: Optional[str] = _EFFECTIVE,
+                    offline: bool = typer.Option(False, "--offline", help="Check against the pack files of this "
+                                                 "checkout only (no service, publications not seen)")) -> None:
+    """Every problem of a pack: schema, programme codes, extends chain, dates, citations (exit 1 if any)."""
+    if offline:
+        import datetime as dt
+
+        from shared.policy import default_registry
+        from shared.policy.publication import validate_pack_text
+        day = dt.date.fromisoformat(effective) if effective else None
+        result = validate_pack_text(file.read_text(encoding="utf-8"), default_registry(), effective_from=day).view()
+    else:
+        result = _policy_call("/v1/policies:validate", _pack_body(file, effective))
+    if result["valid"]:
+        console.print(f"[green]valid[/green] {result['pack']} {result['version']}", highlight=False)
+        return
+    console.print(f"[red]{len(result['problems'])} problem(s)[/red]", highlight=False)
+    _print_pack_problems(result["problems"])
+    raise typer.Exit(1)
+
+
+@policy_app.command("diff")
+def policy_diff(file: Path = _PACK_FILE, effective: Optional[str] = _EFFECTIVE) -> None:
+    """Parameters added / removed / changed, programmes enabled / disabled, validity changes."""
+    console.print_json(json.dumps(_policy_call("/v1/policies:diff", _pack_body(file, effective)), ensure_ascii=False))
+
+
+@policy_app.command("simulate")
+def policy_simulate(file: Path = _PACK_FILE, effective: Optional[str] = _EFFECTIVE,
+                    as_of: Optional[str] = typer.Option(None, help="Evaluation date (default: the effective date)")
+                    ) -> None:
+    """Deltas over the stored households of the pack's region, as if it were published (stores nothing)."""
+    result = _policy_call("/v1/policies:simulate", _pack_body(file, effective, as_of=as_of))
+    console.print_json(json.dumps(result, ensure_ascii=False))
+
+
+@policy_app.command("publish")
+def policy_publish(file: Path = _PACK_FILE,
+                   effective: str = typer.Option(..., "--effective", help="Effective date YYYY-MM-DD"),
+                   as_of: Optional[str] = typer.Option(None, help="Policy date of the recompute (default: the "
+                                                                  "service's evaluation date)"),
+                   wait: bool = typer.Option(True, help="Follow the recompute job until it ends")) -> None:
+    """Publish (validated again, versioned, audited) and start the recompute of the pack's region."""
+    import time
+
+    result = _policy_call("/v1/policies:publish", _pack_body(file, effective, as_of=as_of))
+    publication, job = result["publication"], result["job"]
+    console.print(f"publication [bold]{publication['id']}[/bold] {publication['pack']} {publication['version']} "
+                  f"effective {publication['effective_from']} by {publication['published_by']} "
+                  f"(sha256 {publication['content_hash'][:12]}…)", highlight=False)
+    if not job:
+        return
+    console.print(f"recompute job [bold]{job['id']}[/bold] scope {job['scope']} as of {job['as_of']}", highlight=False)
+    with _policy_client() as client:
+        while wait and job["status"] in ("pending", "running"):
+            time.sleep(0.5)
+            job = client.get(f"/v1/jobs/{job['id']}").json()
+            console.print(f"  {job['processed']:>9}/{job['total']} households, {job['households_changed']} changed, "
+                          f"{job['decisions']} decisions", highlight=False)
+    console.print_json(json.dumps({"publication": {k: v for k, v in publication.items() if k not in ("text", "spec")},
+                                   "job": job}, ensure_ascii=False))
+    raise typer.Exit(0 if job["status"] in ("done", "pending", "running") else 2)
+
+
 if __name__ == "__main__":
     app()
