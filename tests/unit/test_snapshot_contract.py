@@ -34,6 +34,7 @@ from shared import snapshot as snapshot_module
 from shared.policy.programs import KNOWN_PROGRAMS
 from shared.snapshot import Household, HouseholdBody, SnapshotModel
 from shared.snapshot_descriptions import DESCRIPTIONS, UNITS
+from shared.snapshot_examples import contract_examples as shared_examples
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES_DIR = ROOT / "services" / "benefits" / "rules"
@@ -408,8 +409,13 @@ def test_every_field_rules_read_is_described_in_the_openapi(service, tmp_path):
     schema = openapi(service, tmp_path)
     assert schema_gaps(engine_reads(), schema, snapshot_classes()) == []
     if service == "registry":  # the write body too, whose models are the strict variants
-        body = schema["paths"]["/v1/households"]["post"]["requestBody"]["content"]["application/json"]["schema"]
-        assert body["$ref"].endswith("/HouseholdCreate")
+        content = schema["paths"]["/v1/households"]["post"]["requestBody"]["content"]["application/json"]
+        assert content["schema"]["$ref"].endswith("/HouseholdCreate")
+        # The contract's examples, the same as docs/contract.md shows, are offered to callers.
+        offered = [content["examples"][name]["value"] for name in shared_examples()]
+        # FastAPI leaves out null members of the OpenAPI document; null is every field's default here.
+        assert offered == [_without_nulls(example) for example in contract_examples()]
+        assert offered[0]["members"][2]["rehab_condition"] == "autism"
         member = schema["components"]["schemas"]["StrictPerson"]["properties"]["chronic_outpatient_cost"]
         assert member["description"].startswith("本年慢性病门诊费用") and "outpatient cost" in member["description"]
 
@@ -424,6 +430,17 @@ def test_every_snapshot_field_has_both_descriptions():
 
 def test_every_field_rules_read_is_in_contract_md_with_an_example():
     assert contract_gaps(engine_reads(), CONTRACT.read_text(encoding="utf-8")) == []
+
+
+def _without_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _without_nulls(item) for key, item in value.items() if item is not None}
+    return [_without_nulls(item) for item in value] if isinstance(value, list) else value
+
+
+def test_contract_md_shows_the_shipped_examples():
+    """docs/contract.md's JSON blocks are shared/snapshot_examples.json, which the registry's OpenAPI offers."""
+    assert contract_examples() == list(shared_examples().values())
 
 
 def test_contract_md_field_table_is_current():

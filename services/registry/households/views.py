@@ -11,7 +11,8 @@ from services.registry.households import service
 from shared.auth import Principal, require_scopes
 from shared.db import transaction
 from shared.problems import PROBLEM_RESPONSES, Problem
-from shared.snapshot import Category, Household, HouseholdCreate, HouseholdStatus
+from shared.snapshot import NANKANG_FARMER_EXAMPLE, Category, Household, HouseholdCreate, HouseholdStatus
+from shared.snapshot_examples import contract_examples
 
 router = APIRouter(prefix="/v1/households", tags=["households"], responses=PROBLEM_RESPONSES)
 
@@ -27,12 +28,22 @@ def _snapshot_response(snapshot: dict, principal: Principal, status: int = 200,
     headers = {"ETag": f'"{snapshot["version"]}"', **(headers or {})}
     return JSONResponse(service.present(snapshot, principal), status_code=status, headers=headers)
 
+# The contract's examples (docs/contract.md): the full one carries the facts that only some
+# programmes read and that a client following API.md alone would never send.
+CREATE_EXAMPLES = {
+    "nankang_farmer": {"summary": "A Nankang farmer household (API.md)",
+                       "value": {k: v for k, v in NANKANG_FARMER_EXAMPLE.items() if k not in ("id", "version")}},
+    **{name: {"summary": f"docs/contract.md example: {name}", "value": body} for name, body in contract_examples().items()},
+}
+
 
 @router.post("", status_code=201, response_model=None,
              summary="Register a household (建档立卡)",
+             description="The body is the household snapshot contract: every field, its unit and the programmes "
+                         "that read it are in docs/contract.md and in each property's description.",
              responses={201: {"model": Household, "description": "The registered household. " + MASKED_MEMBERS},
                         409: {"description": "A member already lives in another household"}})
-async def create_household(request: Request, body: HouseholdCreate,
+async def create_household(request: Request, body: Annotated[HouseholdCreate, Body(openapi_examples=CREATE_EXAMPLES)],
                            principal: Principal = Depends(require_scopes("registry:write"))) -> JSONResponse:
     async with transaction(request.app.state.sessionmaker) as session:
         snapshot = await service.create_household(session, body.model_dump(mode="json", exclude_unset=True),
