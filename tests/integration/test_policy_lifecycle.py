@@ -18,27 +18,14 @@ from shared.auth import mint_token
 from shared.config import AuditSettings, BenefitsSettings
 from shared.db import transaction
 from shared.events import Envelope
-from tests.helpers import eventually, example, running_app
+from tests.helpers import REPO, eventually, example, running_app
 
 TODAY = dt.date(2021, 6, 30)  # the service's evaluation date: inside the transition period
 EFFECTIVE = "2021-01-01"
 
 # The worked example of docs/policy.md: nankang-2020 kept for 2021-2025, one amount changed. The new
 # amount is the office's decision, not the seeds', hence default_not_in_seeds with a note.
-NANKANG_2021 = """\
-name: nankang-2021
-version: "2021.1"
-region: "360703"
-valid_from: 2021-01-01
-valid_to: 2025-12-31
-extends: nankang-2020
-description: 南康区过渡期（2021–2025）：保持主要帮扶政策总体稳定（四个不摘，001 L280），土地流转补助调整。
-parameters:
-  land_transfer_out.rates:
-    value: {farmland_mu: 500, mountain_mu: 100}
-    default_not_in_seeds: true
-    note: 南康区 2021 年过渡期文件（示例数值，由区扶贫办决定）
-"""
+NANKANG_2021 = (REPO / "docs" / "examples" / "nankang-2021.yaml").read_text(encoding="utf-8")
 
 
 def settings_for(tmp_path, url: str, **overrides) -> BenefitsSettings:
@@ -198,7 +185,7 @@ async def test_republish_is_idempotent_conflicts_are_409_and_bad_input_422(benef
     rejected = await client.post("/v1/policies:publish", json={"pack": broken, "effective_from": EFFECTIVE})
     assert rejected.status_code == 422
     problems = {(e["key"], e["line"]) for e in rejected.json()["errors"]}
-    assert problems == {("parameters.land_transfer_out.rates", 9)}  # the schema first; the chain once it parses
+    assert problems == {("parameters.land_transfer_out.rates", 11)}  # the schema first; the chain once it parses
     unknown_parent = NANKANG_2021.replace("nankang-2020", "nankang-2019").replace('"2021.1"', '"2021.2"')
     chain = await client.post("/v1/policies:publish", json={"pack": unknown_parent, "effective_from": "2022-01-01"})
     assert chain.status_code == 422 and [e["key"] for e in chain.json()["errors"]] == ["extends"]
