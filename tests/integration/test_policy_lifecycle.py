@@ -91,6 +91,8 @@ async def test_publish_governs_from_its_effective_date_recomputes_and_is_audited
         await store_snapshot(session, farmer())
     before_2021, before_2020 = await evaluate(client, "2021-06-30"), await evaluate(client, "2020-06-30")
     assert before_2021["policy"]["pack"] == "cn-national"  # every local pack lapsed at the end of 2020
+    assert before_2021["policy"]["coverage"] == "national_only"
+    assert before_2021["policy"]["lapsed"]["pack"] == "nankang-2020"
     assert before_2020["policy"]["pack"] == "nankang-2020" and amount(before_2020, "industry.land_transfer_out") == "800.00"
 
     checked = (await client.post("/v1/policies:validate", json={"pack": NANKANG_2021, "effective_from": EFFECTIVE})).json()
@@ -120,7 +122,7 @@ async def test_publish_governs_from_its_effective_date_recomputes_and_is_audited
     assert (finished["status"], finished["processed"], finished["households_changed"]) == ("done", 1, 1)
 
     after_2021 = await evaluate(client, "2021-06-30")
-    assert after_2021["policy"]["pack"] == "nankang-2021"
+    assert after_2021["policy"]["pack"] == "nankang-2021" and after_2021["policy"]["coverage"] == "local"
     assert after_2021["policy"]["chain"] == ["nankang-2021", "nankang-2020", "ganzhou-2016", "jiangxi-2018", "cn-national"]
     assert amount(after_2021, "industry.land_transfer_out") == "1000.00"  # 2 mu x the new 500
     assert amount(after_2021, "industry.machinery") == "4000.00"  # inherited, cited as before

@@ -3,6 +3,7 @@ pack governs which evaluation date once publications exist."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from decimal import Decimal
 
 import pytest
@@ -169,3 +170,43 @@ def test_content_hash_ignores_layout_not_content():
     assert content_hash(spec) != content_hash(load_pack_text(TRANSITION.replace("15000", "15001"), "t"))
 
 
+
+
+def test_cli_publish_posts_the_file_and_follows_the_job(monkeypatch, tmp_path):
+    import httpx
+    from typer.testing import CliRunner
+
+    from jingzhun_cli import main as cli
+
+    seen = []
+    job = {"id": "j1", "scope": {"kind": "region", "code": "360703"}, "as_of": "2021-06-30", "total": 3,
+           "processed": 3, "households_changed": 2, "decisions": 5}
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append((request.method, request.url.path, request.content and json.loads(request.content)))
+        if request.url.path == "/v1/policies:publish":
+            return httpx.Response(201, json={"job": {**job, "status": "running"}, "publication": {
+                "id": 7, "pack": "nankang-2021", "version": "2021.1", "effective_from": "2021-01-01",
+                "published_by": "cli:x", "content_hash": "ab" * 32, "text": "...", "spec": {}}})
+        return httpx.Response(200, json={**job, "status": "done"})
+
+    monkeypatch.setattr(cli, "_policy_client", lambda: httpx.Client(base_url="http://benefits",
+                                                                     transport=httpx.MockTransport(answer)))
+    pack = tmp_path / "nankang-2021.yaml"
+    pack.write_text(TRANSITION, encoding="utf-8")
+    result = CliRunner().invoke(cli.app, ["policy", "publish", str(pack), "--effective", "2021-01-01"])
+    assert result.exit_code == 0, result.output
+    assert seen[0] == ("POST", "/v1/policies:publish", {"pack": TRANSITION, "effective_from": "2021-01-01"})
+    assert seen[1][:2] == ("GET", "/v1/jobs/j1")
+    assert "publication 7 nankang-2021 2021.1" in result.output and '"status": "done"' in result.output
+
+
+def test_cli_validate_offline_lists_problems_and_fails(tmp_path):
+    from typer.testing import CliRunner
+
+    from jingzhun_cli import main as cli
+
+    pack = tmp_path / "bad.yaml"
+    pack.write_text(TRANSITION.replace('lines: "L247"', 'lines: "L2047"'), encoding="utf-8")
+    result = CliRunner().invoke(cli.app, ["policy", "validate", "--offline", str(pack)])
+    assert result.exit_code == 1 and "line 15" in result.output and "L2047" in result.output
