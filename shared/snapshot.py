@@ -47,6 +47,9 @@ SelfCare = Literal["able", "partial_loss", "full_loss"]
 SchoolStage = Literal["preschool", "primary", "junior", "senior", "vocational", "university", "graduate"]
 WorkPlace = Literal["other_province", "in_province_cross_county", "in_district_park", "local"]
 RehabCondition = Literal["cerebral_palsy", "deaf", "autism", "intellectual"]
+TekunSupport = Literal["dispersed", "concentrated"]
+# Risk causes of monitoring (API.md "Added for the next capabilities", POST /v1/monitoring/leads).
+RiskCause = Literal[PovertyCause, "accident", "epidemic", "income_drop", "rigid_expense"]
 
 # Bounded so that a count fits every consumer's integer column (a 10**20 count would dead-letter there).
 Count = Annotated[int, Field(ge=0, le=1_000_000_000)]
@@ -270,7 +273,19 @@ class Person(SnapshotModel):
     # Extensions (001 L391, 000 L229).
     rehab_condition: RehabCondition | None = None
     chronic_outpatient_cost: NonNegativeMoney | None = None
+    # Person-level categories (docs/registry.md "Person-level categories"). The household's
+    # `categories` dibao / tekun_dispersed / tekun_concentrated follow from its living members' flags
+    # on every registry write (shared/person_categories.py).
+    # 低保 cover: True = this person is in the household's 低保 cover; False = not covered (a
+    # non-whole-household 低保, 001 L667 C类 "非整户保"); None = not stated (read as covered when the
+    # household is 低保 and no member is flagged: a stored snapshot from before person-level cover).
     dibao_covered: bool | None = None
+    # 特困人员 (001 L669-L671): dispersed (分散供养) or concentrated (集中供养) support; None = not a 特困 person.
+    tekun: TekunSupport | None = None
+    # Return-to-poverty risks this person carries (防止返贫监测, issue 13), in the vocabulary of
+    # monitoring leads' risk_causes: the member whose illness, disability, schooling, accident or lost
+    # income puts the household at risk. Empty = none recorded. Facts only: no rule pays on them.
+    monitoring: list[RiskCause] = Field(default_factory=list)
 
 
 class HouseholdBody(SnapshotModel):
@@ -416,6 +431,7 @@ def strict_household_model() -> type[BaseModel]:
 __all__ = [
     "Category", "CovidUnsold", "Disability", "Employment", "Guarantees", "Health", "Household", "HouseholdBody",
     "HouseholdCreate", "HouseholdStatus", "Housing", "Income", "LandRentedOut", "Machinery", "Person",
-    "Production", "PublicPost", "RelocatedFacility", "Relocation", "SnapshotModel", "StrictHousehold", "Student",
-    "Training", "Village", "Water", "strict_household_model", "strict_variant", "NANKANG_FARMER_EXAMPLE",
+    "Production", "PublicPost", "RelocatedFacility", "Relocation", "RiskCause", "SnapshotModel", "StrictHousehold",
+    "Student", "TekunSupport", "Training", "Village", "Water", "strict_household_model", "strict_variant",
+    "NANKANG_FARMER_EXAMPLE",
 ]

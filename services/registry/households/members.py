@@ -105,10 +105,16 @@ async def move_member(session: AsyncSession, household_id: str, person_id: str, 
                       type_="https://jingzhun.dev/problems/conflict")
     if relation is not None:
         person["relation"] = relation
+    # 低保 cover is granted to a household (its cover), so the person does not bring it into the
+    # new one: there it is "not stated" until that household's cover says otherwise. 特困 is the
+    # person's own and moves with them (docs/registry.md, person-level categories).
+    left_cover = person.get("dibao_covered") is True
+    person["dibao_covered"] = None
     check_area(principal, target)
     moved = {"person_id": person_id, "from_household_id": household_id, "to_household_id": to_household_id,
              "reason": reason}
-    note = f"member {person_id} moved {household_id} → {to_household_id}" + (f": {reason}" if reason else "")
+    note = (f"member {person_id} moved {household_id} → {to_household_id}" + (f": {reason}" if reason else "")
+            + ("; 低保 cover stays with the old household" if left_cover else ""))
     source_after = await save_new_version(
         session, source, {**source, "members": [m for m in source["members"] if m["id"] != person_id]},
         event_type=EVENT_PERSON_MOVED, actor=principal.subject, note=note, extra={"move": moved})

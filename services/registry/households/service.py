@@ -18,6 +18,7 @@ from services.registry.tables import household_versions, households, pairings, p
 from shared.auth import Principal
 from shared.events import utcnow
 from shared.idcard import InvalidIdNumber, check_consistency, mask_id_number, validate_id_number
+from shared.person_categories import derive_person_categories
 from shared.personal_data import masked_snapshot
 from shared.problems import Problem
 from shared.snapshot import Household, HouseholdCreate
@@ -51,8 +52,9 @@ def validation_problem(exc: ValidationError) -> Problem:
                    type_="https://jingzhun.dev/problems/validation", errors=errors)
 
 
-def _validated_snapshot(body: dict, household_id: str, version: int) -> dict:
-    """Strict validation of a written household, then its canonical snapshot form."""
+def _validated_snapshot(body: dict, household_id: str, version: int, before: dict | None = None) -> dict:
+    """Strict validation of a written household, then its canonical snapshot form, whose person-level
+    categories follow its living members (shared/person_categories.py; ``before`` = the stored version)."""
     try:
         HouseholdCreate.model_validate(body)
         household = Household.model_validate({**body, "id": household_id, "version": version})
@@ -62,6 +64,11 @@ def _validated_snapshot(body: dict, household_id: str, version: int) -> dict:
     for member in snapshot["members"]:
         member["id"] = member.get("id") or new_person_id()
     _check_members(snapshot["members"])
+    errors = derive_person_categories(snapshot, before)
+    if errors:
+        raise Problem(422, "Invalid household",
+                      "户类型与成员的低保/特困标记不一致 / The household categories do not match its members' "
+                      "低保 / 特困 flags.", type_="https://jingzhun.dev/problems/validation", errors=errors)
     return snapshot
 
 
@@ -204,7 +211,7 @@ def prepare_new_version(before: dict, after_body: dict, *, strict: bool = True) 
     """The next version's canonical snapshot and the paths it changes (no I/O; raises 422 Problem)."""
     new_version = before["version"] + 1
     body = {k: v for k, v in after_body.items() if k not in ("id", "version")}
-    snapshot = (_validated_snapshot(body, before["id"], new_version) if strict
+    snapshot = (_validated_snapshot(body, before["id"], new_version, before) if strict
                 else Household.model_validate({**body, "id": before["id"], "version": new_version})
                 .model_dump(mode="json"))
     paths = [p for p in changed_paths({k: v for k, v in before.items() if k != "version"},

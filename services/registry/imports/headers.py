@@ -57,6 +57,8 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "employment_monthly_wage": ("务工月收入", "月均工资"),
     "public_post_monthly_pay": ("公益性岗位月工资",),
     "dibao_covered": ("是否纳入低保", "享受低保"),
+    "tekun": ("特困人员", "特困供养方式", "供养方式"),
+    "monitoring": ("监测风险类型", "返贫风险"),
     "machinery": ("农机",),
     "trainings": ("培训情况",),
 }

@@ -153,6 +153,8 @@ COLUMNS: list[Column] = [
     P("rehab_condition", "康复救助类别", ("rehab_condition",), "word", "rehab"),
     P("chronic_outpatient_cost", "慢病门诊费用(元)", ("chronic_outpatient_cost",), "decimal"),
     P("dibao_covered", "个人纳入低保", ("dibao_covered",), "bool"),
+    P("tekun", "特困供养", ("tekun",), "word", "tekun", en="特困 support (dispersed / concentrated)"),
+    P("monitoring", "监测风险", ("monitoring",), "words", "risk", en="monitoring risks"),
     P("student_boarding", "寄宿", ("student", "boarding"), "bool"),
     P("student_special_school", "特殊教育学校", ("student", "special_school"), "bool"),
     P("student_school", "就读学校", ("student", "school")),
@@ -244,11 +246,15 @@ SELF_CARE = {"能自理": "able", "完全自理": "able", "部分丧失": "parti
 WORK_PLACE = {"省外": "other_province", "省内县外": "in_province_cross_county", "区内园区": "in_district_park",
               "本地": "local", "就近": "local"}
 REHAB = {"脑瘫": "cerebral_palsy", "听障": "deaf", "聋儿": "deaf", "孤独症": "autism", "智力障碍": "intellectual"}
+TEKUN = {"分散供养": "dispersed", "分散": "dispersed", "集中供养": "concentrated", "集中": "concentrated"}
+RISK = {**CAUSE, "意外事故": "accident", "意外": "accident", "疫情": "epidemic", "收入骤减": "income_drop",
+        "刚性支出": "rigid_expense"}
 # Export writes the first Chinese word for each code.
 VOCABULARIES = {"status": STATUS, "categories": CATEGORY, "poverty_causes": CAUSE, "relation": RELATION,
                 "labour_capacity": LABOUR, "health": HEALTH, "disability_kind": DISABILITY_KIND,
                 "student_stage": STAGE, "sex": SEX, "planned_work": PLANNED_WORK, "well": WELL, "site": SITE,
-                "self_care": SELF_CARE, "work_place": WORK_PLACE, "rehab": REHAB}
+                "self_care": SELF_CARE, "work_place": WORK_PLACE, "rehab": REHAB, "tekun": TEKUN,
+                "risk": RISK}
 REVERSE = {key: {code: word for word, code in reversed(list(vocab.items()))} for key, vocab in VOCABULARIES.items()}
 SEPARATORS = re.compile(r"[、,，;；/\s]+")
 HOUSEHOLD_ID = re.compile(r"^[A-Za-z0-9._-]{1,40}$")
@@ -727,7 +733,8 @@ def _column_for(path: tuple, columns: list[Column], fallback: str) -> str:
 def locate(error: dict, group: LedgerHousehold) -> dict:
     """A snapshot validation error at the sheet, row and column the value came from."""
     loc = tuple(part for part in error.get("loc", []) if part != "body")
-    message = bilingual(_message_zh(error), error.get("msg", "invalid"))
+    message = (bilingual(error["msg_zh"], error["msg_en"]) if "msg_zh" in error  # already bilingual
+               else bilingual(_message_zh(error), error.get("msg", "invalid")))
     row, sheet = group.rows[0], MAIN_SHEET
     if loc[:2] == ("production", "machinery") and len(loc) > 2 and isinstance(loc[2], int) and group.machinery:
         sheet, row, _ = group.machinery[min(loc[2], len(group.machinery) - 1)]

@@ -64,6 +64,9 @@ PERSON = objects(
     rehab_condition=optional(st.sampled_from(["cerebral_palsy", "deaf", "autism",
                                                                       "intellectual"])),
     chronic_outpatient_cost=optional(MONEY), dibao_covered=OPT_BOOL,
+    tekun=optional(st.sampled_from(["dispersed", "concentrated"])),
+    monitoring=st.lists(st.sampled_from(["illness", "disability", "accident", "epidemic", "income_drop",
+                                         "rigid_expense"]), unique=True, max_size=2),
     born=st.dates(date(1930, 1, 1), date(2019, 12, 31)),
     relation=st.sampled_from(["spouse", "child", "parent", "other"]))
 COVID = objects(vegetables_mu=QUANTITY, pomelo_kg=QUANTITY, navel_orange_kg=QUANTITY, poultry=COUNT,
@@ -86,8 +89,8 @@ HOUSEHOLD = objects(
     status=st.sampled_from(["candidate", "registered", "exited", "monitored", "returned", "removed"]),
     identified_year=optional(st.integers(2014, 2020)), exit_date=optional(st.dates(date(2016, 1, 1),
                                                                                    date(2020, 12, 31)).map(str)),
-    categories=st.lists(st.sampled_from(["dibao", "tekun_dispersed", "tekun_concentrated", "marginal", "relocated",
-                                         "zero_employment"]), unique=True, max_size=3),
+    # dibao / tekun_* follow from the members' flags (shared/person_categories.py).
+    categories=st.lists(st.sampled_from(["marginal", "relocated", "zero_employment"]), unique=True, max_size=3),
     dibao_class=optional(st.sampled_from(["A1", "A2", "B", "C1", "C2"])),
     poverty_causes=st.lists(st.sampled_from(["illness", "disability", "schooling", "disaster", "lack_of_land",
                                              "lack_of_water", "lack_of_skills", "lack_of_labour", "lack_of_capital",
