@@ -58,6 +58,7 @@ class LaunchConfig:
             env[prefix + "PORT"] = str(self.ports[service])
             env[prefix + "DATABASE_URL"] = self.database_url(service)
         env["JZ_REGISTRY_BENEFITS_URL"] = f"http://127.0.0.1:{self.ports['benefits']}"
+        env["JZ_AUDIT_BENEFITS_URL"] = env["JZ_REGISTRY_BENEFITS_URL"]  # the dashboard's village exit section
         if "JZ_PARTNER_JWKS_URL" not in os.environ:  # registry and audit verify partner tokens with benefits' keys
             env["JZ_PARTNER_JWKS_URL"] = f"http://127.0.0.1:{self.ports['benefits']}/.well-known/jwks.json"
         for variable in ("JZ_BENEFITS_EVALUATION_DATE", "JZ_AUDIT_EVALUATION_DATE"):
