@@ -15,10 +15,11 @@ from services.benefits.app import create_app
 from services.benefits.consumer import store_snapshot
 from services.benefits.tables import outbox, policy_publications, recompute_jobs
 from shared.auth import mint_token
-from shared.config import AuditSettings, BenefitsSettings
+from shared.config import AuditSettings
 from shared.db import transaction
 from shared.events import Envelope
 from tests.helpers import REPO, eventually, example, running_app
+from tests.integration.test_benefits_service import settings_for
 
 TODAY = dt.date(2021, 6, 30)  # the service's evaluation date: inside the transition period
 EFFECTIVE = "2021-01-01"
@@ -28,13 +29,6 @@ EFFECTIVE = "2021-01-01"
 NANKANG_2021 = (REPO / "docs" / "examples" / "nankang-2021.yaml").read_text(encoding="utf-8")
 
 
-def settings_for(tmp_path, url: str, **overrides) -> BenefitsSettings:
-    values = dict(var_dir=tmp_path, database_url=url, kafka_bootstrap="127.0.0.1:1", log_json=False,
-                  run_consumer=False, evaluation_date=TODAY)
-    values.update(overrides)
-    return BenefitsSettings(**values)
-
-
 @pytest.fixture
 async def benefits(databases, tmp_path):
     """A running benefits app (admin token) and a second process on the same database."""
@@ -42,7 +36,7 @@ async def benefits(databases, tmp_path):
     contexts = []
 
     async def start(scopes: str = "benefits:read benefits:evaluate admin", reload_s: float | None = None):
-        settings = settings_for(tmp_path, url)
+        settings = settings_for(tmp_path, url, evaluation_date=TODAY)
         app = create_app(settings)
         if reload_s is not None:
             app.state.policy_reload_interval_s = reload_s

@@ -70,7 +70,7 @@ def test_yaml_syntax_errors_and_aliases_give_the_line():
     assert problems("- just a list\n") == [("(root)", 1)]
     assert problems("x" * (MAX_PACK_CHARS + 1)) == [("(size)", None)]
     assert problems("name: x\nversion: \x1f\n") == [("(yaml)", 2)]
-    assert problems("[" * 50_000) == [("(yaml)", None)]
+    assert problems("[" * 5_000) == [("(yaml)", None)]
     assert problems(TRANSITION.replace("value: 15000", "value: .inf")) == [("parameters.machinery.household_cap.value", 14)]
     assert problems(TRANSITION.replace('"2021.1"', '"' + "9" * 65 + '"')) == [("version", 2)]
 
