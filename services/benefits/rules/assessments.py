@@ -1,8 +1,6 @@
 """Assessments: exit readiness, identification, village exit, monitoring risk (PROGRAMS.md §1)."""
 from __future__ import annotations
 
-import datetime as dt
-from dataclasses import dataclass, field
 from decimal import Decimal
 
 from shared.money import ZERO
@@ -141,38 +139,3 @@ def lost_only_earner(household: Household) -> bool:
 
 
 # --- village exit (needs village aggregates, so it is a separate pure function) ----------
-
-@dataclass(frozen=True)
-class VillageStats:
-    code: str
-    year: int
-    registered_population: int
-    poor_population: int
-    per_capita_income: Decimal | None = None
-    indicators: dict[str, bool] = field(default_factory=dict)
-
-
-def village_exit(stats: VillageStats, policy) -> Assessment:
-    """Qinzhou 十一有一低于 (incidence < 3% and all 11 haves) or Shaoguan (income >= 60% of provincial)."""
-    checks: list[tuple[str, Condition]] = []
-    max_incidence = policy.param("village_exit.max_incidence", None)
-    if max_incidence is not None:
-        incidence = (Decimal(stats.poor_population) / Decimal(stats.registered_population)
-                     if stats.registered_population else Decimal(1))
-        checks.append(("poverty_incidence", cond(f"poverty incidence below {max_incidence}",
-                                                 incidence.quantize(Decimal("0.0001")), incidence < max_incidence)))
-        for indicator in policy.param("village_exit.indicators"):
-            value = stats.indicators.get(indicator)
-            checks.append((indicator, cond(f"village has {indicator}", value, value is True)))
-        source = cite("003", "L83")
-    else:
-        share = policy.param("village_exit.income_share")
-        provincial = policy.param("provincial_rural_income").get(stats.year)
-        line = provincial * share if provincial is not None else None
-        passed = stats.per_capita_income is not None and line is not None and stats.per_capita_income >= line
-        checks.append(("income", cond(f"village income >= {share} x provincial rural income ({line})",
-                                      stats.per_capita_income, passed)))
-        source = cite("002", "L37")
-    return _assessment("village_exit", checks, source)
-
-
