@@ -112,7 +112,8 @@ def single_person_dibao(ctx: RuleContext, covered_ids: set[str]) -> list[Entitle
     the family may, on the person's own application, be covered alone at the full standard.
 
     The entitlement is what the person may claim; the application itself is the person's, and once
-    approved the registry records them `dibao_covered` (the household 低保 entitlement pays them then).
+    approved the registry records them `dibao_covered` with class A1 (L665 puts the single-person cover
+    in class A, full standard), and the household 低保 entitlement pays them.
     """
     if not not_yet_exited(ctx.household):
         return []
