@@ -123,6 +123,13 @@ def test_single_person_dibao_excludes_members_already_covered_with_the_family():
     assert found == [(None, "350.00"), ("b", "470.00")]
 
 
+def test_an_approved_single_person_cover_is_paid_once_by_the_household_entitlement():
+    """As the registry records it: the person covered, class A1 (L665: 单人户 … 全额救助, 即470元/月·人)."""
+    household = base_household(categories=["dibao"], dibao_class="A1", members=[
+        person(id="a", dibao_covered=False), disabled(disability={"grade": 1, "kind": "physical"}, dibao_covered=True)])
+    assert [(e.person_id, str(e.amount)) for e in entitlements(household, "safety_net.dibao")] == [(None, "470.00")]
+
+
 def test_single_person_dibao_only_where_the_pack_has_it():
     # Ganzhou (000) has no single-person 低保 text: the same member gets nothing there.
     household = base_household(region_code="360702", members=[
