@@ -153,3 +153,44 @@ async def test_audit_readyz_names_its_evaluation_date(databases, tmp_path):
         "date": "2020-06-30", "configured": True, "setting": "JZ_AUDIT_EVALUATION_DATE",
         "note": "fixed by JZ_AUDIT_EVALUATION_DATE (the demo profile sets 2020-06-30); real decisions still "
                 "expire counted from today"}
+
+
+# --- the audit dashboard ------------------------------------------------------------------
+
+async def dashboard_page(databases, tmp_path, policy_pack: str, as_of: str | None) -> str:
+    from tests.integration.audit.support import entitlement_event, feed, registry_event, snapshot
+    settings = AuditSettings(var_dir=tmp_path, database_url=await databases.url("audit"),
+                             kafka_bootstrap="127.0.0.1:1", log_json=False, run_consumer=False,
+                             evaluation_date=DEMO_DAY)
+    app = create_audit(settings, id_hash_key="test-key", checkpoint_schedule=False)
+    async with running_app(app, mint_token(settings, "audit:read")) as client:
+        events = [registry_event("household.created", snapshot("hh-1")),
+                  registry_event("household.created", snapshot("hh-2", seq=2))]
+        for household in ("hh-1", "hh-2"):
+            decided = entitlement_event(household, "industry.crop_livestock", "granted")
+            decided.data["policy"] = {"pack": policy_pack, "version": "1", "chain": [policy_pack]}
+            events.append(decided)
+        await feed(app, *events)
+        page = await client.get("/dashboard", params={"as_of": as_of} if as_of else {})
+    assert page.status_code == 200, page.text
+    return page.text
+
+
+async def test_dashboard_banner_for_decisions_made_under_the_national_pack(databases, tmp_path):
+    html = await dashboard_page(databases, tmp_path, "cn-national", "2026-12-03")
+    assert 'id="coverage-banner"' in html and "仅按国家政策包评估 · Evaluated national_only" in html
+    assert WARNING in html and "已于 2020-12-31 失效" in html and "— 2 户 (households)" in html
+    assert '<span id="evaluation-date"' in html and ">2026-12-03</span>" in html
+    assert "fixed by JZ_AUDIT_EVALUATION_DATE" not in html  # the page was asked for that date
+
+
+async def test_dashboard_on_its_configured_date_says_recompute_when_a_local_pack_is_valid(databases, tmp_path):
+    html = await dashboard_page(databases, tmp_path, "cn-national", None)
+    assert ("Decisions in region 360703 were evaluated national_only (cn-national), but on 2020-06-30 local "
+            "pack nankang-2020 is valid: recompute.") in html
+    assert ">2020-06-30</span> (固定日期 fixed by JZ_AUDIT_EVALUATION_DATE)" in html
+
+
+async def test_dashboard_has_no_banner_for_local_decisions(databases, tmp_path):
+    html = await dashboard_page(databases, tmp_path, "nankang-2020", "2026-12-03")
+    assert 'id="coverage-banner"' not in html and "Evaluated national_only" not in html

@@ -21,6 +21,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import func, select
 
 from services.audit.dashboard.charts import grouped_bars, hbar_chart
+from services.audit.dashboard.coverage import national_only_regions
 from services.audit.dashboard.village_exit import caller_token, village_exit_section
 from services.audit.ledger.service import latest_checkpoint
 from services.audit.supervision.anomalies import RULES, Context, find_anomalies
@@ -29,6 +30,7 @@ from services.audit.supervision.progress import entitlement_stats, progress, vil
 from services.audit.tables import ledger_records
 from shared.auth import Principal
 from shared.bounds import QueryDate
+from shared.clock import evaluation_date_setting
 from shared.problems import Problem
 
 router = APIRouter(tags=["dashboard"])
@@ -76,6 +78,9 @@ async def dashboard(request: Request, area: str | None = None, as_of: QueryDate 
                             secure=cookie_secure(request), path="/dashboard")
         return response
     area = effective_area(principal, area)
+    # Say who fixed the date when the page judges on the configured one (the demo's 2020-06-30).
+    fixed_by = evaluation_date_setting(request.app.state.settings) \
+        if as_of is None and request.app.state.settings.evaluation_date else None
     as_of = as_of or default_as_of(request.app.state.settings)
     settings, extras = request.app.state.settings, request.app.state.audit
     async with request.app.state.sessionmaker() as session:
@@ -87,6 +92,7 @@ async def dashboard(request: Request, area: str | None = None, as_of: QueryDate 
                                         period="year")
         records = await session.scalar(select(func.count()).select_from(ledger_records))
         checkpoint = await latest_checkpoint(session)
+        coverage_banner = await national_only_regions(session, area, as_of)
     blocks = []
     for block in prog["areas"]:
         years = block["years"]
@@ -131,6 +137,6 @@ async def dashboard(request: Request, area: str | None = None, as_of: QueryDate 
         ledger={"records": records, "checkpoint": checkpoint}, progress=blocks, villages=ranked,
         incidence_chart=incidence_chart, programmes=programme_rows, entitlement_chart=entitlement_chart,
         anomalies={"total": len(found["items"]), "rows": found["items"][:50]}, anomaly_chart=anomaly_chart,
-        village_exit=village_exit)
+        village_exit=village_exit, coverage_banner=coverage_banner, evaluation_date_setting=fixed_by)
     return HTMLResponse(html, headers={"Content-Security-Policy": content_security_policy(nonce),
                                        "X-Frame-Options": "DENY"})
