@@ -530,6 +530,11 @@ async def test_the_contract_examples_register_and_evaluate(databases, tmp_path):
     assert FULL_EXAMPLE_PROGRAMMES <= paid, FULL_EXAMPLE_PROGRAMMES - paid
     # Entered in 2017, before autumn 2018: the old 850 rate, not the engineering group's 2,500 (001 L625).
     assert result.entitlement("education.vocational_tuition", members["钟晓雨"]["id"]).amount == 850
+    # Person-level categories: 特困 pays only the 特困 member, 低保 counts only the covered members (001 L667-L671).
+    assert [names[e.person_id] for e in result.entitlements if e.program == "safety_net.tekun"] == ["刘桂花"]
+    dibao = result.entitlement("safety_net.dibao")
+    assert dibao.amount == 600 and sorted(names[i] for i in next(
+        c.value for c in dibao.explanation if c.condition.startswith("covered members"))) == ["钟乐乐", "黄丽"]
     bamboo = next(c for c in result.entitlement("industry.covid_unsold").explanation if "bamboo" in c.condition)
     assert bamboo.value == "600"  # 20 bamboo rats x 30, outside the 2,500 cap (001 L214)
 
