@@ -141,7 +141,8 @@ async def test_evaluate_returns_every_example_expectation(service):
         response = await client.post("/v1/evaluate", json={"household": case["household"], "as_of": case["as_of"]})
         assert response.status_code == 200, response.text
         result = response.json()
-        assert set(result) == {"policy", "entitlements", "assessments"}
+        assert set(result) == {"as_of", "policy", "entitlements", "assessments"}
+        assert result["as_of"] == case["as_of"]
         for key, expected in case["expected"].items():
             if key.startswith("assessment."):
                 found = [a for a in result["assessments"] if a["kind"] == key.removeprefix("assessment.")]
