@@ -73,6 +73,12 @@ NO_PERSONS = {
     ("benefits", "POST", "/v1/partners/clients/{client_id}:disable"): "partner clients (admin only)",
     ("benefits", "POST", "/v1/recompute"): "a job (admin only)",
     ("benefits", "POST", "/v1/jobs/{job_id}/resume"): "a job (admin only)",
+    ("benefits", "GET", "/v1/policies/publications"): "published policy packs",
+    ("benefits", "GET", "/v1/policies/publications/{publication_id}"): "a published policy pack",
+    ("benefits", "POST", "/v1/policies:validate"): "a pack's problems (admin only)",
+    ("benefits", "POST", "/v1/policies:diff"): "a pack's changes (admin only)",
+    ("benefits", "POST", "/v1/policies:simulate"): "counts and amounts per programme (admin only)",
+    ("benefits", "POST", "/v1/policies:publish"): "a publication and its job (admin only)",
     ("audit", "GET", "/healthz"): "liveness", ("audit", "GET", "/readyz"): "readiness",
     ("audit", "GET", "/metrics"): "counters",
     ("audit", "POST", "/v1/audit/checkpoints"): "a checkpoint (admin only)",
@@ -389,6 +395,12 @@ async def test_no_non_admin_output_lets_an_id_number_be_rebuilt(databases, tmp_p
             keep("benefits", "POST", "/v1/evaluate", await ben.post("/v1/evaluate", json={
                 "household": {**what_if, "id": "what-if", "version": 1}, "as_of": AS_OF.isoformat()}))
             keep("benefits", "POST", "/v1/simulate", await ben.post("/v1/simulate", json={}), expect=(200, 201, 202, 403, 422))
+            keep("benefits", "GET", "/v1/villages/assessments", await ben.get("/v1/villages/assessments",
+                                                                              params={"area": "360703"}))
+            codes = {item.get("village_code") for item in
+                     (await ben.get("/v1/villages/assessments", params={"area": "360703"})).json().get("items", [])}
+            for code in sorted(c for c in codes if c)[:3]:
+                keep("benefits", "GET", "/v1/villages/{code}/assessments", await ben.get(f"/v1/villages/{code}/assessments"))
             job = await ben_admin.post("/v1/recompute", json={})
             if job.status_code in (200, 201, 202) and job.json().get("job_id"):
                 keep("benefits", "GET", "/v1/jobs/{job_id}", await ben.get(f"/v1/jobs/{job.json()['job_id']}"),

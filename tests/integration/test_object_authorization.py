@@ -146,6 +146,8 @@ CASES: dict[tuple[str, str, str], list[Case]] = {
     ("benefits", "POST", "/v1/partners/clients/{client_id}:disable"): [
         Case({"client_id": "client"}, "benefits:read", expect=403, reread="/v1/partners/clients",
              note="admin only")],
+    ("benefits", "GET", "/v1/villages/{code}/assessments"): [
+        Case({"code": "village_b"}, "benefits:read", note="a village of area B (stored with its household)")],
     # audit
     ("audit", "GET", "/v1/audit/households/{household_id}/history"): [
         Case({"household_id": "hh_b"}, "audit:read")],
@@ -154,6 +156,8 @@ CASES: dict[tuple[str, str, str], list[Case]] = {
 EXEMPT: dict[tuple[str, str, str], str] = {
     ("benefits", "GET", "/v1/policies/{pack}"):
         "a policy pack is published regional rules (no person, no area-bound record); every reader may see it",
+    ("benefits", "GET", "/v1/policies/publications/{publication_id}"):
+        "a publication is a pack's text, who published it and when (rules, not area-bound records)",
 }
 
 
@@ -239,8 +243,10 @@ async def benefits_world(client, app, admin: dict) -> dict[str, str]:
     created = await client.post("/v1/partners/clients", json={"name": "南康农商银行", "scopes": ["credit"]},
                                 headers=admin)
     assert created.status_code == 201, created.text
+    village = await client.get(f"/v1/villages/{VILLAGE_B}/assessments", headers=admin)
+    assert village.status_code == 200, village.text  # it exists: a 404 below is the area check, not a miss
     return {"hh_b": household["id"], "job_b": job_b["id"], "job_all": job_all["id"],
-            "client": created.json()["client_id"]}
+            "client": created.json()["client_id"], "village_b": VILLAGE_B}
 
 
 async def audit_world(app) -> dict[str, str]:
