@@ -228,3 +228,13 @@ def temporary_assistance(ctx: RuleContext) -> Entitlement | None:
     return entitlement("safety_net.temporary_assistance", conditions=conditions, amount=ceiling, unit="claim",
                        period=calendar_month(ctx.as_of),
                        source=citation_of(ctx.policy, "temporary_assistance.basic_living_multiple"))
+
+
+def patient_safety_net(ctx: RuleContext, person_id: str) -> tuple[bool, bool]:
+    """(in the household's 低保 cover, a 特困 person) for one member — the patient of a one-stop settlement,
+    judged per person exactly as the monthly payments are (a household's 特困 category does not make every
+    member a 特困 person)."""
+    covered, _ = dibao_covered_members(ctx)
+    tekun_persons, _ = tekun_members(ctx)
+    in_dibao = "dibao" in ctx.household.categories and any(pid == person_id for pid, _ in covered)
+    return in_dibao, any(pid == person_id for pid, _, _ in tekun_persons)

@@ -32,8 +32,9 @@ from services.benefits.partners.access import client_of, record_access
 from services.benefits.partners.lookup import (FoundPerson, find_person, id_hash, next_sequence, status_history,
                                                status_on)
 from services.benefits.partners.tables import household_status_history, person_lookup, settlement_ytd, settlements
-from services.benefits.rules.common import _add_years
+from services.benefits.rules.common import RuleContext, _add_years
 from services.benefits.rules.health import HospitalBill, PersonContext, one_stop_settlement
+from services.benefits.rules.safety_net import patient_safety_net
 from services.benefits.tables import outbox
 from shared.auth import Principal
 from shared.config import TOPIC_BENEFITS
@@ -225,8 +226,8 @@ async def one_stop(session: AsyncSession, principal: Principal, body: dict) -> d
         stored = await _stored(session, client_id, claim_id)  # a concurrent resend may have won the lock
         if stored is not None:
             return _replay(stored, digest)
-        person = PersonContext(registered=True, dibao="dibao" in household.categories,
-                               tekun=bool({"tekun_dispersed", "tekun_concentrated"} & set(household.categories)))
+        dibao, tekun = patient_safety_net(RuleContext(household, policy, day), found.person_id)
+        person = PersonContext(registered=True, dibao=dibao, tekun=tekun)
         computed = one_stop_settlement(bill, person, policy, ytd_before)
         result = {**computed.to_json(), "reasons": [], "policy": {"pack": policy.pack, "version": policy.version}}
         await session.execute(update(settlement_ytd).where(settlement_ytd.c.id_hash == person_hash,

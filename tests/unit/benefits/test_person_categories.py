@@ -198,3 +198,20 @@ def test_removing_a_category_a_member_still_carries_is_refused():
     body = {"categories": [], "members": members({"tekun": "dispersed"})}
     [error] = derive_person_categories(body, before=carried)
     assert "p1 成员1" in error["msg_en"] and "change the members' flags" in error["msg_en"]
+
+
+# --- one-stop settlement judges the patient, not the household ------------------------
+
+@pytest.mark.parametrize("patient, expected", [("a", (False, True)), ("b", (True, False)), ("c", (False, False))])
+def test_a_settlement_patient_is_tekun_or_dibao_only_in_person(patient, expected):
+    """Before this, every member of a household with a 特困 category was settled as a 特困 person."""
+    from services.benefits.rules.common import RuleContext
+    from services.benefits.rules.safety_net import patient_safety_net
+    from shared.policy import resolve_pack
+    from shared.snapshot import Household
+    household = Household.model_validate(base_household(
+        categories=["tekun_dispersed", "dibao"], dibao_class="A1",
+        members=[person(id="a", tekun="dispersed"), person(id="b", dibao_covered=True),
+                 person(id="c", dibao_covered=False)]))
+    ctx = RuleContext(household, resolve_pack(household.region_code, AS_OF), AS_OF)
+    assert patient_safety_net(ctx, patient) == expected
