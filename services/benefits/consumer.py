@@ -22,6 +22,7 @@ from shared.config import TOPIC_REGISTRY, BenefitsSettings
 from shared.db import transaction
 from shared.events import Envelope, utcnow
 from shared.signing import SignatureError, TrustedKeys, trusted_keys, verified_envelope
+from shared.clock import evaluation_date as clock_evaluation_date
 
 log = logging.getLogger("benefits.consumer")
 
@@ -30,7 +31,8 @@ CHINA = timezone(timedelta(hours=8))
 
 
 def evaluation_date(settings: BenefitsSettings) -> date:
-    return settings.evaluation_date or date.today()
+    """The configured policy date, else today in China (not the machine's UTC day: shared/clock.py)."""
+    return clock_evaluation_date(settings)
 
 
 async def _already_processed(session: AsyncSession, event_id: str) -> bool:

@@ -89,9 +89,10 @@ def _village_population(data: dict) -> int | None:
 
 
 def _max_incidence(village_code: str) -> tuple[Decimal, str]:
+    from shared.clock import today_in_china
     from shared.policy import resolve_pack
     try:
-        policy = resolve_pack(village_code, dt.date.today())
+        policy = resolve_pack(village_code, today_in_china())
     except LookupError:
         try:
             policy = resolve_pack(village_code, dt.date(2020, 6, 30))

@@ -27,6 +27,7 @@ from services.benefits.recompute.scope import Scope
 from services.benefits.tables import household_snapshots, recompute_jobs
 from shared.db import transaction
 from shared.events import utcnow
+from shared.clock import today_in_china
 
 log = logging.getLogger("benefits.recompute")
 
@@ -85,7 +86,7 @@ async def run_batch(session: AsyncSession, job_id: str, packs: PackRegistry | No
         await session.execute(update(recompute_jobs).where(recompute_jobs.c.id == job_id)
                               .values(status="done", finished_at=now, started_at=job.started_at or now))
         return False
-    result = await recompute_households(session, [row.snapshot for row in rows], job.as_of or date.today(),
+    result = await recompute_households(session, [row.snapshot for row in rows], job.as_of or today_in_china(),
                                         cause_event_id=f"recompute:{job_id}",
                                         actor=job.requested_by or "benefits-recompute", packs=packs)
     await session.execute(update(recompute_jobs).where(recompute_jobs.c.id == job_id).values(
