@@ -92,9 +92,14 @@ def dibao(ctx: RuleContext, covered: list[tuple[str, Person]], how: str) -> Enti
         cond(f"per covered member: {rate_how}", rate, rate > 0),
         cond(f"covered members ({how})", [pid for pid, _ in covered], len(covered) > 0),
     ]
-    parameter = "dibao.class_monthly" if ctx.param("dibao.class_monthly", None) is not None else "dibao.standard_by_year"
+    if ctx.param("dibao.class_share", None) is not None:  # Shaoguan: a share of the standard per class (002 L61)
+        source = citation_span(ctx.policy, "dibao.class_share", "dibao.monthly_standard")
+    else:
+        parameter = ("dibao.class_monthly" if ctx.param("dibao.class_monthly", None) is not None
+                     else "dibao.standard_by_year")
+        source = citation_of(ctx.policy, parameter)
     return entitlement("safety_net.dibao", conditions=conditions, amount=rate * len(covered), unit="month",
-                       period=calendar_month(ctx.as_of), source=citation_of(ctx.policy, parameter))
+                       period=calendar_month(ctx.as_of), source=source)
 
 
 def severely_disabled_or_ill(ctx: RuleContext, person: Person) -> bool:

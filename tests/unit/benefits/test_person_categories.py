@@ -215,3 +215,16 @@ def test_a_settlement_patient_is_tekun_or_dibao_only_in_person(patient, expected
                  person(id="c", dibao_covered=False)]))
     ctx = RuleContext(household, resolve_pack(household.region_code, AS_OF), AS_OF)
     assert patient_safety_net(ctx, patient) == expected
+
+
+def test_shaoguan_dibao_cites_the_class_shares_of_002_L61():
+    """The Shaoguan 低保 had ``source: null``: its amount is a class share (002 L61) of the standard."""
+    household = base_household(
+        region_code="440203", categories=["dibao"], dibao_class="B", income={"year": 2017, "per_capita_net": "2000.00"},
+        village={"code": "440203001201", "name": "村", "township_code": "440203001", "township_name": "镇",
+                 "is_poor_village": False, "is_deep_poverty_village": False},
+        members=[person(id="a", dibao_covered=True)])
+    import datetime as dt
+    [found] = [e for e in evaluate(household, dt.date(2018, 6, 30)).entitlements if e.program == "safety_net.dibao"]
+    assert found.eligible and str(found.amount) == "360.00"  # class 2: 0.90 x 400
+    assert found.source is not None and (found.source.seed, found.source.lines) == ("002", "L61")
