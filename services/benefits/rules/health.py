@@ -30,11 +30,30 @@ def insurance_premium(ctx: RuleContext, person_id: str, person: Person) -> Entit
     amount, how, cited = premium_of_year(ctx.policy, year)
     conditions = [ctx.registration(),
                   cond("government pays the individual basic medical insurance contribution",
-                       ctx.param("insurance_premium.full_subsidy"), ctx.param("insurance_premium.full_subsidy")),
-                  cond(f"individual contribution of {year}: {how}", amount, amount is not None)]
+                       ctx.param("insurance_premium.full_subsidy"), ctx.param("insurance_premium.full_subsidy"))]
+    population = ctx.param("insurance_premium.subsidised_persons", None)
+    if population is not None:  # Qinzhou: 五保 and 低保 classes 1-2 only (003 L250)
+        conditions.append(_premium_population(ctx, person_id, population))
+        cited = (*cited, "insurance_premium.subsidised_persons")
+    conditions.append(cond(f"individual contribution of {year}: {how}", amount, amount is not None))
     return entitlement("health.insurance_premium", person_id=person_id, conditions=conditions,
                        amount=amount or ZERO, unit="year", period=calendar_year(ctx.as_of),
                        source=citation_span(ctx.policy, *cited, "insurance_premium.full_subsidy"))
+
+
+def _premium_population(ctx: RuleContext, person_id: str, population: dict):
+    """Whether the person is one the pack subsidises: a 特困 (五保) person, or one in the household's 低保
+    cover whose class (mapped by ``insurance_premium.dibao_class_of``) is listed."""
+    from services.benefits.rules.safety_net import patient_safety_net  # the per-person 低保/特困 judgement
+    in_dibao, tekun = patient_safety_net(ctx, person_id)
+    class_of = ctx.param("insurance_premium.dibao_class_of", None) or {}
+    dibao_class = class_of.get(ctx.household.dibao_class) if ctx.household.dibao_class else None
+    classes = [int(c) for c in population.get("dibao_classes") or []]
+    eligible_dibao = in_dibao and dibao_class is not None and int(dibao_class) in classes
+    passed = (bool(population.get("tekun")) and tekun) or eligible_dibao
+    label = ", ".join(f"class {c}" for c in classes)
+    value = "特困 (五保)" if tekun else (f"低保 class {dibao_class}" if in_dibao else "neither 特困 nor 低保")
+    return cond(f"a subsidised person: 特困 (五保) or 低保 {label}", value, passed)
 
 
 def premium_of_year(policy, year: int) -> tuple[Decimal | None, str, tuple[str, ...]]:

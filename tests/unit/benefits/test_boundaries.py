@@ -262,8 +262,9 @@ def test_temporary_assistance_ceiling():
 def test_post_exit_window_ganzhou_and_qinzhou():
     exited = base_household(status="exited", exit_date="2019-12-01", **production(crops_mu=1))
     assert amount_of(exited, "industry.crop_livestock") == "700.00"  # Ganzhou: policies kept until 2020
-    qinzhou = base_household(region_code="450702", status="exited", exit_date="2016-07-01",
-                             members=[person(employment={"monthly_wage": "2000"})])
+    qinzhou = base_household(region_code="450702", status="exited", exit_date="2016-07-01",  # a 低保 class-1 person:
+                             categories=["dibao"], dibao_class="A1",  # Qinzhou subsidises only those (003 L250)
+                             members=[person(employment={"monthly_wage": "2000"}, dibao_covered=True)])
     from services.benefits.engine import evaluate
     open_window = evaluate(qinzhou, dt.date(2018, 6, 30)).entitlement("health.insurance_premium", "a")
     closed = evaluate(qinzhou, dt.date(2018, 7, 1)).entitlement("health.insurance_premium", "a")

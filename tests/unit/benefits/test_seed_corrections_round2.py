@@ -171,3 +171,23 @@ def test_deep_poverty_special_cites_the_villages_and_the_exclusion_001_L254_L260
 def test_disability_living_subsidy_cites_the_line_with_60_001_L675():
     policy = resolve_pack("360703", NANKANG_2020)
     assert policy.source("disability.living_monthly") == {"seed": "001", "lines": "L673-L675"}
+
+
+@pytest.mark.parametrize("facts, paid", [
+    ({"members": [person(id="a", tekun="dispersed")], "categories": ["tekun_dispersed"]}, True),   # 五保
+    ({"members": [person(id="a", dibao_covered=True)], "categories": ["dibao"], "dibao_class": "A2"}, True),  # class 1
+    ({"members": [person(id="a", dibao_covered=True)], "categories": ["dibao"], "dibao_class": "B"}, True),   # class 2
+    ({"members": [person(id="a", dibao_covered=True)], "categories": ["dibao"], "dibao_class": "C1"}, False),  # class 3
+    ({"members": [person(id="a")]}, False),                       # registered, neither 五保 nor 低保
+])
+def test_qinzhou_premium_only_for_wubao_and_dibao_classes_1_and_2_003_L250(facts, paid):
+    """对农村五保和农村低保一、二类对象参加城乡居民医保的个人缴费部分给予补贴 (003 L250): not every registered
+    person. The amount is the national individual contribution of the year (220 in 2018; not in the seeds)."""
+    day = dt.date(2018, 6, 30)
+    found = evaluate(base_household(region_code="450702", **facts), day).entitlement("health.insurance_premium", "a")
+    assert found is not None and found.eligible is paid
+    assert str(found.amount) == ("220.00" if paid else "0.00")
+    assert found.source is not None and found.source.seed == "003" and "L250" in found.source.lines
+    if not paid:
+        assert [c.condition for c in found.explanation if not c.passed] == [
+            "a subsidised person: 特困 (五保) or 低保 class 1, class 2"]
