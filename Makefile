@@ -19,7 +19,7 @@ run: install
 	$(BIN)/jingzhun run
 
 test: install
-	$(BIN)/pytest -q -rs --durations=30
+	BIN=$(BIN) bash tests/run_in_two.sh
 
 # The suite again with the PostgreSQL half switched on (needs a local server, trust auth).
 test-postgres: install

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# `make test`: the suite as two pytest processes side by side. Most tests wait on databases, the broker and
+# child processes (one pytest keeps a core about half busy), and the machine has two cores, so two halves
+# finish in a little over half the time. Each half prints its whole output when it ends; the exit status is
+# the first failing half's. Any pytest arguments go to both halves (e.g. `-k village`).
+set -uo pipefail
+BIN="${BIN:-.venv/bin}"
+out="$(mktemp -d)"
+trap 'rm -rf "$out"' EXIT
+# Half A carries a PostgreSQL-parametrized folder (audit) so that each half's JZ_REQUIRE_POSTGRES check
+# (tests/conftest.py: some [postgres] test must pass) has something to count.
+HALF_A=(tests/unit tests/e2e tests/integration/test_openapi_fuzz.py tests/integration/audit)
+HALF_B=(tests/integration --ignore=tests/integration/test_openapi_fuzz.py --ignore=tests/integration/audit)
+"$BIN/pytest" -q -rs --durations=15 -p no:cacheprovider "${HALF_A[@]}" "$@" >"$out/a" 2>&1 &
+a=$!
+"$BIN/pytest" -q -rs --durations=15 -p no:cacheprovider "${HALF_B[@]}" "$@" >"$out/b" 2>&1 &
+b=$!
+wait "$a"; status_a=$?
+wait "$b"; status_b=$?
+echo "== half A: ${HALF_A[*]} (exit $status_a)"; cat "$out/a"
+echo "== half B: ${HALF_B[*]} (exit $status_b)"; cat "$out/b"
+[ "$status_a" -ne 0 ] && exit "$status_a"
+exit "$status_b"
