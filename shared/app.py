@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_fastapi_instrumentator import Instrumentator
 
 from shared.auth import PartnerSigner, TokenVerifier
@@ -130,7 +131,12 @@ def create_service_app(spec: ServiceSpec, settings: ServiceSettings, *, configur
 
     for router in spec.routers:
         app.include_router(router)
-    Instrumentator(excluded_handlers=["/metrics"]).instrument(app).expose(
+    # Each app its own registry: with the process-global one, the first app built in a process owned the
+    # request counters and later apps' /metrics (tests build hundreds of apps per process) missed their own.
+    metrics_registry = CollectorRegistry()
+    for collector in (ProcessCollector, PlatformCollector, GCCollector):
+        collector(registry=metrics_registry)
+    Instrumentator(excluded_handlers=["/metrics"], registry=metrics_registry).instrument(app).expose(
         app, include_in_schema=True, tags=["operations"])
     return app
 
