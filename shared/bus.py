@@ -86,6 +86,26 @@ class PoisonMessage(Exception):
 
 Handler = Callable[[ConsumerRecord], Awaitable[None]]
 BatchHandler = Callable[[list[ConsumerRecord]], Awaitable[None]]
+#: Called after a record went to the ``.dlq`` topic, with the record, the consumer group and the error
+#: text: a service keeps its own durable copy for operators (the in-memory broker forgets its DLQ).
+DeadLetterHook = Callable[[ConsumerRecord, str, str], Awaitable[None]]
+
+
+def process_started_at() -> float:
+    """Wall-clock time (epoch seconds) this process started, from /proc (Linux); now elsewhere.
+
+    Resume times are measured from process start, not from when the consumer object was built.
+    """
+    import os
+    import time
+    try:
+        with open("/proc/self/stat") as stat:
+            start_ticks = int(stat.read().rpartition(")")[2].split()[19])
+        with open("/proc/uptime") as uptime:
+            up = float(uptime.read().split()[0])
+        return time.time() - up + start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return time.time()
 
 
 class Consumer:
@@ -98,14 +118,23 @@ class Consumer:
     """
 
     def __init__(self, settings: CommonSettings, topics: list[str], group_id: str, handler: Handler,
-                 *, name: str = "consumer", batch_handler: BatchHandler | None = None) -> None:
+                 *, name: str = "consumer", batch_handler: BatchHandler | None = None,
+                 on_dead_letter: DeadLetterHook | None = None) -> None:
         self.settings, self.topics, self.group_id, self.handler, self.name = settings, topics, group_id, handler, name
         self.batch_handler = batch_handler
+        self.on_dead_letter = on_dead_letter
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._stopping = asyncio.Event()
         self.processed = 0
         self.dead_lettered = 0
+        # What /readyz reports: "starting" until the first fetch, "running", "restarting" while the broker
+        # is away or the broker epoch changed; times are epoch seconds.
+        self.state = "starting"
+        self.started_at = process_started_at()
+        self.first_event_at: float | None = None
+        self.last_event_at: float | None = None
+        self.last_error: str | None = None
 
     async def _start_clients(self) -> None:
         self._consumer = AIOKafkaConsumer(
@@ -133,10 +162,12 @@ class Consumer:
             try:
                 await self._start_clients()
                 backoff = 0.5
+                self.state = "running"
                 await self._loop()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - broker outages must not kill the service
+            except Exception as exc:  # noqa: BLE001 - broker outages must not kill the service
+                self.state, self.last_error = "restarting", f"{type(exc).__name__}: {exc}"
                 log.warning("%s: broker error, reconnecting", self.name, exc_info=True)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10)
@@ -145,6 +176,36 @@ class Consumer:
 
     def stop(self) -> None:
         self._stopping.set()
+
+    async def lag(self) -> int | None:
+        """Records fetched by the broker's count but not yet handled here (None when not connected).
+
+        From the client's own high-water marks and positions: no broker round trip, so /readyz stays cheap.
+        """
+        consumer = self._consumer
+        if consumer is None:
+            return None
+        total = 0
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            if highwater is None:
+                continue
+            try:
+                position = await consumer.position(tp)
+            except Exception:  # noqa: BLE001 - no position yet (being reset)
+                continue
+            total += max(0, highwater - position)
+        return total
+
+    async def status(self, behind_threshold: int = 1000) -> dict:
+        """The consumer's part of /readyz: state (starting | running | behind | restarting), lag, counts."""
+        lag = await self.lag()
+        state = self.state
+        if state == "running" and lag is not None and lag > behind_threshold:
+            state = "behind"
+        return {"state": state, "lag": lag, "processed": self.processed, "dead_lettered": self.dead_lettered,
+                "started_at": self.started_at, "first_event_at": self.first_event_at,
+                "last_event_at": self.last_event_at, "last_error": self.last_error}
 
     async def _loop(self) -> None:
         assert self._consumer is not None
@@ -155,11 +216,21 @@ class Consumer:
                     await self._handle_batch(records)
                     await self._consumer.commit({tp: records[-1].offset + 1})
                     self.processed += len(records)
+                    self._note_processed()
                     continue
                 for record in records:
                     await self._handle_with_retries(record)
                     await self._consumer.commit({tp: record.offset + 1})
                     self.processed += 1
+                self._note_processed()
+
+    def _note_processed(self) -> None:
+        import time
+        self.last_event_at = time.time()
+        if self.first_event_at is None:
+            self.first_event_at = self.last_event_at
+            log.info("%s: first event processed %.2f s after process start", self.name,
+                     self.first_event_at - self.started_at)
 
     async def _handle_batch(self, records: list[ConsumerRecord]) -> None:
         """A partition's batch in one database transaction; if anything in it fails, fall back to
@@ -198,6 +269,8 @@ class Consumer:
             ("source_partition", str(record.partition).encode()), ("source_offset", str(record.offset).encode()),
             ("consumer_group", self.group_id.encode())]
         await self._producer.send_and_wait(dlq_topic(record.topic), record.value, key=record.key, headers=headers)
+        if self.on_dead_letter is not None:
+            await self.on_dead_letter(record, self.group_id, error)
         self.dead_lettered += 1
         log.error("%s: sent %s@%d/%d to DLQ: %s", self.name, record.topic, record.partition, record.offset, error)
 
