@@ -18,6 +18,8 @@ from shared.config import SERVICES, CommonSettings, service_settings
 app = typer.Typer(help="Jingzhun (精准): registry, benefits engine and audit ledger.", no_args_is_help=True)
 audit_app = typer.Typer(help="Audit ledger commands.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
+from jingzhun_cli.dlq import dlq_app  # noqa: E402 - beside its registration
+app.add_typer(dlq_app, name="dlq")
 console = Console()
 
 COLOURS = {"registry": "cyan", "benefits": "green", "audit": "magenta", "relay": "yellow", "broker": "blue",

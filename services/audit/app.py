@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from services.audit.consumer import run_audit_consumer, run_checkpoint_scheduler
 from services.audit.dashboard.views import router as dashboard_router
+from services.audit.dead_letters.views import router as dead_letters_router
 from services.audit.ledger.views import router as ledger_router
 from services.audit.settings import load_extras
 from services.audit.supervision.views import router as supervision_router
@@ -22,7 +23,7 @@ def create_app(settings: AuditSettings | None = None, **extra_settings) -> FastA
                     f"({settings.hash_algorithm}, one per topic partition) with daily checkpoints over every chain "
                     "head. Nothing in the ledger is ever updated or deleted. Supervision: anomalies with evidence, "
                     "evaluation samples, progress against targets, and the /dashboard page.",
-        routers=[ledger_router, supervision_router, dashboard_router],
+        routers=[ledger_router, supervision_router, dashboard_router, dead_letters_router],
         background=[run_audit_consumer, run_checkpoint_scheduler],
     )
     app = create_service_app(spec, settings)

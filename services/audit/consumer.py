@@ -16,8 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.audit.ledger.service import append_event, append_events, chain_id_for, create_checkpoint, latest_checkpoint
 from services.audit.projections import parse_time, project_record
+from services.audit.tables import dead_letters
 from shared.bus import Consumer, PoisonMessage
 from shared.config import TOPICS, AuditSettings
+from shared.dead_letters import durable_dead_letter_hook
 from shared.db import transaction
 from shared.events import Envelope, utcnow
 from shared.signing import SignatureError, TrustedKeys, trusted_keys, verified_envelope
@@ -75,10 +77,12 @@ async def run_audit_consumer(app: FastAPI) -> None:
     settings: AuditSettings = app.state.settings
     if not settings.run_consumer:
         return
-    consumer = Consumer(settings, list(TOPICS), GROUP_ID,
-                        make_handler(app.state.sessionmaker, settings),
+    handler = make_handler(app.state.sessionmaker, settings)
+    app.state.dead_letter_handler = handler  # what a redrive runs (services/audit/dead_letters)
+    consumer = Consumer(settings, list(TOPICS), GROUP_ID, handler,
                         name="audit-consumer",
-                        batch_handler=make_batch_handler(app.state.sessionmaker, settings))
+                        batch_handler=make_batch_handler(app.state.sessionmaker, settings),
+                        on_dead_letter=durable_dead_letter_hook(app.state.sessionmaker, dead_letters))
     app.state.consumer = consumer
     try:
         await consumer.run()

@@ -4,7 +4,11 @@ from __future__ import annotations
 from sqlalchemy import (BigInteger, Boolean, Column, DateTime, Index, Integer, JSON, MetaData, String,
                         Table, UniqueConstraint)
 
+from shared.dead_letters import define_dead_letters
+
 metadata = MetaData()
+
+dead_letters = define_dead_letters(metadata)  # messages the consumer gave up on (shared/dead_letters.py)
 
 ledger_records = Table(
     "ledger_records", metadata,
