@@ -7,6 +7,7 @@ import subprocess
 import time
 
 from shared.bus import broker_reachable, ensure_topics
+from shared.config import TOPICS
 
 
 def free_port() -> int:
@@ -36,11 +37,15 @@ async def wait_until_answers(bootstrap: str, timeout: float = 20.0) -> None:
 
 
 async def prepare_topics(bootstrap: str, partitions: int, timeout: float = 20.0) -> list[str]:
-    """Create the design's topics (and .dlq twins); retried while the broker warms up."""
+    """Create the design's topics (and .dlq twins) and this broker's epoch markers (shared/broker_epoch.py);
+    retried while the broker warms up."""
+    from shared.broker_epoch import ensure_markers
     deadline = time.monotonic() + timeout
     while True:
         try:
-            return await ensure_topics(bootstrap, partitions)
+            created = await ensure_topics(bootstrap, partitions)
+            await ensure_markers(bootstrap, TOPICS, partitions=partitions, by="prepare_topics")
+            return created
         except Exception:  # noqa: BLE001
             if time.monotonic() > deadline:
                 raise

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 import traceback
 from collections.abc import Awaitable, Callable
 
@@ -16,6 +17,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
+from shared.broker_epoch import BrokerEpochs, EpochReader, ensure_markers
 from shared.config import TOPICS, CommonSettings, dlq_topic
 
 log = logging.getLogger("bus")
@@ -47,7 +49,8 @@ def kafka_client_options(settings: CommonSettings | None) -> dict:
 
 def make_producer(bootstrap: str, settings: CommonSettings | None = None, **kwargs) -> AIOKafkaProducer:
     return AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, acks="all",
-                            linger_ms=kwargs.pop("linger_ms", 2), request_timeout_ms=10000,
+                            linger_ms=kwargs.pop("linger_ms", 2),
+                            request_timeout_ms=kwargs.pop("request_timeout_ms", 10000),
                             **kafka_client_options(settings), **kwargs)
 
 
@@ -62,20 +65,40 @@ async def broker_reachable(bootstrap: str, timeout: float = 1.0) -> bool:
 
 
 async def ensure_topics(bootstrap: str, partitions: int, topics=TOPICS,
-                        settings: CommonSettings | None = None) -> list[str]:
-    """Create each topic and its ``.dlq`` twin; returns the names that did not exist yet."""
+                        settings: CommonSettings | None = None, *, with_dlq: bool = True) -> list[str]:
+    """Create each topic (and its ``.dlq`` twin unless ``with_dlq`` is off); returns the names that did not
+    exist yet. The broker-epoch topic keeps its markers forever (no retention, no compaction)."""
+    from shared.broker_epoch import EPOCH_TOPIC
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **kafka_client_options(settings))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        wanted = [t for topic in topics for t in (topic, dlq_topic(topic))]
+        wanted = [t for topic in topics for t in ((topic, dlq_topic(topic)) if with_dlq else (topic,))]
         missing = [t for t in wanted if t not in existing]
         if missing:
             try:
-                await admin.create_topics([NewTopic(t, partitions, 1) for t in missing])
+                await admin.create_topics([
+                    NewTopic(t, 1 if t == EPOCH_TOPIC else partitions, 1,
+                             topic_configs={"retention.ms": "-1", "cleanup.policy": "delete"}
+                             if t == EPOCH_TOPIC else None)
+                    for t in missing])
             except TopicAlreadyExistsError:
                 pass
         return missing
+    finally:
+        await admin.close()
+
+
+async def partitions_of(bootstrap: str, topic: str, settings: CommonSettings | None = None) -> list[TopicPartition]:
+    """The topic's partitions from fresh metadata (empty when the topic does not exist)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **kafka_client_options(settings))
+    await admin.start()
+    try:
+        described = await admin.describe_topics([topic])
+        for entry in described:
+            if entry.get("topic") == topic and not entry.get("error_code"):
+                return sorted(TopicPartition(topic, p["partition"]) for p in entry.get("partitions", []))
+        return []
     finally:
         await admin.close()
 
@@ -125,6 +148,9 @@ class Consumer:
         self.on_dead_letter = on_dead_letter
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
+        self._reader: EpochReader | None = None
+        self._epochs: BrokerEpochs | None = None
+        self._epoch_checked_at = 0.0
         self._stopping = asyncio.Event()
         self.processed = 0
         self.dead_lettered = 0
@@ -137,14 +163,52 @@ class Consumer:
         self.last_error: str | None = None
 
     async def _start_clients(self) -> None:
+        # Assigned partitions, not a group subscription: a restarted consumer fetches at once instead of
+        # waiting for the group to notice its dead predecessor (seconds of session timeout and rebalance).
+        # Offsets are still committed to the group, which is what the relay reads as "applied".
         self._consumer = AIOKafkaConsumer(
-            *self.topics, bootstrap_servers=self.settings.kafka_bootstrap, group_id=self.group_id,
+            bootstrap_servers=self.settings.kafka_bootstrap, group_id=self.group_id,
             enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=200,
-            fetch_max_wait_ms=self.settings.consumer_fetch_max_wait_ms,
-            session_timeout_ms=10000, heartbeat_interval_ms=1000, **kafka_client_options(self.settings))
+            fetch_max_wait_ms=self.settings.consumer_fetch_max_wait_ms, **kafka_client_options(self.settings))
         self._producer = make_producer(self.settings.kafka_bootstrap, self.settings)
+        self._reader = EpochReader(self.settings.kafka_bootstrap, self.settings)
         await self._consumer.start()
         await self._producer.start()
+        await self._position()
+
+    def _my_partitions(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
+        index, count = (int(part) for part in self.settings.consumer_member.split("/"))
+        return [tp for tp in partitions if tp.partition % count == index]
+
+    async def _position(self) -> None:
+        """Take this member's partitions of the current broker epoch, each from its committed offset but
+        never below the epoch's start (records below it were sent before the broker was known: the relay
+        replays them in order)."""
+        assert self._consumer is not None and self._reader is not None
+        epochs = await ensure_markers(self.settings.kafka_bootstrap, self.topics, self.settings,
+                                      reader=self._reader, by=self.name)
+        partitions = []
+        for topic in self.topics:
+            partitions += self._my_partitions(await partitions_of(self.settings.kafka_bootstrap, topic, self.settings))
+        self._consumer.assign(partitions)
+        for tp in partitions:
+            committed = await self._consumer.committed(tp)
+            self._consumer.seek(tp, max(committed or 0, epochs.topics[tp.topic].start_of(tp.partition)))
+        self._epochs = epochs
+        self._epoch_checked_at = time.monotonic()
+        self.state = "running"
+
+    async def _epoch_still_holds(self) -> bool:
+        """False (and repositioned) when the broker's epoch is no longer the one the positions belong to."""
+        assert self._reader is not None
+        current = await self._reader.read()
+        self._epoch_checked_at = time.monotonic()
+        if current.same_for(self._epochs, self.topics):
+            return True
+        log.warning("%s: the broker's epoch changed (a fresh broker); taking positions anew", self.name)
+        self.state = "restarting"
+        await self._position()
+        return False
 
     async def _stop_clients(self) -> None:
         for client in (self._consumer, self._producer):
@@ -153,7 +217,9 @@ class Consumer:
                     await client.stop()
                 except Exception:  # noqa: BLE001 - shutting down anyway
                     log.warning("error stopping kafka client", exc_info=True)
-        self._consumer = self._producer = None
+        if self._reader is not None:
+            await self._reader.close()
+        self._consumer = self._producer = self._reader = None
 
     async def run(self) -> None:
         """Run until ``stop()``; reconnects with backoff while the broker is away."""
@@ -211,6 +277,19 @@ class Consumer:
         assert self._consumer is not None
         while not self._stopping.is_set():
             batches = await self._consumer.getmany(timeout_ms=200, max_records=200)
+            if batches:
+                # Records handled only if they came from the broker the positions belong to: after a broker
+                # restart a fetch at an old offset would skip or misplace records of the fresh log.
+                if not await self._epoch_still_holds():
+                    continue
+            elif time.monotonic() - self._epoch_checked_at > 2.0:
+                try:
+                    await self._epoch_still_holds()
+                except Exception as exc:  # noqa: BLE001 - broker away: say so, keep trying
+                    self.state, self.last_error = "restarting", f"{type(exc).__name__}: {exc}"
+                    self._epoch_checked_at = time.monotonic()
+                    continue
+                self.state = "running"
             for tp, records in batches.items():
                 if self.batch_handler is not None and len(records) > 1:
                     await self._handle_batch(records)

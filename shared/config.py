@@ -77,6 +77,17 @@ class CommonSettings(BaseSettings):
     consumer_retry_backoff_s: float = 0.2
     # How long the broker may hold an empty fetch; it bounds the idle delivery latency per hop.
     consumer_fetch_max_wait_ms: int = 100
+    # A relay batch not acknowledged within this time fails (and stays pending). It must stay below the
+    # launcher's broker restart delay: then no send from before a restart can land in the fresh broker.
+    relay_send_timeout_ms: int = Field(1500, ge=200)
+    # How often the relay asks the consumer groups what they have applied (committed offsets).
+    relay_sweep_interval_s: float = Field(1.0, gt=0)
+    # Who must have applied a row before a fresh broker may do without it (shared/outbox_relay.py).
+    topic_consumer_groups: dict[str, list[str]] = Field(default_factory=lambda: {
+        TOPIC_REGISTRY: ["benefits", "audit"], TOPIC_BENEFITS: ["audit"], TOPIC_ACCESS: ["audit"]})
+    # This process's share of a consumer group's partitions, "index/count" (a StatefulSet's ordinal):
+    # a consumer is assigned partitions p with p % count == index, no group rebalance on restart.
+    consumer_member: str = Field("0/1", pattern=r"^\d+/[1-9]\d*$")
 
     # How long an Idempotency-Key is remembered (the draft suggests at least a day; phones may stay
     # offline that long before retrying). Fractions are allowed.

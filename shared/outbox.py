@@ -33,8 +33,25 @@ def define_outbox(metadata: MetaData) -> Table:
         Column("published_at", DateTime(timezone=True), nullable=True),
         Column("attempts", Integer, nullable=False, default=0),
         Column("last_error", Text, nullable=True),
+        # Where the broker put the row (from the produce ack) and when every consumer group of its topic
+        # had committed past it: a fresh broker is refilled with published rows not yet applied, only.
+        Column("kafka_partition", Integer, nullable=True),
+        Column("kafka_offset", BigInteger, nullable=True),
+        Column("applied_at", DateTime(timezone=True), nullable=True),
         Index("ix_outbox_pending", "lane", "published_at", "id"),
         Index("ix_outbox_published_at", "published_at"),
+        Index("ix_outbox_unapplied", "applied_at", "topic", "kafka_partition", "kafka_offset"),
+    )
+
+
+def define_relay_epochs(metadata: MetaData) -> Table:
+    """The broker epoch (shared/broker_epoch.py) each topic of this outbox was last replayed into."""
+    return Table(
+        "relay_epochs", metadata,
+        Column("topic", String(128), primary_key=True),
+        Column("epoch", String(64), nullable=False),
+        Column("adopted_at", DateTime(timezone=True), nullable=False),
+        Column("rows_replayed", Integer, nullable=False, default=0),
     )
 
 

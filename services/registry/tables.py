@@ -5,11 +5,12 @@ from sqlalchemy import (BigInteger, Boolean, Column, DateTime, Index, Integer, J
                         Text)
 
 from shared.idempotency_table import define_idempotency_keys
-from shared.outbox import define_outbox
+from shared.outbox import define_outbox, define_relay_epochs
 
 metadata = MetaData()
 
 outbox = define_outbox(metadata)
+relay_epochs = define_relay_epochs(metadata)
 idempotency_keys = define_idempotency_keys(metadata)
 
 households = Table(
