@@ -21,6 +21,8 @@ TOPIC_REGISTRY = "jz.registry.v1"
 TOPIC_BENEFITS = "jz.benefits.v1"
 TOPIC_ACCESS = "jz.access.v1"
 TOPICS = (TOPIC_REGISTRY, TOPIC_BENEFITS, TOPIC_ACCESS)
+#: Which service's outbox publishes which topics (one writer per topic keeps per-key order in one relay).
+OUTBOX_TOPICS = {"registry": (TOPIC_REGISTRY,), "benefits": (TOPIC_BENEFITS, TOPIC_ACCESS)}
 
 
 def dlq_topic(topic: str) -> str:

@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared.broker_epoch import BrokerEpochs, EpochReader, ensure_markers
 from shared.bus import kafka_client_options, make_producer
-from shared.config import CommonSettings
+from shared.config import OUTBOX_TOPICS, CommonSettings
 from shared.db import make_sessionmaker
 from shared.events import utcnow
 from shared.outbox import define_outbox, define_relay_epochs
@@ -54,7 +54,9 @@ class OutboxRelay:
         self.engine, self.settings, self.name = engine, settings, name
         self.sessionmaker: async_sessionmaker[AsyncSession] = make_sessionmaker(engine)
         self.is_postgres = engine.dialect.name == "postgresql"
-        self.topics = set(topics)  # this outbox's topics; any other topic found in its rows counts too
+        # This outbox's topics (any other topic found in its rows counts too): a fresh broker gets their
+        # markers even before the first row of a topic is written.
+        self.topics = set(topics) or set(OUTBOX_TOPICS.get(getattr(settings, "service_name", ""), ()))
         self._producer = producer
         self._own_producer = producer is None
         self._reader: EpochReader | None = None

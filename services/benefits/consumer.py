@@ -100,8 +100,11 @@ async def _apply_village(session: AsyncSession, envelope: Envelope, as_of: date,
     else:
         await session.execute(update(villages).where(villages.c.code == village["code"])
                               .values(version=version, data=village, updated_at=utcnow()))
+    # Locked (PostgreSQL) so another consumer member applying a household's newer version waits: its newer
+    # decisions must not reach the outbox before the fan-out's.
     rows = (await session.execute(select(household_snapshots.c.household_id, household_snapshots.c.snapshot)
-                                  .where(household_snapshots.c.village_code == village["code"]))).all()
+                                  .where(household_snapshots.c.village_code == village["code"])
+                                  .with_for_update())).all()
     snapshots = []
     for row in rows:
         snapshot = {**row.snapshot, "village": {**(row.snapshot.get("village") or {}), **village}}

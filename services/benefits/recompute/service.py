@@ -81,7 +81,9 @@ async def run_batch(session: AsyncSession, job_id: str, packs: PackRegistry | No
              .where(*scope.conditions()).order_by(household_snapshots.c.household_id).limit(job.batch_size))
     if job.last_household_id is not None:
         query = query.where(household_snapshots.c.household_id > job.last_household_id)
-    rows = (await session.execute(query)).all()
+    # Locked until the batch commits: a registry event applied meanwhile would otherwise get its newer
+    # decisions into the outbox before this batch's older ones (ledger order per household is version order).
+    rows = (await session.execute(query.with_for_update())).all()
     if not rows:
         await session.execute(update(recompute_jobs).where(recompute_jobs.c.id == job_id)
                               .values(status="done", finished_at=now, started_at=job.started_at or now))
