@@ -6,6 +6,7 @@ import logging
 from fastapi import FastAPI
 
 from services.benefits.consumer import run_registry_consumer
+from services.benefits.dead_letters.views import router as dead_letters_router
 from services.benefits.entitlements.views import router as entitlements_router
 from services.benefits.partners.views import router as partners_router
 from services.benefits.credit.views import router as credit_router
@@ -72,7 +73,7 @@ def create_app(settings: BenefitsSettings | None = None) -> FastAPI:
                     "citation. Consumes `jz.registry.v1`, publishes decisions to `jz.benefits.v1`. "
                     "Bulk recompute jobs and read-only policy simulation for policy changes.",
         routers=[entitlements_router, policy_router, recompute_router, simulation_router,
-                 partners_router, credit_router, settlement_router, villages_router],
+                 partners_router, credit_router, settlement_router, villages_router, dead_letters_router],
         background=[run_registry_consumer, watch_publications],
         # Publications after the files and before the jobs: a resumed job computes with them.
         on_startup=[load_packs_or_refuse, load_publications_or_refuse, start_recompute_jobs],

@@ -15,10 +15,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.benefits.entitlements.service import recompute_household, recompute_households
 from shared.policy import PackRegistry
-from services.benefits.tables import household_snapshots, processed_events, villages
+from services.benefits.tables import dead_letters, household_snapshots, processed_events, villages
 from services.benefits.partners.lookup import index_persons
 from shared.bus import Consumer, PoisonMessage
 from shared.config import TOPIC_REGISTRY, BenefitsSettings
+from shared.dead_letters import durable_dead_letter_hook
 from shared.db import transaction
 from shared.events import Envelope, utcnow
 from shared.signing import SignatureError, TrustedKeys, trusted_keys, verified_envelope
@@ -160,11 +161,13 @@ async def run_registry_consumer(app: FastAPI) -> None:
     settings: BenefitsSettings = app.state.settings
     if not settings.run_consumer:
         return
-    consumer = Consumer(settings, [TOPIC_REGISTRY], GROUP_ID, make_handler(app.state.sessionmaker, settings,
-                                                                             getattr(app.state, "packs", None)),
+    handler = make_handler(app.state.sessionmaker, settings, getattr(app.state, "packs", None))
+    app.state.dead_letter_handler = handler  # what a redrive runs (services/benefits/dead_letters)
+    consumer = Consumer(settings, [TOPIC_REGISTRY], GROUP_ID, handler,
                         name="benefits-consumer",
                         batch_handler=make_batch_handler(app.state.sessionmaker, settings,
-                                                         getattr(app.state, "packs", None)))
+                                                         getattr(app.state, "packs", None)),
+                        on_dead_letter=durable_dead_letter_hook(app.state.sessionmaker, dead_letters))
     app.state.consumer = consumer
     try:
         await consumer.run()

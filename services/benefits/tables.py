@@ -4,6 +4,7 @@ from __future__ import annotations
 from sqlalchemy import (BigInteger, Boolean, Column, Date, DateTime, Index, Integer, JSON, MetaData, Numeric,
                         String, Table, Text, UniqueConstraint)
 
+from shared.dead_letters import define_dead_letters
 from shared.idempotency_table import define_idempotency_keys
 from shared.outbox import define_outbox, define_relay_epochs
 
@@ -12,6 +13,7 @@ metadata = MetaData()
 outbox = define_outbox(metadata)
 relay_epochs = define_relay_epochs(metadata)
 idempotency_keys = define_idempotency_keys(metadata)
+dead_letters = define_dead_letters(metadata)  # messages the consumer gave up on (shared/dead_letters.py)
 
 # Latest snapshot per household as carried by registry events (event-carried state).
 household_snapshots = Table(

@@ -83,6 +83,10 @@ NO_PERSONS = {
     ("audit", "GET", "/metrics"): "counters",
     ("audit", "POST", "/v1/audit/checkpoints"): "a checkpoint (admin only)",
     ("audit", "GET", "/v1/audit/verify"): "chain heads and counts (walked anyway)",
+    # admin only; a shown message is in its ledger form (masked numbers, birth year), see shared/dead_letters.py
+    **{(service, method, path): "dead letters (admin only)" for service in ("benefits", "audit")
+       for method, path in (("GET", "/v1/admin/dead-letters"), ("GET", "/v1/admin/dead-letters/{dead_letter_id}"),
+                            ("POST", "/v1/admin/dead-letters/{dead_letter_id}:redrive"))},
 }
 
 

@@ -158,6 +158,12 @@ EXEMPT: dict[tuple[str, str, str], str] = {
         "a policy pack is published regional rules (no person, no area-bound record); every reader may see it",
     ("benefits", "GET", "/v1/policies/publications/{publication_id}"):
         "a publication is a pack's text, who published it and when (rules, not area-bound records)",
+    # admin only (admin is never area-limited): any other caller gets 403 before a look-up
+    # (tests/integration/test_dead_letters.py checks it)
+    **{(service, method, path): "a dead letter (admin only, never area-limited)"
+       for service in ("benefits", "audit")
+       for method, path in (("GET", "/v1/admin/dead-letters/{dead_letter_id}"),
+                            ("POST", "/v1/admin/dead-letters/{dead_letter_id}:redrive"))},
 }
 
 
