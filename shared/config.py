@@ -82,6 +82,8 @@ class CommonSettings(BaseSettings):
     # A relay batch not acknowledged within this time fails (and stays pending). It must stay below the
     # launcher's broker restart delay: then no send from before a restart can land in the fresh broker.
     relay_send_timeout_ms: int = Field(1500, ge=200)
+    # Touched by the relay's loop every 5 s (the Kubernetes liveness probe checks its age); unset = none.
+    relay_heartbeat_file: Path | None = None
     # How often the relay asks the consumer groups what they have applied (committed offsets).
     relay_sweep_interval_s: float = Field(1.0, gt=0)
     # Who must have applied a row before a fresh broker may do without it (shared/outbox_relay.py).

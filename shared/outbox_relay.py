@@ -63,6 +63,7 @@ class OutboxRelay:
         self._group_probes: dict[str, AIOKafkaConsumer] = {}
         self._adopted: dict[str, str] | None = None
         self._next_sweep = 0.0
+        self._next_beat = 0.0
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self.published = 0
@@ -354,6 +355,7 @@ class OutboxRelay:
                     log.warning("%s: publish failed (%s); will retry", self.name, exc)
                     await self._drop_producer()
                     backoff = min(max(backoff * 2, 0.2), 5.0)
+                self._heartbeat()
                 try:
                     await asyncio.wait_for(self._wake.wait(), timeout=backoff)
                 except asyncio.TimeoutError:
@@ -364,6 +366,18 @@ class OutboxRelay:
         finally:
             listener.cancel()
             await self._drop_producer()
+
+    def _heartbeat(self) -> None:
+        """Touch the heartbeat file (a liveness probe's evidence that the loop turns) every few seconds.
+        It beats while the broker is away too: an outage is not a reason to restart the relay."""
+        path = self.settings.relay_heartbeat_file
+        if path is None or time.monotonic() < self._next_beat:
+            return
+        self._next_beat = time.monotonic() + 5.0
+        try:
+            path.touch()
+        except OSError as exc:
+            log.warning("%s: cannot touch heartbeat file %s: %s", self.name, path, exc)
 
     async def _drain_once(self) -> None:
         await self.publish_pending()

@@ -261,11 +261,14 @@ async def test_a_relay_stopped_while_the_broker_is_gone_stops_quietly_and_keeps_
     engine = await _outbox_engine(databases)
     broker = BrokerProcess()
     await broker.start()
-    relay = OutboxRelay(engine, _settings(tmp_path, broker.bootstrap, outbox_poll_interval_s=0.05))
+    heartbeat = tmp_path / "relay.alive"
+    relay = OutboxRelay(engine, _settings(tmp_path, broker.bootstrap, outbox_poll_interval_s=0.05,
+                                          relay_heartbeat_file=heartbeat))
     task = asyncio.create_task(relay.run())
     try:
         await _stage_versions(engine, [1])
         await eventually(now(lambda: relay.published == len(KEYS)), timeout=20)
+        assert heartbeat.exists()  # the liveness probe's evidence that the loop turns
         broker.stop()
         await _stage_versions(engine, [2])
         await asyncio.sleep(0.5)
@@ -275,6 +278,7 @@ async def test_a_relay_stopped_while_the_broker_is_gone_stops_quietly_and_keeps_
         assert await relay.pending() == len(KEYS)
         assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
         assert any("stay pending" in r.getMessage() for r in caplog.records)
+        assert heartbeat.stat().st_mtime > 0
     finally:
         if not task.done():
             task.cancel()
@@ -294,3 +298,10 @@ async def test_the_epoch_topic_holds_one_marker_per_topic(broker):
         await reader.stop()
     assert sorted(m["topic"] for m in markers) == ["jz.access.v1", "jz.benefits.v1", "jz.registry.v1"]
     assert all(set(m["start"].values()) == {0} and len(m["start"]) == 6 for m in markers)
+
+
+def test_a_consumer_member_takes_its_share_of_partitions(tmp_path):
+    partitions = [TopicPartition(TOPIC_REGISTRY, p) for p in range(6)]
+    shares = [Consumer(CommonSettings(var_dir=tmp_path, consumer_member=f"{i}/3"), [TOPIC_REGISTRY], "g", None)
+              ._my_partitions(partitions) for i in range(3)]
+    assert [[tp.partition for tp in share] for share in shares] == [[0, 3], [1, 4], [2, 5]]
