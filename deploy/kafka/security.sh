@@ -18,7 +18,7 @@ user() {  # user <name> <password>
     --alter --entity-type users --entity-name "$1" --add-config "SCRAM-SHA-512=[iterations=8192,password=$2]"
 }
 
-acl() {  # acl <principal> <operation> <topic|group> <name>
+acl() {  # acl <principal> <Read|Write|Describe> <topic|group> <name>
   "$bin/kafka-acls.sh" --bootstrap-server "$KAFKA_BOOTSTRAP" --command-config "$KAFKA_ADMIN_CONFIG" \
     --add --allow-principal "User:$1" --operation "$2" "--$3" "$4" >/dev/null
 }
@@ -43,5 +43,16 @@ acl audit Write topic jz.registry.v1.dlq
 acl audit Write topic jz.benefits.v1.dlq
 acl audit Write topic jz.access.v1.dlq
 acl audit Read group audit
+# Broker epochs (shared/broker_epoch.py): every process reads the markers and may write the first one;
+# each relay reads what the consumer groups of its topics have committed (bounded replay).
+acl registry Read topic jz.epochs.v1
+acl registry Write topic jz.epochs.v1
+acl benefits Read topic jz.epochs.v1
+acl benefits Write topic jz.epochs.v1
+acl audit Read topic jz.epochs.v1
+acl audit Write topic jz.epochs.v1
+acl registry Describe group benefits
+acl registry Describe group audit
+acl benefits Describe group audit
 
 "$bin/kafka-acls.sh" --bootstrap-server "$KAFKA_BOOTSTRAP" --command-config "$KAFKA_ADMIN_CONFIG" --list

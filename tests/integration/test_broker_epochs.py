@@ -267,7 +267,7 @@ async def test_a_relay_stopped_while_the_broker_is_gone_stops_quietly_and_keeps_
     task = asyncio.create_task(relay.run())
     try:
         await _stage_versions(engine, [1])
-        await eventually(now(lambda: relay.published == len(KEYS)), timeout=20)
+        await eventually(now(lambda: relay.published == len(KEYS)), timeout=45)
         assert heartbeat.exists()  # the liveness probe's evidence that the loop turns
         broker.stop()
         await _stage_versions(engine, [2])

@@ -373,14 +373,16 @@ def test_processes_that_hash_id_numbers_get_the_identity_key_from_outside(servic
 
 # (i) Kafka security: SASL/SCRAM everywhere, ACLs per principal, each process its own credentials ----
 KAFKA_SECURITY_SCRIPT = ROOT / "deploy" / "kafka" / "security.sh"
-ACL_LINE = re.compile(r"^acl (\w+) (Read|Write) (topic|group) (\S+)$", re.M)
+ACL_LINE = re.compile(r"^\s*acl (\w+) (Read|Write|Describe) (topic|group) (\S+)$", re.M)
 USER_LINE = re.compile(r"^user (\w+) ", re.M)
 
 
 def expected_acls() -> set[tuple[str, str, str, str]]:
     """Who may do what, from the event contract: a producer writes only its own topics, a consumer
-    reads (and writes the .dlq twin of) what it consumes, and reads with its own group."""
-    from shared.config import TOPIC_ACCESS, TOPIC_BENEFITS, TOPIC_REGISTRY, dlq_topic
+    reads (and writes the .dlq twin of) what it consumes, and reads with its own group; everyone reads and
+    may write the broker epoch markers, and a relay may see what the groups consuming its topics committed."""
+    from shared.broker_epoch import EPOCH_TOPIC
+    from shared.config import CommonSettings, TOPIC_ACCESS, TOPIC_BENEFITS, TOPIC_REGISTRY, dlq_topic
     produces = {"registry": [TOPIC_REGISTRY], "benefits": [TOPIC_BENEFITS, TOPIC_ACCESS], "audit": []}
     consumes = {"registry": [], "benefits": [TOPIC_REGISTRY], "audit": list(TOPICS)}
     acls = set()
@@ -390,6 +392,10 @@ def expected_acls() -> set[tuple[str, str, str, str]]:
             acls |= {(principal, "Read", "topic", topic), (principal, "Write", "topic", dlq_topic(topic))}
         if consumes[principal]:
             acls.add((principal, "Read", "group", principal))
+        acls |= {(principal, "Read", "topic", EPOCH_TOPIC), (principal, "Write", "topic", EPOCH_TOPIC)}
+        for topic in produces[principal]:
+            acls |= {(principal, "Describe", "group", group)
+                     for group in CommonSettings().topic_consumer_groups[topic] if group != principal}
     return acls
 
 
@@ -424,7 +430,8 @@ def test_acl_set_per_principal_is_exactly_the_contract():
     acls = set(ACL_LINE.findall(script))
     assert acls == expected_acls(), (acls ^ expected_acls())
     assert set(USER_LINE.findall(script)) == set(SERVICES)
-    writers = {(p, name) for p, op, kind, name in acls if op == "Write" and not name.endswith(".dlq")}
+    writers = {(p, name) for p, op, kind, name in acls
+               if op == "Write" and not name.endswith(".dlq") and name != "jz.epochs.v1"}
     assert writers == {("registry", "jz.registry.v1"), ("benefits", "jz.benefits.v1"), ("benefits", "jz.access.v1")}
     assert "--allow-principal" in script and "--deny-principal" not in script
 
@@ -568,3 +575,9 @@ def test_k8s_secret_volumes_are_readable_by_the_service_user_and_nobody_else():
                 assert context.get("fsGroup") is not None and mode & 0o040, (doc["metadata"]["name"], volume["name"], oct(mode))
             checked += 1
     assert checked >= 4
+
+
+def test_kafka_init_creates_the_broker_epoch_topic_kept_forever(services):
+    """Markers must outlive the data topics' retention: a marker that expired would look like a fresh broker."""
+    script = " ".join(command(services["kafka-init"]))
+    assert re.search(r"--topic jz\.epochs\.v1 \\?\s*--partitions 1 .*--config retention\.ms=-1", script), script
