@@ -969,7 +969,9 @@ def render(result: dict) -> None:
         resume = result.get("resume", {}).get(component, {})
         table.add_row(f"resume {component} (s)",
                       f"p50 {_fmt(resume.get('p50'), 2)}  max {_fmt(resume.get('max'), 2)}  (n={resume.get('n', 0)})")
-    table.add_row("time to quiescence (s)", _fmt(result.get("quiescence_s")))
+    quiet = result.get("quiescence_s")
+    table.add_row("time to quiescence (s)", _fmt(quiet) if quiet == quiet else  # NaN: never quiet
+                  f"not quiet within the limit: {result.get('quiescence_status')}")
     replayed = result.get("replayed_rows", {})
     table.add_row("rows replayed per broker restart",
                   f"{replayed.get('per_restart')} (initial start {replayed.get('initial')}; "
