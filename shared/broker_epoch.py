@@ -104,27 +104,38 @@ class EpochReader:
             raise
 
     async def _read(self) -> BrokerEpochs:
+        """Exactly the records from the log start to the end offset asked for first (ListOffsets, no
+        prefetch): a fetch still in flight from an earlier read may answer from another offset, so only
+        the next expected offset is taken. The first marker per topic is all that counts, so markers
+        written after the end asked for do not matter. (Tansu answers the end as the base offset of the
+        last batch; markers are single-record batches, so it is exact for them.)"""
         reader = await self._ensure()
-        await reader.seek_to_beginning(_EPOCH_PARTITION)
+        begin = (await reader.beginning_offsets([_EPOCH_PARTITION]))[_EPOCH_PARTITION]
+        end = (await reader.end_offsets([_EPOCH_PARTITION]))[_EPOCH_PARTITION]
         topics: dict[str, TopicEpoch] = {}
-        while True:
-            batch = await reader.getmany(_EPOCH_PARTITION, timeout_ms=self.empty_wait_ms, max_records=500)
+        expected = begin
+        reader.seek(_EPOCH_PARTITION, expected)
+        while expected < end:
+            batch = await reader.getmany(_EPOCH_PARTITION, timeout_ms=200, max_records=500)
             records = batch.get(_EPOCH_PARTITION, [])
+            if records and records[0].offset > expected:  # an answer for a later position: ask again
+                reader.seek(_EPOCH_PARTITION, expected)
+                continue
             for record in records:
+                if record.offset != expected:
+                    continue  # already seen (an answer for an earlier position)
+                expected += 1
                 marker = _parse_marker(record.value)
                 if marker is not None and marker.topic not in topics:
                     topics[marker.topic] = marker
-            highwater = reader.highwater(_EPOCH_PARTITION)
-            if not records or highwater is None or await reader.position(_EPOCH_PARTITION) >= highwater:
-                return BrokerEpochs(topics)
+                if expected >= end:
+                    break
+        return BrokerEpochs(topics)
 
     async def close(self) -> None:
         reader, self._reader = self._reader, None
         if reader is not None:
-            try:
-                await reader.stop()
-            except Exception:  # noqa: BLE001 - closing anyway
-                pass
+            await stop_quietly(reader)
 
 
 async def ensure_markers(bootstrap: str, topics, settings: CommonSettings | None = None, *,
@@ -178,3 +189,17 @@ async def ensure_markers(bootstrap: str, topics, settings: CommonSettings | None
     finally:
         if own_reader:
             await reader.close()
+
+
+async def stop_quietly(client) -> None:
+    """Stop an aiokafka client without letting its internals' errors out: with the broker away, ``stop()``
+    can raise a connection error or the CancelledError of its own fetch task. A cancellation of the
+    caller itself is passed on."""
+    try:
+        await client.stop()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+    except Exception:  # noqa: BLE001 - closing anyway
+        pass

@@ -17,7 +17,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
-from shared.broker_epoch import BrokerEpochs, EpochReader, ensure_markers
+from shared.broker_epoch import BrokerEpochs, EpochReader, ensure_markers, stop_quietly
 from shared.config import TOPICS, CommonSettings, dlq_topic
 
 log = logging.getLogger("bus")
@@ -213,10 +213,7 @@ class Consumer:
     async def _stop_clients(self) -> None:
         for client in (self._consumer, self._producer):
             if client is not None:
-                try:
-                    await client.stop()
-                except Exception:  # noqa: BLE001 - shutting down anyway
-                    log.warning("error stopping kafka client", exc_info=True)
+                await stop_quietly(client)  # shutting down or reconnecting anyway
         if self._reader is not None:
             await self._reader.close()
         self._consumer = self._producer = self._reader = None

@@ -27,7 +27,7 @@ from aiokafka.structs import TopicPartition
 from sqlalchemy import MetaData, bindparam, delete, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from shared.broker_epoch import BrokerEpochs, EpochReader, ensure_markers
+from shared.broker_epoch import BrokerEpochs, EpochReader, ensure_markers, stop_quietly
 from shared.bus import kafka_client_options, make_producer
 from shared.config import OUTBOX_TOPICS, CommonSettings
 from shared.db import make_sessionmaker
@@ -98,20 +98,14 @@ class OutboxRelay:
     async def _drop_producer(self) -> None:
         """Close every broker client (after an error they are rebuilt on the next pass)."""
         if self._own_producer and self._producer is not None:
-            try:
-                await self._producer.stop()
-            except Exception:  # noqa: BLE001
-                pass
-            self._producer = None
+            producer, self._producer = self._producer, None
+            await stop_quietly(producer)
         if self._reader is not None:
             await self._reader.close()
             self._reader = None
         probes, self._group_probes = self._group_probes, {}
         for probe in probes.values():
-            try:
-                await probe.stop()
-            except Exception:  # noqa: BLE001
-                pass
+            await stop_quietly(probe)
 
     async def publish_pending(self) -> int:
         """One pass over every lane; returns how many rows were published."""
@@ -242,6 +236,12 @@ class OutboxRelay:
                 probe = await asyncio.wait_for(self._group_probe(group), _BROKER_CALL_TIMEOUT_S)
                 committed.append(await asyncio.wait_for(probe.committed(tp), _BROKER_CALL_TIMEOUT_S) or 0)
             applied_below = min(committed)
+            try:
+                # Offsets read while the broker was replaced would be another log's: check again after.
+                await self._epochs_for({place.topic})
+            except EpochChanged:
+                await self.adopt_broker_epoch()
+                return marked
             async with self.sessionmaker() as session, session.begin():
                 result = await session.execute(update(_OUTBOX).where(
                     _OUTBOX.c.applied_at.is_(None), _OUTBOX.c.topic == place.topic,
@@ -346,6 +346,7 @@ class OutboxRelay:
         try:
             await self.purge_expired()
             while not self._stopping.is_set():
+                self._heartbeat()
                 try:
                     await self.publish_pending()
                     backoff = self.settings.outbox_poll_interval_s
@@ -355,7 +356,6 @@ class OutboxRelay:
                     log.warning("%s: publish failed (%s); will retry", self.name, exc)
                     await self._drop_producer()
                     backoff = min(max(backoff * 2, 0.2), 5.0)
-                self._heartbeat()
                 try:
                     await asyncio.wait_for(self._wake.wait(), timeout=backoff)
                 except asyncio.TimeoutError:
