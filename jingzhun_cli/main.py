@@ -137,8 +137,15 @@ def relay(replay: bool = typer.Option(False, help="First mark the retained outbo
 def run(registry_port: int = typer.Option(8001), benefits_port: int = typer.Option(8002),
         audit_port: int = typer.Option(8003), broker_port: int = typer.Option(9092),
         external_kafka: Optional[str] = typer.Option(None, help="Use this Kafka bootstrap instead of Tansu"),
-        var_dir: Path = typer.Option(Path(os.environ.get("JZ_VAR_DIR", "var")))) -> None:
-    """Run broker, relay and the three services; one log stream; Ctrl-C stops everything in order."""
+        var_dir: Path = typer.Option(Path(os.environ.get("JZ_VAR_DIR", "var"))),
+        max_start_failures: int = typer.Option(
+            5, min=1, help="A child that exits this many times in a row without becoming healthy stops the system"),
+        broker_restart_delay: float = typer.Option(
+            2.0, min=0, help="Seconds before a dead broker is restarted (the relay's in-flight sends time out)")) -> None:
+    """Run broker, relay and the three services; one log stream; a dead child is restarted with backoff.
+
+    Exits 0 on Ctrl-C/SIGTERM (ordered shutdown), 1 when a child cannot start at all.
+    """
     from shared.launcher import LaunchConfig, LaunchError, SystemLauncher
 
     def sink(name: str, line: str) -> None:
@@ -149,7 +156,8 @@ def run(registry_port: int = typer.Option(8001), benefits_port: int = typer.Opti
                                                   "audit": audit_port},
                           broker_port=broker_port, external_bootstrap=external_kafka, log_sink=sink,
                           database_urls={s: u for s in SERVICES
-                                         if (u := os.environ.get(f"JZ_{s.upper()}_DATABASE_URL"))})
+                                         if (u := os.environ.get(f"JZ_{s.upper()}_DATABASE_URL"))},
+                          max_start_failures=max_start_failures, broker_restart_delay_s=broker_restart_delay)
     launcher = SystemLauncher(config)
 
     async def main() -> int:
@@ -170,28 +178,30 @@ def run(registry_port: int = typer.Option(8001), benefits_port: int = typer.Opti
             console.print(f"  {line}", highlight=False)
         console.print(f"  broker    {config.bootstrap}")
         console.print('  token:    .venv/bin/jingzhun token --scopes "admin"')
+        console.print(f"  children: {config.launcher_file} (pids, restarts)")
         console.print()
-        watcher = asyncio.create_task(_watch(launcher, stop))
-        await stop.wait()
-        watcher.cancel()
+        await _watch(launcher, stop)
         sink("launcher", "stopping: registry → drain outboxes → consumers catch up → services → broker")
         await launcher.shutdown()
         sink("launcher", "stopped")
-        return getattr(launcher, "exit_code", 0)
+        return launcher.exit_code
 
     raise typer.Exit(asyncio.run(main()))
 
 
 async def _watch(launcher, stop: asyncio.Event) -> None:
-    while not stop.is_set():
-        try:
-            launcher.check_alive()
-        except Exception as exc:  # noqa: BLE001
-            launcher.exit_code = 1
-            console.print(f"[red]{exc}[/red]; stopping")
-            stop.set()
-            return
-        await asyncio.sleep(0.5)
+    """Until Ctrl-C/SIGTERM, or until a child cannot start at all (the launcher restarts every other exit
+    and says so in the log stream); then the caller shuts the rest down in order."""
+    asked = asyncio.create_task(stop.wait())
+    failed = asyncio.create_task(launcher.failed.wait())
+    try:
+        await asyncio.wait({asked, failed}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        asked.cancel()
+        failed.cancel()
+    if launcher.failure is not None:
+        launcher.exit_code = 1
+        console.print(f"[red]{launcher.failure.args[0].splitlines()[0]}[/red]; stopping the rest", highlight=False)
 
 
 @app.command()

@@ -106,11 +106,22 @@ def create_service_app(spec: ServiceSpec, settings: ServiceSettings, *, configur
     async def healthz() -> dict:
         return {"status": "ok", "service": spec.name}
 
-    @app.get("/readyz", tags=["operations"], summary="Readiness: database and broker reachable",
+    @app.get("/readyz", tags=["operations"], summary="Readiness: database, broker and the event consumer",
              description="200 with `warnings` (things to look at that do not make the service unready) and, "
                          "for services that judge on a policy date, `evaluation_date`; 503 when a "
-                         "dependency is unreachable.")
+                         "dependency is unreachable.\n\n"
+                         "A service that consumes events (benefits, audit) also reports `consumer`: `state` "
+                         "(`starting` | `running` | `behind` | `restarting`), `lag` (records fetched but not "
+                         "yet applied), `processed`, `dead_lettered`, `started_at`, `first_event_at`, "
+                         "`last_event_at` (epoch seconds), `last_error` and `state_for_s`. `running` and "
+                         "`behind` answer 200: the API still serves, only its read models may be stale "
+                         "(`status` is `behind` then, with the lag). `starting` and `restarting` answer 200 "
+                         "during a grace period (`JZ_CONSUMER_READY_GRACE_S`, default 30 s; `status` names "
+                         "the state) so a rolling restart or a short broker blip does not take every "
+                         "replica out of the load balancer; after it, 503: the consumer is not getting "
+                         "anywhere and someone should look.")
     async def readyz():
+        import time
         checks = {"database": "ok", "broker": "ok"}
         try:
             await ping(app.state.engine)
@@ -118,16 +129,43 @@ def create_service_app(spec: ServiceSpec, settings: ServiceSettings, *, configur
             checks["database"] = f"error: {type(exc).__name__}"
         if not await broker_reachable(settings.kafka_bootstrap):
             checks["broker"] = "unreachable"
-        ok = all(v == "ok" for v in checks.values())
-        if ok:
-            answer = {"status": "ok", "checks": checks, "warnings": await _readiness_warnings(app)}
+        status, consumer = "ok", None
+        if getattr(app.state, "consumer", None) is not None:
+            try:
+                consumer = dict(await asyncio.wait_for(app.state.consumer.status(), 2.0))
+            except Exception as exc:  # noqa: BLE001 - readiness reports, it does not crash
+                consumer = {"state": getattr(app.state.consumer, "state", "restarting"), "lag": None,
+                            "last_error": f"status unavailable: {type(exc).__name__}"}
+            # How long it has been in this state: the consumer's own state_since when it reports one; else
+            # from process start while starting, and from the first /readyz that saw another state.
+            now, state = time.time(), consumer["state"]
+            since = consumer.get("state_since")
+            if since is None:
+                seen = getattr(app.state, "consumer_state_seen", None)
+                since = (consumer.get("started_at") or now) if state == "starting" else \
+                    seen[1] if seen is not None and seen[0] == state else now
+            app.state.consumer_state_seen = (state, since)
+            consumer["state_for_s"] = round(max(0.0, now - since), 1)
+            grace = float(getattr(settings, "consumer_ready_grace_s", 30.0))
+            if state in ("starting", "restarting") and consumer["state_for_s"] > grace:
+                checks["consumer"] = f"{state} for {consumer['state_for_s']:.0f} s (grace {grace:.0f} s)"
+            if state != "running":
+                status = state
+        if all(v == "ok" for v in checks.values()):
+            answer = {"status": status, "checks": checks, "warnings": await _readiness_warnings(app)}
+            if consumer is not None:
+                answer["consumer"] = consumer
             evaluation = describe_evaluation_date(settings)
             if evaluation is not None:
                 answer["evaluation_date"] = evaluation
             return answer
-        return JSONResponse({"type": "about:blank", "title": "Not ready", "status": 503,
-                             "detail": "A dependency is unreachable.", "checks": checks},
-                            status_code=503, media_type=PROBLEM_MEDIA_TYPE)
+        unreachable = any(v != "ok" for k, v in checks.items() if k != "consumer")
+        body = {"type": "about:blank", "title": "Not ready", "status": 503,
+                "detail": "A dependency is unreachable." if unreachable else
+                "The event consumer has not been running for longer than the grace period.", "checks": checks}
+        if consumer is not None:
+            body["consumer"] = consumer
+        return JSONResponse(body, status_code=503, media_type=PROBLEM_MEDIA_TYPE)
 
     for router in spec.routers:
         app.include_router(router)

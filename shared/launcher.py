@@ -1,12 +1,26 @@
-"""Starts and stops the whole system: broker, relay and the three services as child processes.
+"""Starts, supervises and stops the whole system: broker, relay and the three services as child processes.
+
+Supervision: a child that dies (any of broker, relay, registry, benefits, audit) is restarted with
+exponential backoff (0.5 s doubling to 10 s, back to 0.5 s once a run stayed up 30 s); every exit and
+restart is said in the log stream as the ``launcher`` source. The system stops only when asked
+(ordered shutdown) or when a child cannot start at all: it exited ``max_start_failures`` times in a
+row without ever becoming healthy (services: ``/healthz`` answered 200; relay and broker: stayed up
+``healthy_after_s``). Whether a broker is fresh, and what to replay into it, the relay finds out by
+itself (broker epoch); the launcher only recreates the topics with the configured partition count.
 
 Shutdown is ordered so the in-memory development broker never takes messages with it:
 stop taking writes → drain the outboxes → wait until consumers caught up → stop the rest
-→ stop the broker. On start with a fresh broker the relay replays the retained outbox tail.
+→ stop the broker. Supervision keeps running during the drain for the children not stopped yet, so a
+consumer that dies while the others wait for it is restarted and the drain can finish.
+
+``launcher.json`` (``LaunchConfig.state_file``) lists each child's pid, restarts and start time,
+rewritten on every (re)start, so tools (the chaos suite) can find and kill children.
 """
 from __future__ import annotations
 
 import asyncio
+import collections
+import json
 import os
 import signal
 import sys
@@ -18,13 +32,14 @@ from unittest import mock
 
 import httpx
 
-from shared.broker import broker_command, free_port, prepare_topics, wait_until_answers
+from shared.broker import broker_command, prepare_topics, wait_until_answers
 from shared.config import (DEFAULT_PORTS, SERVICES, TOPIC_REGISTRY, TOPICS, CommonSettings, production_refusals,
                            service_settings)
 from shared.db import make_engine
 from shared.migrate import upgrade_to_head
 
 LogSink = Callable[[str, str], None]
+OUTPUT_LINES_KEPT = 20  # a child's last output lines, quoted when it cannot start
 
 
 class LaunchError(RuntimeError):
@@ -42,10 +57,23 @@ class LaunchConfig:
     evaluation_date: str | None = "2020-06-30"
     log_sink: LogSink | None = None
     start_timeout_s: float = 60.0
+    # -- supervision
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 10.0
+    backoff_reset_after_s: float = 30.0  # a run that stayed up this long starts the backoff over
+    max_start_failures: int = 5  # exits in a row without becoming healthy → the child cannot start: stop all
+    healthy_after_s: float = 10.0  # relay and broker have no /healthz: healthy once they stayed up this long
+    broker_restart_delay_s: float = 2.0  # see SystemLauncher._restart_delay
+    drain_timeout_s: float = 60.0  # per step of the ordered shutdown (a consumer may be restarting meanwhile)
+    state_file: Path | None = None  # default <var_dir>/launcher.json
 
     @property
     def bootstrap(self) -> str:
         return self.external_bootstrap or f"127.0.0.1:{self.broker_port}"
+
+    @property
+    def launcher_file(self) -> Path:
+        return self.state_file or self.var_dir / "launcher.json"
 
     def database_url(self, service: str) -> str:
         return self.database_urls.get(service) or f"sqlite+aiosqlite:///{self.var_dir / (service + '.db')}"
@@ -92,12 +120,56 @@ def service_command(service: str, port: int, host: str = "127.0.0.1") -> list[st
             "--host", host, "--port", str(port), "--no-access-log", "--no-server-header", "--log-level", "warning"]
 
 
+def relay_command() -> list[str]:
+    # No --replay: the relay itself detects a fresh broker (epoch check) and replays what it lacks.
+    return [sys.executable, "-m", "jingzhun_cli.main", "relay"]
+
+
+def describe_exit(code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            return f"code {code}, signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"code {code}"
+    return f"code {code}"
+
+
+@dataclass
+class Child:
+    """One supervised child: its current process and what supervision knows about its runs."""
+    name: str
+    command: list[str]
+    process: asyncio.subprocess.Process | None = None
+    started_at: float = 0.0  # wall clock of the current run (launcher.json)
+    started_mono: float = 0.0
+    restarts: int = 0
+    failures: int = 0  # exits in a row without becoming healthy
+    healthy: bool = False  # the current run became healthy
+    ever_healthy: bool = False
+    stopped: bool = False  # the shutdown reached it (or it cannot start): never restart it
+    gave_up: bool = False
+    output: collections.deque = field(default_factory=lambda: collections.deque(maxlen=OUTPUT_LINES_KEPT))
+    pump: asyncio.Task | None = None
+    supervisor: asyncio.Task | None = None
+    health: asyncio.Task | None = None
+
+    @property
+    def is_service(self) -> bool:
+        return self.name in SERVICES
+
+
 class SystemLauncher:
     def __init__(self, config: LaunchConfig) -> None:
         self.config = config
-        self.children: dict[str, asyncio.subprocess.Process] = {}
-        self._pumps: list[asyncio.Task] = []
-        self.fresh_broker = False
+        self.children: dict[str, asyncio.subprocess.Process] = {}  # name → current process
+        self.supervised: dict[str, Child] = {}
+        self.failure: LaunchError | None = None  # set when a child cannot start at all
+        self.failed = asyncio.Event()
+        self.exit_code = 0
+
+    def say(self, line: str) -> None:
+        if self.config.log_sink:
+            self.config.log_sink("launcher", line)
 
     # -- start ---------------------------------------------------------------------
     def refusals(self) -> list[str]:
@@ -113,16 +185,11 @@ class SystemLauncher:
         try:
             await self._migrate()
             if self.config.external_bootstrap is None:
-                await self._spawn("broker", broker_command(self.config.broker_port))
-            await wait_until_answers(self.config.bootstrap)
-            created = await prepare_topics(self.config.bootstrap, CommonSettings().topic_partitions)
-            self.fresh_broker = TOPIC_REGISTRY in created
-            relay_cmd = [sys.executable, "-m", "jingzhun_cli.main", "relay"]
-            if self.fresh_broker:
-                relay_cmd.append("--replay")  # a new in-memory broker: resend the retained tail
-            await self._spawn("relay", relay_cmd)
+                await self._add("broker", broker_command(self.config.broker_port))
+            await self._broker_ready(timeout=min(20.0, self.config.start_timeout_s))
+            await self._add("relay", relay_command())
             for service in SERVICES:
-                await self._spawn(service, service_command(service, self.config.ports[service]))
+                await self._add(service, service_command(service, self.config.ports[service]))
             await self._wait_healthy()
         except BaseException:
             await self.kill_all()
@@ -137,57 +204,172 @@ class SystemLauncher:
             finally:
                 await engine.dispose()
 
-    async def _spawn(self, name: str, cmd: list[str]) -> None:
-        process = await asyncio.create_subprocess_exec(
-            *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-            env=self.config.child_env(), start_new_session=True)
-        self.children[name] = process
-        self._pumps.append(asyncio.create_task(self._pump(name, process)))
+    async def _broker_ready(self, timeout: float = 20.0) -> None:
+        """The broker answers and has the design's topics with the configured partition count (a restarted
+        in-memory broker has none; auto-created topics would get the broker's default count)."""
+        await wait_until_answers(self.config.bootstrap, timeout=timeout)
+        await prepare_topics(self.config.bootstrap, CommonSettings().topic_partitions)
 
-    async def _pump(self, name: str, process: asyncio.subprocess.Process) -> None:
+    async def _add(self, name: str, cmd: list[str]) -> None:
+        child = Child(name, cmd)
+        self.supervised[name] = child
+        await self._spawn(child)
+        child.supervisor = asyncio.create_task(self._supervise(child), name=f"supervise:{name}")
+
+    async def _spawn(self, child: Child) -> None:
+        process = await asyncio.create_subprocess_exec(
+            *child.command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            env=self.config.child_env(), start_new_session=True)
+        child.process, child.healthy = process, False
+        child.started_at, child.started_mono = time.time(), time.monotonic()
+        child.output.clear()
+        self.children[child.name] = process
+        child.pump = asyncio.create_task(self._pump(child, process))
+        if child.is_service:
+            child.health = asyncio.create_task(self._probe_health(child, process))
+        self._write_state()
+
+    async def _pump(self, child: Child, process: asyncio.subprocess.Process) -> None:
         assert process.stdout is not None
         async for raw in process.stdout:
+            line = raw.decode(errors="replace").rstrip()
+            child.output.append(line)
             if self.config.log_sink:
-                self.config.log_sink(name, raw.decode(errors="replace").rstrip())
+                self.config.log_sink(child.name, line)
+
+    async def _probe_health(self, child: Child, process: asyncio.subprocess.Process) -> None:
+        """A service's run is healthy once its /healthz answered 200."""
+        async with httpx.AsyncClient(timeout=1.0) as client:
+            while process.returncode is None:
+                try:
+                    if (await client.get(self.url(child.name) + "/healthz")).status_code == 200:
+                        child.healthy = child.ever_healthy = True
+                        child.failures = 0
+                        return
+                except httpx.HTTPError:
+                    pass
+                await asyncio.sleep(0.2)
+
+    def _restart_delay(self, child: Child, backoff: float) -> float:
+        if child.name != "broker":
+            return backoff
+        # A fresh broker must not receive what the relay was sending to the dead one: those sends are in
+        # flight in the relay's producer and would land in the new broker before the relay noticed the new
+        # epoch and replayed the older rows first (per-key order). Waiting longer than the sends take to
+        # time out (JZ_RELAY_SEND_TIMEOUT_MS, 1.5 s by default; keep the delay above it) makes them fail
+        # instead; their rows stay pending and go out in order after the replay.
+        return max(backoff, self.config.broker_restart_delay_s)
+
+    async def _supervise(self, child: Child) -> None:
+        cfg = self.config
+        backoff = cfg.backoff_initial_s
+        while True:
+            process = child.process
+            assert process is not None
+            code = await process.wait()
+            uptime = time.monotonic() - child.started_mono
+            if child.stopped:
+                return
+            if child.health is not None:
+                child.health.cancel()
+            if not child.is_service and uptime >= cfg.healthy_after_s:
+                child.healthy = child.ever_healthy = True
+            child.failures = 0 if child.healthy else child.failures + 1
+            if uptime >= cfg.backoff_reset_after_s:
+                backoff = cfg.backoff_initial_s
+            if child.failures >= cfg.max_start_failures:
+                await self._give_up(child, code)
+                return
+            delay = self._restart_delay(child, backoff)
+            backoff = min(backoff * 2, cfg.backoff_max_s)
+            self.say(f"{child.name} exited ({describe_exit(code)}) after {uptime:.1f} s; "
+                     f"restarting in {delay:.1f} s (restart {child.restarts + 1})")
+            await asyncio.sleep(delay)
+            if child.stopped:
+                return
+            child.restarts += 1
+            await self._spawn(child)
+            self.say(f"{child.name} restarted (pid {child.process.pid})")
+            if child.name == "broker":
+                try:
+                    await self._broker_ready()
+                except Exception as exc:  # noqa: BLE001 - it died again: the loop above sees the exit
+                    self.say(f"broker did not become ready after restart: {type(exc).__name__}: {exc}")
+
+    async def _give_up(self, child: Child, code: int | None) -> None:
+        child.stopped = child.gave_up = True
+        if child.pump is not None:  # its last lines may still be in the pipe
+            try:
+                await asyncio.wait_for(asyncio.shield(child.pump), 2.0)
+            except (asyncio.TimeoutError, asyncio.CancelledError):
+                pass
+        tail = "\n  ".join(list(child.output)[-10:]) or "(no output)"
+        message = (f"{child.name} exited {child.failures} times in a row without becoming healthy "
+                   f"(last: {describe_exit(code)}); it cannot start. Its last output:\n  {tail}")
+        self.say(message)
+        self.failure = LaunchError(message)
+        self.exit_code = 1
+        self.failed.set()
+
+    def _write_state(self) -> None:
+        """launcher.json: where each child is now (rewritten on every start and restart)."""
+        state = {"launcher_pid": os.getpid(), "bootstrap": self.config.bootstrap,
+                 "ports": {service: self.config.ports[service] for service in SERVICES},
+                 "children": [{"name": c.name, "pid": c.process.pid if c.process else None, "restarts": c.restarts,
+                               "started_at": c.started_at} for c in self.supervised.values()]}
+        path = self.config.launcher_file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(path.name + ".tmp")
+        temporary.write_text(json.dumps(state, indent=1), encoding="utf-8")
+        os.replace(temporary, path)  # readers never see half a file
 
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.config.ports[service]}"
 
     async def _wait_healthy(self) -> None:
         deadline = time.monotonic() + self.config.start_timeout_s
-        pending = set(SERVICES)
-        async with httpx.AsyncClient(timeout=1.0) as client:
-            while pending:
-                self.check_alive()
-                if time.monotonic() > deadline:
-                    raise LaunchError(f"not healthy within {self.config.start_timeout_s}s: {', '.join(sorted(pending))}")
-                for service in list(pending):
-                    try:
-                        if (await client.get(self.url(service) + "/healthz")).status_code == 200:
-                            pending.discard(service)
-                    except httpx.HTTPError:
-                        pass
-                await asyncio.sleep(0.2)
+        while True:
+            self.check_alive()
+            pending = [s for s in SERVICES if not self.supervised[s].healthy]
+            if not pending:
+                return
+            if time.monotonic() > deadline:
+                looping = [f"{c.name} exited {c.failures} times in a row (last output: "
+                           f"{(list(c.output) or ['none'])[-1]})" for c in self.supervised.values() if c.failures]
+                raise LaunchError(f"not healthy within {self.config.start_timeout_s}s: {', '.join(pending)}"
+                                  + (f"; {'; '.join(looping)}" if looping else ""))
+            await asyncio.sleep(0.2)
 
     def check_alive(self) -> None:
-        for name, process in self.children.items():
-            if process.returncode is not None:
-                raise LaunchError(f"{name} exited with code {process.returncode}")
+        """Raises once a child could not start at all (supervision restarts every other exit)."""
+        if self.failure is not None:
+            raise self.failure
 
     # -- stop ----------------------------------------------------------------------
     async def _terminate(self, name: str, timeout: float = 15.0) -> None:
-        process = self.children.get(name)
-        if process is None or process.returncode is not None:
+        child = self.supervised.get(name)
+        if child is None:
             return
-        process.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(process.wait(), timeout)
-        except asyncio.TimeoutError:
-            process.kill()
-            await process.wait()
+        child.stopped = True  # first: supervision must not restart what the shutdown stops
+        process = child.process
+        if process is not None and process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(process.wait(), timeout)
+            except asyncio.TimeoutError:
+                process.kill()
+                await process.wait()
+        if child.supervisor is not None:
+            child.supervisor.cancel()  # it may be sleeping before a restart
+            await asyncio.gather(child.supervisor, return_exceptions=True)
+            if child.process is not process and child.process.returncode is None:  # spawned meanwhile
+                child.process.kill()
+                await child.process.wait()
+        if child.health is not None:
+            child.health.cancel()
 
-    async def _wait_until(self, what: str, probe, timeout: float = 15.0) -> bool:
-        deadline = time.monotonic() + timeout
+    async def _wait_until(self, what: str, probe, timeout: float | None = None) -> bool:
+        deadline = time.monotonic() + (timeout or self.config.drain_timeout_s)
         while time.monotonic() < deadline:
             try:
                 if await probe():
@@ -195,8 +377,7 @@ class SystemLauncher:
             except Exception:  # noqa: BLE001 - keep trying until the deadline
                 pass
             await asyncio.sleep(0.2)
-        if self.config.log_sink:
-            self.config.log_sink("launcher", f"gave up waiting for {what}")
+        self.say(f"gave up waiting for {what}")
         return False
 
     async def _outbox_empty(self, service: str) -> bool:
@@ -207,30 +388,49 @@ class SystemLauncher:
         finally:
             await engine.dispose()
 
+    def _can_run(self, name: str) -> bool:
+        """Still there to wait for: running, or being restarted by supervision."""
+        child = self.supervised.get(name)
+        return child is not None and not child.gave_up
+
     async def shutdown(self) -> None:
         from shared.bus import consumer_lag
         bootstrap = self.config.bootstrap
-        broker_up = "broker" not in self.children or self.children["broker"].returncode is None
         await self._terminate("registry")  # 1. stop taking writes
-        if broker_up and self.children.get("relay") and self.children["relay"].returncode is None:
+        broker_there = self.config.external_bootstrap is not None or self._can_run("broker")
+        if broker_there and self._can_run("relay"):
             await self._wait_until("registry outbox drained", lambda: self._outbox_empty("registry"))
-            await self._wait_until("benefits caught up",
-                                   lambda: _zero(consumer_lag(bootstrap, "benefits", [TOPIC_REGISTRY])))
-            await self._wait_until("benefits outbox drained", lambda: self._outbox_empty("benefits"))
-            await self._wait_until("audit caught up", lambda: _zero(consumer_lag(bootstrap, "audit", list(TOPICS))))
+            if self._can_run("benefits"):
+                await self._wait_until("benefits caught up",
+                                       lambda: _zero(consumer_lag(bootstrap, "benefits", [TOPIC_REGISTRY])))
+                await self._wait_until("benefits outbox drained", lambda: self._outbox_empty("benefits"))
+            if self._can_run("audit"):
+                await self._wait_until("audit caught up",
+                                       lambda: _zero(consumer_lag(bootstrap, "audit", list(TOPICS))))
         for name in ("benefits", "audit", "relay"):
             await self._terminate(name)
         await self._terminate("broker", timeout=5)
-        for pump in self._pumps:
-            pump.cancel()
+        await self._finish()
+        self.config.launcher_file.unlink(missing_ok=True)  # a clean stop: nothing left to find
 
     async def kill_all(self) -> None:
-        for process in self.children.values():
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
-        for pump in self._pumps:
-            pump.cancel()
+        for child in self.supervised.values():
+            child.stopped = True
+        for child in self.supervised.values():
+            if child.supervisor is not None:
+                child.supervisor.cancel()
+                await asyncio.gather(child.supervisor, return_exceptions=True)
+            if child.process is not None and child.process.returncode is None:
+                child.process.kill()
+                await child.process.wait()
+        await self._finish()
+        self.config.launcher_file.unlink(missing_ok=True)
+
+    async def _finish(self) -> None:
+        tasks = [t for c in self.supervised.values() for t in (c.pump, c.supervisor, c.health) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def _zero(lag_coro) -> bool:

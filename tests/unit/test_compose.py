@@ -308,6 +308,62 @@ def test_k8s_containers_run_as_non_root():
             assert pod["securityContext"].get("runAsUser", 0) != 0, file
 
 
+
+def k8s_container(name: str) -> dict:
+    deployment = next(doc for _, doc in k8s_documents() if doc["kind"] == "Deployment"
+                      and doc["metadata"]["name"] == name)
+    return next(c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == name)
+
+
+def test_k8s_probes_mean_what_the_services_serve():
+    # liveness = /healthz (the process serves: restart if not); readiness = /readyz (dependencies and, for
+    # benefits and audit, the consumer: out of the Service, never restarted); startup gives slow starts time.
+    for svc in SERVICES:
+        container = k8s_container(svc)
+        port = next(p for p in container["ports"] if p["name"] == "http")
+        assert port["containerPort"] == DEFAULT_PORTS[svc], svc
+        probes = {kind: container.get(kind) for kind in ("startupProbe", "livenessProbe", "readinessProbe")}
+        assert all(probes.values()), (svc, probes)
+        assert probes["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}, svc
+        assert probes["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}, svc
+        assert probes["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}, svc
+        startup_s = probes["startupProbe"]["periodSeconds"] * probes["startupProbe"]["failureThreshold"]
+        assert startup_s >= 60, svc  # a slow start (cold database, policy packs) is not a restart loop
+        live = probes["livenessProbe"]
+        # /readyz may wait on the broker (1 s) and the consumer's status (2 s): its timeout must cover that
+        assert probes["readinessProbe"].get("timeoutSeconds", 1) >= 4, svc
+        assert live.get("periodSeconds", 10) * live.get("failureThreshold", 3) >= 20, svc
+
+
+def test_k8s_relay_probes_check_the_heartbeat_the_relay_touches(tmp_path):
+    import subprocess
+    import sys
+    import time
+    container = k8s_container("relay")
+    heartbeat = next(e["value"] for e in container["env"] if e["name"] == "JZ_RELAY_HEARTBEAT_FILE")
+    mounted = {m["mountPath"] for m in container["volumeMounts"]}
+    assert str(Path(heartbeat).parent) in mounted  # writable under readOnlyRootFilesystem
+    assert CommonSettings(relay_heartbeat_file=heartbeat).relay_heartbeat_file == Path(heartbeat)
+    for kind in ("startupProbe", "livenessProbe"):
+        probe = container[kind]
+        assert not {"httpGet", "tcpSocket"} & set(probe)  # the relay has no port
+        command = probe["exec"]["command"]
+        assert command[:2] == ["python", "-c"] and f"'{heartbeat}'" in command[2]
+
+        def verdict(path: Path) -> int:  # the probe as the kubelet runs it, aimed at a file of ours
+            return subprocess.run([sys.executable, "-c", command[2].replace(heartbeat, str(path))],
+                                  capture_output=True, timeout=10).returncode
+
+        beat = tmp_path / f"{kind}.heartbeat"
+        assert verdict(beat) != 0  # no beat yet
+        beat.touch()
+        assert verdict(beat) == 0  # the relay beats every 5 s
+        os.utime(beat, (time.time() - 120, time.time() - 120))
+        assert verdict(beat) != 0  # a loop that stopped turning
+    startup = container["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 60
+
+
 # (h) -------------------------------------------------------------------------------
 def dockerfile_instructions() -> list[tuple[str, str]]:
     text = DOCKERFILE.read_text(encoding="utf-8").replace("\\\n", " ")
