@@ -185,6 +185,13 @@ async def load_household(session: AsyncSession, household_id: str, principal: Pr
     query = select(households.c.snapshot).where(households.c.id == household_id)
     if for_update:
         query = query.with_for_update()
+        if session.bind is not None and session.bind.dialect.name == "sqlite":
+            # SQLite has no FOR UPDATE, and its driver begins a transaction only at the first write: a read
+            # before it sees a version another writer may replace before this one commits (a visit then
+            # published the older snapshot after the newer). A no-op write takes the database's write lock
+            # first, so the read below is the latest and stays so until commit.
+            await session.execute(update(households).where(households.c.id == household_id)
+                                  .values(version=households.c.version))
     return check_loaded(await session.scalar(query), household_id, principal)
 
 

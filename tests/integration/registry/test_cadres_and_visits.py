@@ -231,3 +231,28 @@ async def test_first_secretary_of_the_village_may_visit(registry):
     secretary = registry.token_headers("visits:write", subject="sec-1")
     assert (await registry.post("/v1/visits", json=visit(hid, registry.clock.now), headers=secretary)).status_code == 201
     assert await count(registry.app, pairings) == 0
+
+
+async def test_visits_racing_patches_never_publish_an_older_version_after_a_newer(registry):
+    """A visit reads the household, then writes its event: on SQLite the read used to happen before the
+    write lock, so a PATCH committing in between made the visit publish the older snapshot after the newer
+    one (the chaos suite found "visit.recorded v1 after v3")."""
+    import asyncio
+    from datetime import datetime
+    hid, cadre = await setup_pair(registry)
+    now = datetime.now(timezone.utc)
+
+    async def patch(n):
+        for _ in range(5):
+            answer = await registry.patch(f"/v1/households/{hid}", json={"income": {"year": 2019, "per_capita_net": f"{2800 + n}.00"}},
+                                          headers={**registry.admin, "Content-Type": "application/merge-patch+json"})
+            if answer.status_code != 412:
+                return answer
+
+    async def record(n):
+        return await registry.post("/v1/visits", json=visit(hid, now - timedelta(minutes=n)), headers=cadre)
+
+    answers = await asyncio.gather(*(f(n) for n in range(12) for f in (patch, record)))
+    assert all(a.status_code in (200, 201) for a in answers), [a.text for a in answers if a.status_code >= 300]
+    sequences = [e["sequence"] for e in await events(registry.app, hid)]
+    assert sequences == sorted(sequences), sequences
