@@ -156,8 +156,9 @@ class Consumer:
         self.dead_lettered = 0
         # What /readyz reports: "starting" until the first fetch, "running", "restarting" while the broker
         # is away or the broker epoch changed; times are epoch seconds.
-        self.state = "starting"
+        self._state = "starting"
         self.started_at = process_started_at()
+        self.state_since = self.started_at
         self.first_event_at: float | None = None
         self.last_event_at: float | None = None
         self.last_error: str | None = None
@@ -237,6 +238,15 @@ class Consumer:
             finally:
                 await self._stop_clients()
 
+    @property
+    def state(self) -> str:
+        return self._state
+
+    @state.setter
+    def state(self, value: str) -> None:
+        if value != self._state:
+            self._state, self.state_since = value, time.time()
+
     def stop(self) -> None:
         self._stopping.set()
 
@@ -267,7 +277,8 @@ class Consumer:
         if state == "running" and lag is not None and lag > behind_threshold:
             state = "behind"
         return {"state": state, "lag": lag, "processed": self.processed, "dead_lettered": self.dead_lettered,
-                "started_at": self.started_at, "first_event_at": self.first_event_at,
+                "started_at": self.started_at, "state_since": self.state_since,
+                "first_event_at": self.first_event_at,
                 "last_event_at": self.last_event_at, "last_error": self.last_error}
 
     async def _loop(self) -> None:

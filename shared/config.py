@@ -89,6 +89,9 @@ class CommonSettings(BaseSettings):
     # Who must have applied a row before a fresh broker may do without it (shared/outbox_relay.py).
     topic_consumer_groups: dict[str, list[str]] = Field(default_factory=lambda: {
         TOPIC_REGISTRY: ["benefits", "audit"], TOPIC_BENEFITS: ["audit"], TOPIC_ACCESS: ["audit"]})
+    # How long a consumer may be "starting" or "restarting" before /readyz answers 503 (a broker restart or
+    # a fresh start is normal for a few seconds and must not take the API out of the Service).
+    consumer_ready_grace_s: float = Field(30.0, ge=0)
     # This process's share of a consumer group's partitions, "index/count" (a StatefulSet's ordinal):
     # a consumer is assigned partitions p with p % count == index, no group rebalance on restart.
     consumer_member: str = Field("0/1", pattern=r"^\d+/[1-9]\d*$")

@@ -36,7 +36,7 @@ def consumer_in(settings, state: str, *, lag: int | None = None, started_ago_s: 
     """A real Consumer object (never started) in a given state; its lag as the client would report it."""
     consumer = Consumer(settings, [TOPIC_REGISTRY], "readiness-test", handler, name="test-consumer")
     consumer.state = state
-    consumer.started_at = time.time() - started_ago_s
+    consumer.started_at = consumer.state_since = time.time() - started_ago_s
     consumer.processed, consumer.dead_lettered = 7, 1
 
     async def client_lag() -> int | None:
@@ -97,7 +97,7 @@ async def test_restarting_is_ready_within_the_grace_period_then_503(tmp_path, br
         assert code == 200 and body["status"] == "restarting" and body["consumer"]["state_for_s"] < 2
         assert body["consumer"]["last_error"] == "KafkaConnectionError: broker away"
         # the state was first seen longer ago than the grace period (probes come every few seconds)
-        app.state.consumer_state_seen = ("restarting", time.time() - GRACE_S - 5)
+        consumer.state_since = time.time() - GRACE_S - 5
         code, body, _ = await ready(client)
         assert code == 503 and body["checks"]["consumer"].startswith("restarting for 3"), body
         consumer.state = "running"  # back: ready again at once
