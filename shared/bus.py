@@ -301,15 +301,25 @@ class Consumer:
             for tp, records in batches.items():
                 if self.batch_handler is not None and len(records) > 1:
                     await self._handle_batch(records)
-                    await self._consumer.commit({tp: records[-1].offset + 1})
-                    self.processed += len(records)
-                    self._note_processed()
-                    continue
-                for record in records:
-                    await self._handle_with_retries(record)
-                    await self._consumer.commit({tp: record.offset + 1})
-                    self.processed += 1
+                else:
+                    for record in records:
+                        await self._handle_with_retries(record)
+                if not await self._commit(tp, records[-1].offset + 1):
+                    break  # positions were taken anew: the rest of this fetch belongs to the old broker
+                self.processed += len(records)
                 self._note_processed()
+
+    async def _commit(self, tp: TopicPartition, offset: int) -> bool:
+        """Commit only to the broker the records came from. A commit that waited out a broker restart and
+        landed in the fresh broker would claim offsets of the old log there: the relay would count the
+        fresh broker's rows as applied and this consumer would start past them. So the epoch is checked
+        right before, and a commit that cannot finish within ``consumer_commit_timeout_s`` (less than the
+        launcher's broker restart delay) fails instead of waiting for the next broker."""
+        if not await self._epoch_still_holds():
+            return False
+        assert self._consumer is not None
+        await asyncio.wait_for(self._consumer.commit({tp: offset}), self.settings.consumer_commit_timeout_s)
+        return True
 
     def _note_processed(self) -> None:
         import time

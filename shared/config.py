@@ -89,6 +89,9 @@ class CommonSettings(BaseSettings):
     # Who must have applied a row before a fresh broker may do without it (shared/outbox_relay.py).
     topic_consumer_groups: dict[str, list[str]] = Field(default_factory=lambda: {
         TOPIC_REGISTRY: ["benefits", "audit"], TOPIC_BENEFITS: ["audit"], TOPIC_ACCESS: ["audit"]})
+    # A consumer's offset commit that takes longer fails (the consumer reconnects and takes its positions
+    # anew); below the launcher's broker restart delay, so no commit of an old log lands in a fresh broker.
+    consumer_commit_timeout_s: float = Field(1.0, gt=0)
     # How long a consumer may be "starting" or "restarting" before /readyz answers 503 (a broker restart or
     # a fresh start is normal for a few seconds and must not take the API out of the Service).
     consumer_ready_grace_s: float = Field(30.0, ge=0)

@@ -305,3 +305,50 @@ def test_a_consumer_member_takes_its_share_of_partitions(tmp_path):
     shares = [Consumer(CommonSettings(var_dir=tmp_path, consumer_member=f"{i}/3"), [TOPIC_REGISTRY], "g", None)
               ._my_partitions(partitions) for i in range(3)]
     assert [[tp.partition for tp in share] for share in shares] == [[0, 3], [1, 4], [2, 5]]
+
+
+async def test_a_commit_never_lands_in_a_broker_the_records_did_not_come_from(tmp_path):
+    """The chaos suite lost events this way: audit handled a batch from the old broker, its commit waited
+    out the restart and landed in the fresh broker's group; the relay then counted the fresh broker's rows as
+    applied and audit started past them."""
+    port = free_port()
+    first = BrokerProcess(port=port)
+    await first.start()
+    release = asyncio.Event()
+    seen: list[bytes] = []
+
+    async def slow_handler(record) -> None:
+        seen.append(record.value)
+        if record.value == b"old-0":
+            await release.wait()  # the broker is replaced while this record is being handled
+
+    consumer = Consumer(CommonSettings(var_dir=tmp_path, kafka_bootstrap=first.bootstrap), [TOPIC_REGISTRY],
+                        "audit", slow_handler, name="t")
+    task = asyncio.create_task(consumer.run())
+    second = BrokerProcess(port=port)
+    try:
+        await _produce(first.bootstrap, [b"old-0"])
+        await eventually(now(lambda: b"old-0" in seen), timeout=20)
+        first.stop()
+        await second.start()
+        await _produce(second.bootstrap, [b"new-%d" % n for n in range(3)])
+        release.set()
+        await eventually(now(lambda: seen[-3:] == [b"new-0", b"new-1", b"new-2"]), timeout=30)
+        probe = AIOKafkaConsumer(bootstrap_servers=second.bootstrap, group_id="audit", enable_auto_commit=False)
+        await probe.start()
+        commits = []
+
+        async def committed_once():
+            commits.append(await probe.committed(TopicPartition(TOPIC_REGISTRY, 0)))
+            return commits[-1] == 3
+        try:
+            await eventually(committed_once, timeout=15)
+        finally:
+            await probe.stop()
+        # The fresh log's own offsets, never the old batch's "1" (which would have skipped new-0).
+        assert set(commits) <= {None, 3}, commits
+    finally:
+        release.set()
+        consumer.stop()
+        await asyncio.wait_for(task, 15)
+        second.stop()
