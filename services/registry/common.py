@@ -7,16 +7,13 @@ from typing import Any
 from fastapi import Request
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from shared.clock import china_now  # noqa: F401 - registry modules import it from here
 from shared.problems import Problem
 
 # China Standard Time has no daylight saving; a fixed offset avoids a tzdata dependency.
 CHINA_TZ = timezone(timedelta(hours=8), "Asia/Shanghai")
 VALIDATION = "https://jingzhun.dev/problems/validation"
 CONFLICT = "https://jingzhun.dev/problems/conflict"
-
-
-def china_now() -> datetime:
-    return datetime.now(CHINA_TZ)
 
 
 def now_of(request: Request) -> datetime:

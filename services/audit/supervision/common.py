@@ -6,6 +6,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from sqlalchemy import or_
 
 from shared.auth import Principal
+from shared.clock import today_in_china  # noqa: F401 - supervision modules import it from here
 from shared.problems import Problem
 
 CHINA = timezone(timedelta(hours=8))
@@ -31,10 +32,6 @@ def in_area(table, area: str | None):
         return None
     return or_(table.c.village_code.startswith(area, autoescape=True),
                table.c.village_code.is_(None) & table.c.region_code.startswith(area, autoescape=True))
-
-
-def today_in_china() -> date:
-    return datetime.now(CHINA).date()
 
 
 def default_as_of(settings) -> date:
