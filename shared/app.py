@@ -89,7 +89,8 @@ def create_service_app(spec: ServiceSpec, settings: ServiceSettings, *, configur
             await engine.dispose()
 
     app = FastAPI(title=spec.title, description=spec.description, version="0.1.0", lifespan=lifespan,
-                  openapi_tags=spec.openapi_tags or None)
+                  openapi_tags=spec.openapi_tags or None, docs_url=None, redoc_url=None)
+    install_offline_docs(app)
     app.state.settings = settings
     app.state.token_verifier = TokenVerifier(settings)
     app.state.readiness_warnings = spec.readiness_warnings
@@ -189,3 +190,37 @@ async def _readiness_warnings(app: FastAPI) -> list[str]:
     except Exception as exc:  # noqa: BLE001 - readiness must not fail on an advisory check
         log.warning("readiness warnings failed: %s", exc, exc_info=True)
         return [f"readiness warnings unavailable: {type(exc).__name__}"]
+
+
+#: Swagger UI and ReDoc assets from the fastapi-offline package (the same swagger-ui-dist 5 and redoc 2 that
+#: FastAPI would load from a CDN), served by every service: a government intranet has no CDN.
+DOCS_ASSETS = "/docs-assets"
+
+
+def install_offline_docs(app: FastAPI) -> None:
+    from pathlib import Path
+
+    import fastapi_offline
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+    from fastapi.staticfiles import StaticFiles
+
+    app.mount(DOCS_ASSETS, StaticFiles(directory=Path(fastapi_offline.__file__).parent / "static"),
+              name="docs-assets")
+    redirect = "/docs/oauth2-redirect"
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui():
+        return get_swagger_ui_html(openapi_url=app.openapi_url, title=f"{app.title} · API",
+                                   swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+                                   swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png", oauth2_redirect_url=redirect)
+
+    @app.get(redirect, include_in_schema=False)
+    async def swagger_ui_redirect():
+        return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc():
+        return get_redoc_html(openapi_url=app.openapi_url, title=f"{app.title} · ReDoc",
+                              redoc_js_url=f"{DOCS_ASSETS}/redoc.standalone.js",
+                              redoc_favicon_url=f"{DOCS_ASSETS}/favicon.png", with_google_fonts=False)
