@@ -137,17 +137,11 @@ def create_service_app(spec: ServiceSpec, settings: ServiceSettings, *, configur
             except Exception as exc:  # noqa: BLE001 - readiness reports, it does not crash
                 consumer = {"state": getattr(app.state.consumer, "state", "restarting"), "lag": None,
                             "last_error": f"status unavailable: {type(exc).__name__}"}
-            # How long it has been in this state: the consumer's own state_since when it reports one; else
-            # from process start while starting, and from the first /readyz that saw another state.
+            # How long it has been in this state: the consumer keeps when its state last changed.
             now, state = time.time(), consumer["state"]
-            since = consumer.get("state_since")
-            if since is None:
-                seen = getattr(app.state, "consumer_state_seen", None)
-                since = (consumer.get("started_at") or now) if state == "starting" else \
-                    seen[1] if seen is not None and seen[0] == state else now
-            app.state.consumer_state_seen = (state, since)
+            since = consumer.get("state_since") or getattr(app.state.consumer, "state_since", None) or now
             consumer["state_for_s"] = round(max(0.0, now - since), 1)
-            grace = float(getattr(settings, "consumer_ready_grace_s", 30.0))
+            grace = settings.consumer_ready_grace_s
             if state in ("starting", "restarting") and consumer["state_for_s"] > grace:
                 checks["consumer"] = f"{state} for {consumer['state_for_s']:.0f} s (grace {grace:.0f} s)"
             if state != "running":

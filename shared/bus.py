@@ -120,7 +120,6 @@ def process_started_at() -> float:
     Resume times are measured from process start, not from when the consumer object was built.
     """
     import os
-    import time
     try:
         with open("/proc/self/stat") as stat:
             start_ticks = int(stat.read().rpartition(")")[2].split()[19])
@@ -322,7 +321,6 @@ class Consumer:
         return True
 
     def _note_processed(self) -> None:
-        import time
         self.last_event_at = time.time()
         if self.first_event_at is None:
             self.first_event_at = self.last_event_at
