@@ -6,20 +6,24 @@ STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: install run test test-postgres bench clean
 
-$(STAMP): pyproject.toml
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+# deploy/dev-install.sh prints each step and each package as it goes (a first install takes minutes).
+$(STAMP): pyproject.toml deploy/dev-install.sh
+	@PYTHON=$(PYTHON) VENV=$(VENV) bash deploy/dev-install.sh
 	@touch $(STAMP)
 
 install: $(STAMP)
 
 run: install
-	$(BIN)/jingzhun migrate
-	@test -f var/.demo-loaded || ($(BIN)/jingzhun demo-data && touch var/.demo-loaded)
-	$(BIN)/jingzhun run
+	@echo "== migrating the three databases (var/*.db)"
+	@$(BIN)/jingzhun migrate
+	@test -f var/.demo-loaded || (echo "== loading the demo district (first run only)" && \
+	  $(BIN)/jingzhun demo-data && touch var/.demo-loaded)
+	@echo "== starting broker, relay, registry, benefits and audit"
+	@$(BIN)/jingzhun run
 
 test: install
-	BIN=$(BIN) bash tests/run_in_two.sh
+	@echo "== running the test suite as two pytest processes (each prints its output when it ends; about 10 minutes)"
+	@BIN=$(BIN) bash tests/run_in_two.sh
 
 # The suite again with the PostgreSQL half switched on (needs a local server, trust auth).
 test-postgres: install
