@@ -11,7 +11,7 @@ from datetime import date
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SERVICES = ("registry", "benefits", "audit")
@@ -55,6 +55,39 @@ class CommonSettings(BaseSettings):
     jwks_cache_ttl_s: float = Field(300.0, gt=0)
     jwks_refresh_min_interval_s: float = Field(10.0, ge=0)
     jwks_fetch_timeout_s: float = Field(5.0, gt=0)
+    # Staff sign-in through OpenID Connect (shared/oidc.py). A person's token carries roles and an area, not
+    # scopes: oidc_role_scopes maps each role to scopes (unknown roles give none; an explicit `scope` claim
+    # still counts), oidc_roles_claims say where roles are (dotted paths: Keycloak puts realm roles under
+    # realm_access.roles) and oidc_area_claim where the area is. This applies to every staff token.
+    oidc_role_scopes: dict[str, list[str]] = Field(default_factory=lambda: {
+        "office": ["registry:read", "registry:write", "visits:write", "benefits:read"],
+        "cadre": ["visits:write", "registry:read"],
+        "auditor": ["audit:read", "benefits:read", "registry:read"],
+        "admin": ["admin"]})
+    oidc_roles_claims: list[str] = Field(default_factory=lambda: ["roles", "realm_access.roles"])
+    oidc_area_claim: str = "area"
+    # A second staff issuer trusted beside jwt_issuer, through its own JWKS: the embedded launcher points it
+    # at the development provider (deploy/oidc-dev) so signed-in people and `jingzhun token` tokens both work.
+    # Production names Keycloak as jwt_issuer / jwt_jwks_url instead and may leave these unset.
+    oidc_issuer: str | None = None
+    oidc_jwks_url: str | None = None
+    # What the docs' Authorize button uses (authorization code + PKCE, public client); unset URLs: no
+    # sign-in offered in the docs, only the bearer field.
+    oidc_authorization_url: str | None = None
+    oidc_token_url: str | None = None
+    oidc_client_id: str = "jingzhun-docs"
+    oidc_docs_scopes: str = "openid profile"
+
+    @field_validator("oidc_role_scopes")
+    @classmethod
+    def _known_scopes(cls, table: dict[str, list[str]]) -> dict[str, list[str]]:
+        # A typo in the table would silently give nobody that scope. (Imported late: auth imports config.)
+        from shared.auth import ALL_SCOPES
+        unknown = sorted({s for scopes in table.values() for s in scopes} - set(ALL_SCOPES))
+        if unknown:
+            raise ValueError(f"JZ_OIDC_ROLE_SCOPES names unknown scopes: {', '.join(unknown)} "
+                             f"(known: {' '.join(ALL_SCOPES)})")
+        return table
     # Bearer token for /metrics. Required in production; unset in the embedded profile = open to
     # loopback callers only.
     metrics_token: str | None = None
@@ -150,6 +183,10 @@ class RegistrySettings(ServiceSettings):
     port: int = DEFAULT_PORTS["registry"]
     notice_period_days: int = 7
     benefits_url: str = "http://127.0.0.1:8002"
+    # The case file (GET /v1/households/{id}/file) reads decision history here with the caller's token.
+    audit_url: str = "http://127.0.0.1:8003"
+    # How long the case file waits for benefits or audit before giving that part as null with a note.
+    peer_timeout_s: float = Field(3.0, gt=0)
     # Production: the registry's own client at the external issuer (OAuth2 client credentials, scope
     # benefits:evaluate) for its one call to benefits; the embedded profile mints a development token.
     service_token_url: str | None = None
@@ -209,6 +246,8 @@ class AuditSettings(ServiceSettings):
     cookie_secure: bool | None = None
     # The dashboard's village-exit section reads benefits here (JZ_AUDIT_BENEFITS_URL).
     benefits_url: str = "http://127.0.0.1:8002"
+    # The registry's public URL for the dashboard's links to a household's case file (JZ_AUDIT_REGISTRY_PUBLIC_URL).
+    registry_public_url: str = "http://127.0.0.1:8001"
     # Default ``as_of`` of the supervision queries and the dashboard; unset means today (China). The
     # embedded launcher sets the demo district's 2020-06-30, like JZ_BENEFITS_EVALUATION_DATE.
     evaluation_date: date | None = None

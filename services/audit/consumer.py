@@ -14,7 +14,8 @@ from fastapi import FastAPI
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.audit.ledger.service import append_event, append_events, chain_id_for, create_checkpoint, latest_checkpoint
+from services.audit.ledger.service import (CHECKPOINT_CHAIN, append_event, append_events, chain_heads, chain_id_for,
+                                          create_checkpoint, latest_checkpoint)
 from services.audit.projections import parse_time, project_record
 from services.audit.tables import dead_letters
 from shared.bus import Consumer, PoisonMessage
@@ -103,7 +104,10 @@ async def checkpoint_if_due(sessionmaker: async_sessionmaker[AsyncSession], sett
         latest = await latest_checkpoint(session)
         if latest is not None and (now - (parse_time(latest["time"]) or now)).total_seconds() < interval_s:
             return None
-        return await create_checkpoint(session, settings.hash_algorithm, now=now,
+        heads = await chain_heads(session, exclude=[CHECKPOINT_CHAIN])
+        if not heads:
+            return None  # an empty ledger: an all-zero checkpoint would commit to nothing
+        return await create_checkpoint(session, settings.hash_algorithm, now=now, trigger="daily", heads=heads,
                                        event_id=daily_checkpoint_id(now.astimezone(CHINA).date())
                                        if interval_s >= 86400 else None)
 

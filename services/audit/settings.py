@@ -20,6 +20,11 @@ class AuditExtras:
     benefits_url: str = "http://127.0.0.1:8002"
     benefits_timeout_s: float = 2.0
     benefits_transport: Any = None
+    # Checkpoints at start-up and shutdown (besides the daily one); None: whenever the daily one runs.
+    checkpoint_lifecycle: bool | None = None
+    # The registry as a supervisor's browser reaches it: the household page links the case file
+    # ``{registry_public_url}/v1/households/{id}/file`` (JZ_AUDIT_REGISTRY_PUBLIC_URL).
+    registry_public_url: str = "http://127.0.0.1:8001"
 
 
 def load_extras(settings, **overrides) -> AuditExtras:
@@ -44,4 +49,6 @@ def load_extras(settings, **overrides) -> AuditExtras:
                        checkpoint_interval_s=pick("checkpoint_interval_s"),
                        lookup_grace_days=pick("lookup_grace_days"), cookie_secure=pick("cookie_secure"),
                        benefits_url=pick("benefits_url"), benefits_timeout_s=overrides.get("benefits_timeout_s", 2.0),
-                       benefits_transport=overrides.get("benefits_transport"))
+                       benefits_transport=overrides.get("benefits_transport"),
+                       checkpoint_lifecycle=overrides.get("checkpoint_lifecycle"),
+                       registry_public_url=pick("registry_public_url").rstrip("/"))

@@ -106,8 +106,10 @@ def record_view(row) -> dict[str, Any]:
 
 async def list_records(session: AsyncSession, *, subject: str | None, type_: str | None, since: datetime | None,
                        actor: str | None, cursor: int | None, limit: int, until: datetime | None = None,
-                       chain_id: str | None = None) -> tuple[list[dict], int | None]:
-    query = select(ledger_records).order_by(ledger_records.c.id).limit(limit + 1)
+                       chain_id: str | None = None, newest_first: bool = False) -> tuple[list[dict], int | None]:
+    # newest_first: a household's case file shows its latest decisions without reading the whole history.
+    query = select(ledger_records).order_by(ledger_records.c.id.desc() if newest_first else ledger_records.c.id
+                                            ).limit(limit + 1)
     if subject:
         query = query.where(ledger_records.c.subject == subject)
     if type_:
@@ -121,7 +123,7 @@ async def list_records(session: AsyncSession, *, subject: str | None, type_: str
     if until:
         query = query.where(ledger_records.c.time < rfc3339(until))
     if cursor:
-        query = query.where(ledger_records.c.id > cursor)
+        query = query.where(ledger_records.c.id < cursor if newest_first else ledger_records.c.id > cursor)
     rows = (await session.execute(query)).all()
     return [record_view(r) for r in rows[:limit]], (rows[limit - 1].id if len(rows) > limit else None)
 
@@ -141,17 +143,19 @@ async def chain_heads(session: AsyncSession, *, exclude: Iterable[str] = ()) -> 
 
 
 async def create_checkpoint(session: AsyncSession, algorithm: Algorithm, *, actor: str = "audit-checkpointer",
-                            event_id: str | None = None, now: datetime | None = None) -> dict | None:
+                            event_id: str | None = None, now: datetime | None = None,
+                            trigger: str | None = None, heads: dict[str, dict] | None = None) -> dict | None:
     """Append a ``ledger.checkpoint`` record committing to every chain head (Merkle root).
 
     ``event_id`` makes it idempotent (the daily scheduler uses one id per day); None if
-    that checkpoint already exists.
+    that checkpoint already exists. ``trigger`` (startup | shutdown | daily | manual) is kept in
+    the record so a reader knows why it was taken.
     """
     now = now or utcnow()
-    heads = await chain_heads(session, exclude=[CHECKPOINT_CHAIN])
+    heads = heads if heads is not None else await chain_heads(session, exclude=[CHECKPOINT_CHAIN])
     data = {"algorithm": algorithm, "chain_heads": heads, "chains": len(heads),
             "records": sum(h["seq"] for h in heads.values()), "merkle_root": heads_merkle_root(heads, algorithm),
-            "created_at": rfc3339(now)}
+            "created_at": rfc3339(now), **({"trigger": trigger} if trigger else {})}
     signer = signer_for(session, "audit")  # audit vouches for its own checkpoints like any source
     record = {"event_id": event_id or f"checkpoint-{uuid.uuid4()}", "source": "audit", "type": CHECKPOINT_TYPE,
               "subject": "ledger", "time": rfc3339(now), "actor": actor, "data": data, "signer": signer.signer}
@@ -164,6 +168,45 @@ async def latest_checkpoint(session: AsyncSession) -> dict | None:
     row = (await session.execute(select(ledger_records).where(ledger_records.c.chain_id == CHECKPOINT_CHAIN)
                                  .order_by(ledger_records.c.seq.desc()).limit(1))).first()
     return record_view(row) if row else None
+
+
+async def checkpoint_if_changed(session: AsyncSession, algorithm: Algorithm, *, trigger: str,
+                                now: datetime | None = None) -> dict | None:
+    """A checkpoint taken at start-up or shutdown, unless it would say nothing new: the ledger is empty
+    (an all-zero checkpoint before any event commits to nothing) or every chain head is where the
+    latest checkpoint already put it. None when skipped."""
+    heads = await chain_heads(session, exclude=[CHECKPOINT_CHAIN])
+    if not heads:
+        return None
+    latest = await latest_checkpoint(session)
+    if latest is not None and (latest["data"] or {}).get("chain_heads") == heads:
+        return None
+    return await create_checkpoint(session, algorithm, now=now, trigger=trigger, heads=heads)
+
+
+async def latest_meaningful_checkpoint(session: AsyncSession, page: int = 50) -> dict[str, Any]:
+    """What a reader should be shown as "the latest checkpoint": the newest one that commits to at
+    least one record (older ledgers hold all-zero checkpoints taken before any event arrived).
+
+    ``{"checkpoint": record | None, "latest": the newest checkpoint of any kind | None,
+    "skipped_empty": how many newer empty-ledger checkpoints were passed over}``; pages backwards,
+    never the whole chain at once."""
+    latest, skipped, before = None, 0, None
+    while True:
+        query = (select(ledger_records).where(ledger_records.c.chain_id == CHECKPOINT_CHAIN)
+                 .order_by(ledger_records.c.seq.desc()).limit(page))
+        if before is not None:
+            query = query.where(ledger_records.c.seq < before)
+        rows = (await session.execute(query)).all()
+        for row in rows:
+            record = record_view(row)
+            latest = latest or record
+            if int((record["data"] or {}).get("records") or 0) > 0:
+                return {"checkpoint": record, "latest": latest, "skipped_empty": skipped}
+            skipped += 1
+        if len(rows) < page:
+            return {"checkpoint": None, "latest": latest, "skipped_empty": skipped}
+        before = rows[-1].seq
 
 
 # ---------------------------------------------------------------- verification
