@@ -36,9 +36,9 @@ def _pattern(template: str) -> re.Pattern[str]:
 
 def too_large_body(limit: int) -> bytes:
     return json.dumps({
-        "type": PROBLEM_TYPE, "title": "请求体过大 / Request body too large", "status": 413,
-        "detail": f"请求体超过此路径的上限 {limit} 字节 / The request body exceeds this route's limit of "
-                  f"{limit} bytes.",
+        # English here; the caller gets it in their language (shared/i18n.py, shared/messages/catalogue.yaml)
+        "type": PROBLEM_TYPE, "title": "Request body too large", "status": 413,
+        "detail": f"The request body exceeds this route's limit of {limit} bytes.",
         "limit": limit}, ensure_ascii=False).encode()
 
 

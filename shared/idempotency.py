@@ -77,7 +77,7 @@ def parse_key(raw: str) -> str:
     if not key or len(key) > MAX_KEY_LENGTH or any(not 0x21 <= ord(ch) <= 0x7E for ch in key):
         raise Problem(400, "Invalid Idempotency-Key",
                       f"The {HEADER} header must be 1–{MAX_KEY_LENGTH} visible ASCII characters (no spaces), "
-                      f"e.g. a UUID. {HEADER} 请求头须为 1–{MAX_KEY_LENGTH} 个可见 ASCII 字符(不含空格),如 UUID。",
+                      "e.g. a UUID.",
                       type_=PROBLEM_BASE + "idempotency-key-invalid", header=HEADER)
     return key
 
@@ -137,11 +137,11 @@ class Replay:
     headers: dict[str, str]
 
 
+# The problems below are written in English; the caller gets them in their language (shared/i18n.py).
 def _reused(key: str, route: str, first_at: datetime) -> Problem:
     return Problem(422, "Idempotency-Key reused for another request",
                    f"{HEADER} '{key}' was first used for a different request ({route} at {first_at.isoformat()}); "
-                   f"a new request needs a new key. 幂等键 '{key}' 已用于另一个不同的请求"
-                   f"({route},{first_at.isoformat()}),新请求请使用新的幂等键。",
+                   "a new request needs a new key.",
                    type_=PROBLEM_BASE + "idempotency-key-reused", idempotency_key=key,
                    first_request={"route": route, "at": first_at.isoformat()})
 
@@ -150,8 +150,7 @@ def _in_flight(key: str, reserved_at: datetime, now: datetime) -> Problem:
     if now - reserved_at < ABANDONED_AFTER:
         problem = Problem(409, "Request with this Idempotency-Key still in progress",
                           f"The first request with {HEADER} '{key}' (since {reserved_at.isoformat()}) has not "
-                          f"answered yet; retry in a moment to get its response. 使用幂等键 '{key}' 的第一个请求"
-                          f"仍在处理中,请稍后重试以取得其结果。",
+                          "answered yet; retry in a moment to get its response.",
                           type_=PROBLEM_BASE + "idempotency-key-in-flight", idempotency_key=key,
                           reserved_at=reserved_at.isoformat())
         problem.headers = {"Retry-After": "1"}
@@ -159,9 +158,7 @@ def _in_flight(key: str, reserved_at: datetime, now: datetime) -> Problem:
     return Problem(409, "Outcome of the first request unknown",
                    f"The first request with {HEADER} '{key}' (at {reserved_at.isoformat()}) never answered: the "
                    f"service stopped while handling it, and it may or may not have taken effect. Look up "
-                   f"whether the object exists before sending it again with a new key. 使用幂等键 '{key}' "
-                   f"的第一个请求未完成应答(服务中途停止),其结果未知:请先查询对象是否已创建,"
-                   f"再用新的幂等键重新提交。",
+                   "whether the object exists before sending it again with a new key.",
                    type_=PROBLEM_BASE + "idempotency-outcome-unknown", idempotency_key=key,
                    reserved_at=reserved_at.isoformat())
 

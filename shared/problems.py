@@ -8,6 +8,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from shared.i18n import negotiate, validation_message
+
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
 
@@ -37,13 +39,26 @@ def _loc(loc) -> list:
 
 
 def install_problem_handlers(app: FastAPI) -> None:
+    """Problem handlers, and the layer that puts every problem+json answer into the caller's language.
+
+    The layer is added here, last, so it is the outermost middleware: it also sees the problems that other
+    middlewares (body limit, idempotency, metrics guard) answer themselves.
+    """
+    from shared.i18n import ProblemLanguageMiddleware
+    app.add_middleware(ProblemLanguageMiddleware)
+
     @app.exception_handler(Problem)
     async def _problem(_: Request, exc: Problem):
         return problem_response(exc, getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError):
-        errors = [{"loc": _loc(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+    async def _validation(request: Request, exc: RequestValidationError):
+        # Each message in the caller's language from its pydantic type and ctx (the ctx itself is not
+        # sent: it may hold the rejected input's objects, which are not JSON).
+        lang = negotiate(request.headers.get("accept-language"))
+        errors = [{"loc": _loc(e.get("loc", ())), "type": e.get("type", ""),
+                   "msg": validation_message({"type": e.get("type"), "msg": e.get("msg", ""), "ctx": e.get("ctx")},
+                                             lang)}
                   for e in exc.errors()]
         return problem_response(Problem(422, "Invalid request", "The request body or parameters are invalid.",
                                         type_="https://jingzhun.dev/problems/validation", errors=errors))
