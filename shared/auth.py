@@ -276,6 +276,28 @@ def _unauthorized(detail: str) -> Problem:
     return problem
 
 
+def _token_refusal(exc: jwt.PyJWTError) -> str:
+    """Why a token was refused, in words the message catalogue has: never PyJWT's own text, which for a
+    garbage token is a Python decode message ("'utf-8' codec can't decode byte 0xb7")."""
+    if isinstance(exc, jwt.ExpiredSignatureError):
+        return "The token has expired."
+    if isinstance(exc, jwt.ImmatureSignatureError):
+        return "The token is not valid yet."
+    if isinstance(exc, jwt.InvalidSignatureError):
+        return "The token's signature does not verify."
+    if isinstance(exc, jwt.InvalidAudienceError):
+        return "The token is not meant for this service (audience)."
+    if isinstance(exc, jwt.InvalidIssuerError):
+        return "The token comes from another issuer."
+    if isinstance(exc, jwt.MissingRequiredClaimError):
+        return f"The token lacks the {exc.claim} claim."
+    if isinstance(exc, jwt.InvalidAlgorithmError):
+        return "The token is signed with an algorithm this service does not accept."
+    if isinstance(exc, jwt.DecodeError):
+        return "The token is malformed."
+    return "The token is invalid."
+
+
 def _keys_unavailable(detail: str) -> Problem:
     problem = Problem(503, "令牌密钥暂不可用 / Token keys unavailable",
                       f"The keys that verify this token could not be fetched ({detail}); retry shortly.",
@@ -303,7 +325,7 @@ class TokenVerifier:
             header = jwt.get_unverified_header(token)
             claims = jwt.decode(token, options={"verify_signature": False})
         except jwt.PyJWTError as exc:
-            raise _unauthorized(str(exc))
+            raise _unauthorized(_token_refusal(exc))
         kind = "partner" if claims.get("iss") == self.settings.partner_token_issuer else "staff"
         return kind, header.get("kid")
 
@@ -348,7 +370,7 @@ class TokenVerifier:
                                 issuer=issuer, options={"require": ["exp", "sub", "iat"] if kind == "partner"
                                                         else ["exp", "sub"]})
         except jwt.PyJWTError as exc:
-            raise _unauthorized(str(exc))
+            raise _unauthorized(_token_refusal(exc))
         scope = claims.get("scope") or claims.get("scp") or ""
         scopes = frozenset(scope.split() if isinstance(scope, str) else scope)
         if kind == "partner" and (not scopes <= PARTNER_TOKEN_SCOPES or not claims.get("client_id")):
