@@ -22,6 +22,7 @@ from services.benefits.simulation.views import router as simulation_router
 from shared.app import ServiceSpec, create_service_app
 from shared.config import BenefitsSettings, service_settings
 from shared.personal_data import identity_key
+from shared.query_params import strict_query_parameters
 
 log = logging.getLogger("benefits")
 
@@ -72,8 +73,10 @@ def create_app(settings: BenefitsSettings | None = None) -> FastAPI:
         description="Policy packs as data; every programme and assessment with its explanation and "
                     "citation. Consumes `jz.registry.v1`, publishes decisions to `jz.benefits.v1`. "
                     "Bulk recompute jobs and read-only policy simulation for policy changes.",
-        routers=[entitlements_router, policy_router, recompute_router, simulation_router,
-                 partners_router, credit_router, settlement_router, villages_router, dead_letters_router],
+        # Unknown query parameters on any GET are a 422 (shared/query_params.py).
+        routers=[strict_query_parameters(entitlements_router, policy_router, recompute_router, simulation_router,
+                                         partners_router, credit_router, settlement_router, villages_router,
+                                         dead_letters_router)],
         background=[run_registry_consumer, watch_publications],
         # Publications after the files and before the jobs: a resumed job computes with them.
         on_startup=[load_packs_or_refuse, load_publications_or_refuse, start_recompute_jobs],

@@ -34,6 +34,8 @@ async def records(request: Request, subject: str | None = Query(None, examples=[
                   since: datetime | None = None, until: datetime | None = None, actor: str | None = None,
                   chain_id: str | None = None, cursor: IdCursor = None,
                   limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                  order: Annotated[Literal["asc", "desc"], Query(description="asc: oldest first (default); "
+                                                                 "desc: newest first")] = "asc",
                   principal: Principal = Depends(require_scopes("audit:read"))) -> dict:
     if principal.area and not principal.is_admin:
         # An area-limited caller reads one household at a time, inside its area.
@@ -50,7 +52,7 @@ async def records(request: Request, subject: str | None = Query(None, examples=[
     async with request.app.state.sessionmaker() as session:
         items, next_cursor = await service.list_records(session, subject=subject, type_=type, since=since,
                                                         until=until, actor=actor, chain_id=chain_id,
-                                                        cursor=cursor, limit=limit)
+                                                        cursor=cursor, limit=limit, newest_first=order == "desc")
     return {"items": items, "next_cursor": str(next_cursor) if next_cursor else None}
 
 
