@@ -22,6 +22,7 @@ from shared.http_headers import SecurityHeadersMiddleware
 from shared.idempotency import install_idempotency
 from shared.logs import RequestIdMiddleware, configure_logging
 from shared.migrate import upgrade_to_head
+from shared.openapi_docs import install_openapi_docs
 from shared.problems import PROBLEM_MEDIA_TYPE, install_problem_handlers
 from shared.signing import SigningConfigError, bind_signer, check_event_keys
 
@@ -91,6 +92,7 @@ def create_service_app(spec: ServiceSpec, settings: ServiceSettings, *, configur
     app = FastAPI(title=spec.title, description=spec.description, version="0.1.0", lifespan=lifespan,
                   openapi_tags=spec.openapi_tags or None, docs_url=None, redoc_url=None)
     install_offline_docs(app)
+    install_openapi_docs(app, spec.name)  # summaries, examples, problems and labels from shared/openapi_docs
     app.state.settings = settings
     app.state.token_verifier = TokenVerifier(settings)
     app.state.readiness_warnings = spec.readiness_warnings
@@ -192,11 +194,18 @@ DOCS_ASSETS = "/docs-assets"
 
 
 def install_offline_docs(app: FastAPI) -> None:
+    """/docs, /redoc and their assets; the docs' Authorize button signs staff in (OIDC, code + PKCE).
+
+    The settings are read from ``app.state.settings`` when a page or the schema is first asked for
+    (they are attached after this runs).
+    """
     from pathlib import Path
 
     import fastapi_offline
     from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
     from fastapi.staticfiles import StaticFiles
+
+    from shared.oidc import add_signin_scheme, swagger_init_oauth
 
     app.mount(DOCS_ASSETS, StaticFiles(directory=Path(fastapi_offline.__file__).parent / "static"),
               name="docs-assets")
@@ -207,7 +216,17 @@ def install_offline_docs(app: FastAPI) -> None:
         return get_swagger_ui_html(openapi_url=app.openapi_url, title=f"{app.title} · API",
                                    swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
                                    swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
-                                   swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png", oauth2_redirect_url=redirect)
+                                   swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png", oauth2_redirect_url=redirect,
+                                   init_oauth=swagger_init_oauth(app.state.settings))
+
+    generate_openapi = app.openapi
+
+    def openapi_with_signin() -> dict:
+        if app.openapi_schema is None:  # FastAPI caches the document: add the sign-in scheme to it once
+            add_signin_scheme(generate_openapi(), app.state.settings)
+        return app.openapi_schema
+
+    app.openapi = openapi_with_signin
 
     @app.get(redirect, include_in_schema=False)
     async def swagger_ui_redirect():

@@ -35,6 +35,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from shared.config import CommonSettings
+from shared.oidc import ClaimError, token_area, token_scopes
 from shared.personal_data import write_private_file
 from shared.problems import Problem
 
@@ -317,6 +318,9 @@ class TokenVerifier:
                      min_refresh_s=settings.jwks_refresh_min_interval_s, transport=transport)
         self.staff_jwks = JwksCache(settings.jwt_jwks_url, **cache) if settings.jwt_jwks_url else None
         self.partner_jwks = JwksCache(settings.resolved_partner_jwks_url(), **cache)
+        # The sign-in provider trusted beside the staff issuer (embedded: deploy/oidc-dev), by its own JWKS.
+        self.signin_jwks = (JwksCache(settings.oidc_jwks_url, **cache)
+                            if settings.oidc_issuer and settings.oidc_jwks_url else None)
         self._public_key = None
 
     # Which key set, by the (unverified) issuer; the signature check that follows is what counts.
@@ -327,6 +331,8 @@ class TokenVerifier:
         except jwt.PyJWTError as exc:
             raise _unauthorized(_token_refusal(exc))
         kind = "partner" if claims.get("iss") == self.settings.partner_token_issuer else "staff"
+        if kind == "staff" and self.signin_jwks is not None and claims.get("iss") == self.settings.oidc_issuer:
+            kind = "signin"
         return kind, header.get("kid")
 
     def _staff_static_key(self):
@@ -347,12 +353,14 @@ class TokenVerifier:
             if self.partner_signer is not None:
                 return self.partner_signer.public_key if kid in (None, self.partner_signer.kid) else False
             return self.partner_jwks.cached(kid)
+        if kind == "signin":
+            return self.signin_jwks.cached(kid)
         if self.staff_jwks is not None:
             return self.staff_jwks.cached(kid)
         return self._staff_static_key()
 
     async def _fetched_key(self, kind: str, kid: str | None):
-        cache = self.partner_jwks if kind == "partner" else self.staff_jwks
+        cache = {"partner": self.partner_jwks, "signin": self.signin_jwks}.get(kind, self.staff_jwks)
         try:
             key = await cache.key_for(kid)
         except KeysUnavailable as exc:
@@ -364,18 +372,31 @@ class TokenVerifier:
     def _check(self, token: str, kind: str, key) -> Principal:
         if key is False:
             raise _unauthorized("unknown signing key id")
-        issuer = self.settings.partner_token_issuer if kind == "partner" else self.settings.jwt_issuer
+        issuer = {"partner": self.settings.partner_token_issuer,
+                  "signin": self.settings.oidc_issuer}.get(kind, self.settings.jwt_issuer)
         try:
             claims = jwt.decode(token, key, algorithms=["RS256", "ES256"], audience=self.settings.jwt_audience,
                                 issuer=issuer, options={"require": ["exp", "sub", "iat"] if kind == "partner"
                                                         else ["exp", "sub"]})
         except jwt.PyJWTError as exc:
             raise _unauthorized(_token_refusal(exc))
+        if kind != "partner":
+            return self._staff_principal(claims)
         scope = claims.get("scope") or claims.get("scp") or ""
         scopes = frozenset(scope.split() if isinstance(scope, str) else scope)
         if kind == "partner" and (not scopes <= PARTNER_TOKEN_SCOPES or not claims.get("client_id")):
             raise _unauthorized("a partner token carries partner scopes and a client_id only")
         return Principal(subject=str(claims["sub"]), scopes=scopes, area=claims.get("area"),
+                         client_id=claims.get("client_id"), claims=claims)
+
+    def _staff_principal(self, claims: dict) -> Principal:
+        """A person or service of ours: scopes from the ``scope`` claim and the roles, area from its claim
+        (shared/oidc.py); a token whose roles or area cannot be read is refused, never widened."""
+        try:
+            scopes, area = token_scopes(claims, self.settings), token_area(claims, self.settings)
+        except ClaimError as exc:
+            raise _unauthorized(str(exc))
+        return Principal(subject=str(claims["sub"]), scopes=scopes, area=area,
                          client_id=claims.get("client_id"), claims=claims)
 
     def verify(self, token: str) -> Principal:
