@@ -23,7 +23,6 @@ from shared.idempotency import install_idempotency
 from shared.logs import RequestIdMiddleware, configure_logging
 from shared.migrate import upgrade_to_head
 from shared.openapi_docs import install_openapi_docs
-from shared.openapi_docs import install_openapi_docs
 from shared.problems import PROBLEM_MEDIA_TYPE, install_problem_handlers
 from shared.signing import SigningConfigError, bind_signer, check_event_keys
 
@@ -93,7 +92,6 @@ def create_service_app(spec: ServiceSpec, settings: ServiceSettings, *, configur
     app = FastAPI(title=spec.title, description=spec.description, version="0.1.0", lifespan=lifespan,
                   openapi_tags=spec.openapi_tags or None, docs_url=None, redoc_url=None)
     install_offline_docs(app)
-    install_openapi_docs(app, spec.name)  # summaries, examples, problems and labels from shared/openapi_docs
     install_openapi_docs(app, spec.name)  # summaries, examples, problems and labels from shared/openapi_docs
     app.state.settings = settings
     app.state.token_verifier = TokenVerifier(settings)
