@@ -6,17 +6,20 @@ from fastapi import FastAPI
 
 from services.registry.benefits_client import BenefitsClient
 from services.registry.cadres.views import router as cadres_router
+from services.registry.case_file.views import router as case_file_router
 from services.registry.common import china_now
 from services.registry.households.member_views import router as members_router
 from services.registry.households.views import router as households_router
 from services.registry.imports.jobs import shutdown_import_jobs
 from services.registry.imports.views import router as imports_router
+from services.registry.peers import Peers
 from services.registry.villages.views import router as villages_router
 from services.registry.visits.views import router as visits_router
 from services.registry.workflows.views import router as workflows_router
 from shared.app import ServiceSpec, create_service_app
 from shared.config import RegistrySettings, service_settings
 from shared.personal_data import identity_key
+from shared.query_params import strict_query_parameters
 
 
 # The creating POSTs, where a retry after a lost answer must not create twice (Idempotency-Key).
@@ -31,19 +34,22 @@ IDEMPOTENT_POSTS = (
 
 
 def create_app(settings: RegistrySettings | None = None, *,
-               benefits_transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
+               benefits_transport: httpx.AsyncBaseTransport | None = None,
+               audit_transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
     settings = settings or service_settings("registry")
     identity_key(settings)  # production without JZ_IDENTITY_KEY refuses to start, naming it
     spec = ServiceSpec(
         name="registry", title="Jingzhun registry (精准 · 建档立卡)",
         description="Households, persons, villages, cadres, visits and procedures. Every committed "
                     "change is published to `jz.registry.v1` through the transactional outbox.",
-        routers=[households_router, members_router, workflows_router, visits_router, cadres_router,
-                 villages_router, imports_router],
+        # Unknown query parameters on any GET are a 422 (shared/query_params.py).
+        routers=[strict_query_parameters(households_router, members_router, workflows_router, visits_router,
+                                         cadres_router, villages_router, imports_router, case_file_router)],
         idempotent_posts=IDEMPOTENT_POSTS,
         on_shutdown=[shutdown_import_jobs],  # queued imports are dropped and say so; none is left "running"
     )
     app = create_service_app(spec, settings)
     app.state.clock = china_now
     app.state.benefits = BenefitsClient(settings, transport=benefits_transport)
+    app.state.peers = Peers(settings, benefits_transport=benefits_transport, audit_transport=audit_transport)
     return app

@@ -358,3 +358,92 @@ def present(snapshot: dict, principal: Principal) -> dict:
     if principal.is_admin:
         return snapshot
     return masked_snapshot(snapshot)
+
+
+# ------------------------------------------------------------------ summaries, field selection, search
+
+# A list of 500 full snapshots is about a megabyte; a summary names the household and its head.
+SNAPSHOT_FIELDS = tuple(Household.model_fields)
+
+
+def summary(snapshot: dict, matched: list[dict] | None = None) -> dict:
+    """A household in a list or a search result. ID numbers are always masked here, admin or not: a list
+    is for finding a household; its clear numbers are in the full snapshot (admin only). No birth dates."""
+    members = snapshot.get("members") or []
+    head = next((m for m in members if m.get("relation") == "head"), None)
+    village = snapshot.get("village") or {}
+    out = {"id": snapshot["id"], "version": snapshot["version"], "status": snapshot["status"],
+           "region_code": snapshot.get("region_code"),
+           "village": {k: village.get(k) for k in ("code", "name", "township_code", "township_name")},
+           "categories": snapshot.get("categories") or [], "identified_year": snapshot.get("identified_year"),
+           "exit_date": snapshot.get("exit_date"), "head": _person_summary(head) if head else None,
+           "member_count": len(members), "living_members": sum(not m.get("deceased") for m in members)}
+    if matched is not None:
+        out["matched_members"] = [_person_summary(m) for m in matched]
+    return out
+
+
+def _person_summary(member: dict) -> dict:
+    number = member.get("id_number")
+    return {"id": member.get("id"), "name": member.get("name"), "relation": member.get("relation"),
+            "id_number": mask_id_number(number) if number else None, "deceased": bool(member.get("deceased"))}
+
+
+def parse_fields(fields: str) -> list[str]:
+    """``fields=id,status,income`` → the snapshot's top-level fields to return (``id`` always)."""
+    names = [name.strip() for name in fields.split(",") if name.strip()]
+    unknown = [name for name in names if name not in SNAPSHOT_FIELDS]
+    if not names or unknown:
+        raise Problem(422, "Unknown field", f"fields names the snapshot's top-level fields: {', '.join(SNAPSHOT_FIELDS)}.",
+                      type_="https://jingzhun.dev/problems/validation", accepted=list(SNAPSHOT_FIELDS),
+                      errors=[{"loc": ["query", "fields"], "msg": f"unknown field {name!r}" if unknown else "empty"}
+                              for name in (unknown or [""])])
+    return ["id", *dict.fromkeys(n for n in names if n != "id")]
+
+
+def select_fields(snapshot: dict, names: list[str]) -> dict:
+    return {name: snapshot.get(name) for name in names}
+
+
+SEARCH_PAGE_ROWS = 200  # households of one village read per round while matching names
+
+
+async def search_by_id_number(session: AsyncSession, principal: Principal, id_number: str) -> list[dict]:
+    """The household a living person with this number belongs to (the person index's primary key: no scan).
+
+    Deceased members are not in the person index, so their numbers find nothing; search them by name."""
+    row = (await session.execute(select(person_index.c.household_id, person_index.c.person_id)
+                                 .where(person_index.c.id_number == id_number))).first()
+    if row is None:
+        return []
+    snapshot = await session.scalar(select(households.c.snapshot).where(households.c.id == row.household_id))
+    if snapshot is None or not principal.sees_area(area_code_of(snapshot)):
+        return []  # another area's person is not confirmed to exist
+    return [summary(snapshot, [m for m in snapshot.get("members") or [] if m.get("id") == row.person_id])]
+
+
+async def search_by_name(session: AsyncSession, principal: Principal, name: str, village_code: str, *,
+                         cursor: str | None, limit: int) -> tuple[list[dict], str | None]:
+    """Households of the village with a member whose name starts with ``name`` (an exact name is its own
+    prefix), by household id. The village bounds the read (ix_households_village_status); names are matched
+    here because they live in the snapshot, a few hundred households per village at most."""
+    wanted = name.strip()
+    if principal.area and not principal.is_admin and not village_code.startswith(principal.area):
+        return [], None
+    found: list[dict] = []
+    after = decode_cursor(cursor) if cursor else None
+    while len(found) <= limit:
+        query = (select(households.c.id, households.c.snapshot).where(households.c.village_code == village_code)
+                 .order_by(households.c.id).limit(SEARCH_PAGE_ROWS))
+        if after is not None:
+            query = query.where(households.c.id > after)
+        rows = (await session.execute(query)).all()
+        for row in rows:
+            matched = [m for m in row.snapshot.get("members") or [] if (m.get("name") or "").strip().startswith(wanted)]
+            if matched and principal.sees_area(area_code_of(row.snapshot)):
+                found.append(summary(row.snapshot, matched))
+        if len(rows) < SEARCH_PAGE_ROWS:
+            break
+        after = rows[-1].id
+    next_cursor = encode_cursor(found[limit - 1]["id"]) if len(found) > limit else None
+    return found[:limit], next_cursor
