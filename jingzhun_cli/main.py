@@ -141,7 +141,9 @@ def run(registry_port: int = typer.Option(8001), benefits_port: int = typer.Opti
         max_start_failures: int = typer.Option(
             5, min=1, help="A child that exits this many times in a row without becoming healthy stops the system"),
         broker_restart_delay: float = typer.Option(
-            2.0, min=0, help="Seconds before a dead broker is restarted (the relay's in-flight sends time out)")) -> None:
+            2.0, min=0, help="Seconds before a dead broker is restarted (the relay's in-flight sends time out)"),
+        signin_port: int = typer.Option(
+            8009, min=0, help="Port of the development sign-in provider (deploy/oidc-dev); 0: do not start it")) -> None:
     """Run broker, relay and the three services; one log stream; a dead child is restarted with backoff.
 
     Exits 0 on Ctrl-C/SIGTERM (ordered shutdown), 1 when a child cannot start at all.
@@ -157,7 +159,8 @@ def run(registry_port: int = typer.Option(8001), benefits_port: int = typer.Opti
                           broker_port=broker_port, external_bootstrap=external_kafka, log_sink=sink,
                           database_urls={s: u for s in SERVICES
                                          if (u := os.environ.get(f"JZ_{s.upper()}_DATABASE_URL"))},
-                          max_start_failures=max_start_failures, broker_restart_delay_s=broker_restart_delay)
+                          max_start_failures=max_start_failures, broker_restart_delay_s=broker_restart_delay,
+                          signin_port=signin_port or None)
     launcher = SystemLauncher(config)
 
     async def main() -> int:
@@ -178,6 +181,10 @@ def run(registry_port: int = typer.Option(8001), benefits_port: int = typer.Opti
             console.print(f"  {line}", highlight=False)
         console.print(f"  broker    {config.bootstrap}")
         console.print('  token:    .venv/bin/jingzhun token --scopes "admin"')
+        if config.signin_port:  # still set: the development sign-in provider runs
+            from shared.signin_dev import banner_lines
+            for line in banner_lines(config.signin_port):
+                console.print(f"  {line}", highlight=False)
         console.print(f"  children: {config.launcher_file} (pids, restarts)")
         console.print()
         await _watch(launcher, stop)

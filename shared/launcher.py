@@ -32,6 +32,7 @@ from unittest import mock
 
 import httpx
 
+from shared import signin_dev
 from shared.broker import broker_command, prepare_topics, wait_until_answers
 from shared.config import (DEFAULT_PORTS, SERVICES, TOPIC_REGISTRY, TOPICS, CommonSettings, production_refusals,
                            service_settings)
@@ -66,6 +67,8 @@ class LaunchConfig:
     broker_restart_delay_s: float = 2.0  # see SystemLauncher._restart_delay
     drain_timeout_s: float = 60.0  # per step of the ordered shutdown (a consumer may be restarting meanwhile)
     state_file: Path | None = None  # default <var_dir>/launcher.json
+    # The development sign-in provider (shared/signin_dev.py) on this port; None: not started (tests).
+    signin_port: int | None = None
 
     @property
     def bootstrap(self) -> str:
@@ -87,12 +90,13 @@ class LaunchConfig:
             env[prefix + "DATABASE_URL"] = self.database_url(service)
         env["JZ_REGISTRY_BENEFITS_URL"] = f"http://127.0.0.1:{self.ports['benefits']}"
         env["JZ_AUDIT_BENEFITS_URL"] = env["JZ_REGISTRY_BENEFITS_URL"]  # the dashboard's village exit section
-        env["JZ_REGISTRY_AUDIT_URL"] = f"http://127.0.0.1:{self.ports['audit']}"  # the case file's decisions
         if "JZ_PARTNER_JWKS_URL" not in os.environ:  # registry and audit verify partner tokens with benefits' keys
             env["JZ_PARTNER_JWKS_URL"] = f"http://127.0.0.1:{self.ports['benefits']}/.well-known/jwks.json"
         for variable in ("JZ_BENEFITS_EVALUATION_DATE", "JZ_AUDIT_EVALUATION_DATE"):
             if self.evaluation_date and variable not in os.environ:
                 env[variable] = self.evaluation_date
+        if self.signin_port:
+            env.update(signin_dev.child_env(self.signin_port, self.ports, self.var_dir, CommonSettings().jwt_audience))
         env.update(self.extra_env)
         return env
 
@@ -189,12 +193,24 @@ class SystemLauncher:
                 await self._add("broker", broker_command(self.config.broker_port))
             await self._broker_ready(timeout=min(20.0, self.config.start_timeout_s))
             await self._add("relay", relay_command())
+            await self._start_signin()
             for service in SERVICES:
                 await self._add(service, service_command(service, self.config.ports[service]))
             await self._wait_healthy()
         except BaseException:
             await self.kill_all()
             raise
+
+    async def _start_signin(self) -> None:
+        """The development sign-in provider: optional, so one that cannot run is said once and skipped."""
+        if not self.config.signin_port:
+            return
+        reason = signin_dev.unavailable(self.config.signin_port)
+        if reason:
+            self.say(reason)
+            self.config.signin_port = None  # the services then get no sign-in settings
+            return
+        await self._add("signin", signin_dev.command())
 
     async def _migrate(self) -> None:
         self.config.var_dir.mkdir(parents=True, exist_ok=True)
@@ -408,7 +424,7 @@ class SystemLauncher:
             if self._can_run("audit"):
                 await self._wait_until("audit caught up",
                                        lambda: _zero(consumer_lag(bootstrap, "audit", list(TOPICS))))
-        for name in ("benefits", "audit", "relay"):
+        for name in ("benefits", "audit", "relay", "signin"):
             await self._terminate(name)
         await self._terminate("broker", timeout=5)
         await self._finish()
