@@ -172,7 +172,7 @@ async def _same_key_same_request_is_the_first_answer(client, app, case: Case, ou
     assert other.status_code == 422 and other.headers["content-type"] == "application/problem+json"
     problem = other.json()
     assert problem["idempotency_key"] == headers["Idempotency-Key"]
-    assert headers["Idempotency-Key"] in problem["detail"] and "幂等键" in problem["detail"]
+    assert headers["Idempotency-Key"] in problem["detail"] and "new key" in problem["detail"]
     assert problem["first_request"]["route"] == f"POST {path}"
     assert await counts(app, *case.created, outbox_table) == after_first
     assert await count(app, keys_table) == 1
@@ -335,7 +335,7 @@ async def test_a_request_still_in_flight_is_409_then_outcome_unknown(registry):
     registry.clock.advance(minutes=11)  # the first attempt never answered: its process died mid-request
     lost = await registry.post("/v1/households", json=body, headers=headers)
     assert lost.status_code == 409 and lost.json()["type"].endswith("/idempotency-outcome-unknown")
-    assert "未知" in lost.json()["detail"]
+    assert "may or may not have taken effect" in lost.json()["detail"]
     assert await count(registry.app, households) == 0
 
 

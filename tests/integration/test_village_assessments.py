@@ -127,7 +127,7 @@ async def check_404_and_scopes(benefits):
     for code, headers in [("450702999999", {}), (PASSING, benefits.token_for("benefits:read", area="440203"))]:
         response = await benefits.get(f"/v1/villages/{code}/assessments", headers=headers)
         assert response.status_code == 404 and response.headers["content-type"] == "application/problem+json"
-        assert "村不存在" in response.json()["title"] and f"village {code}" in response.json()["detail"]
+        assert response.json()["title"] == "Village not known to benefits" and f"village {code}" in response.json()["detail"]
     own = await benefits.get(f"/v1/villages/{PASSING}/assessments", headers=benefits.token_for("benefits:read",
                                                                                                area="450702"))
     assert own.status_code == 200

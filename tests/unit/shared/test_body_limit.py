@@ -44,7 +44,7 @@ def _assert_413(response: httpx.Response, limit: int) -> None:
     assert response.status_code == 413, response.text
     assert response.headers["content-type"] == "application/problem+json"
     body = response.json()
-    assert body["status"] == 413 and body["title"] == "请求体过大 / Request body too large"
+    assert body["status"] == 413 and body["title"] == "Request body too large"
     assert body["limit"] == limit and str(limit) in body["detail"]
 
 
