@@ -25,7 +25,7 @@ HouseholdPage = dict[str, Any]
 access_log = logging.getLogger("registry.access")
 
 VIEW_DOC = ("`summary`: id, version, status, village, categories, the head's name and masked ID number and the "
-            "member count instead of full snapshots (about a tenth of the size); `full` (default): snapshots.")
+            "member count instead of full snapshots (a 500-household page: 0.20 MB instead of 1.49 MB); `full` (default): snapshots.")
 FIELDS_DOC = ("Comma-separated top-level snapshot fields to return, e.g. `status,income,village` (`id` always); "
               "masked as the full snapshot. Not with `view=summary`.")
 
