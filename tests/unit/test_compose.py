@@ -637,3 +637,87 @@ def test_kafka_init_creates_the_broker_epoch_topic_kept_forever(services):
     """Markers must outlive the data topics' retention: a marker that expired would look like a fresh broker."""
     script = " ".join(command(services["kafka-init"]))
     assert re.search(r"--topic jz\.epochs\.v1 \\?\s*--partitions 1 .*--config retention\.ms=-1", script), script
+
+
+# Staff sign-in: Keycloak ---------------------------------------------------------------------------------
+KEYCLOAK_REALM_FILE = ROOT / "deploy" / "keycloak" / "jingzhun-realm.json"
+
+
+@pytest.fixture(scope="module")
+def realm() -> dict:
+    import json
+    return json.loads(KEYCLOAK_REALM_FILE.read_text(encoding="utf-8"))
+
+
+def test_keycloak_runs_in_production_mode_on_its_own_database(services):
+    keycloak = services["keycloak"]
+    cmd = command(keycloak)
+    assert cmd[0] == "start" and "start-dev" not in cmd and "--import-realm" in cmd
+    env = environment(keycloak)
+    assert env["KC_DB"] == "postgres" and env["KC_DB_URL"].endswith("//postgres:5432/keycloak")
+    assert env["KC_DB_USERNAME"] == "keycloak" and env["KC_DB_USERNAME"] != environment(services["postgres"])["POSTGRES_USER"]
+    for secret in ("KC_DB_PASSWORD", "KC_BOOTSTRAP_ADMIN_PASSWORD"):  # no default password: compose refuses
+        assert ":?" in env[secret] and resolve(env[secret]) != "admin", secret
+    assert env["KC_HOSTNAME"].startswith("${KEYCLOAK_PUBLIC_URL") and resolve(env["KC_HOSTNAME"]).startswith("http")
+    probe = " ".join(keycloak["healthcheck"]["test"])
+    assert env["KC_HEALTH_ENABLED"] == "true" and "/dev/tcp/127.0.0.1/9000" in probe and "GET /health/ready" in probe
+    assert keycloak["depends_on"]["postgres"]["condition"] == "service_healthy"
+    mounts = [v.split(":") for v in keycloak["volumes"]]
+    assert ["./deploy/keycloak/jingzhun-realm.json", "/opt/keycloak/data/import/jingzhun-realm.json", "ro"] in mounts
+    assert ":" in keycloak["image"] and not keycloak["image"].endswith(":latest")
+
+
+def test_keycloak_database_is_created_by_an_init_script_with_its_own_role(services):
+    init = [v for v in services["postgres"]["volumes"] if "keycloak" in v]
+    assert init and init[0].split(":")[1].startswith("/docker-entrypoint-initdb.d/")
+    script = (ROOT / init[0].split(":")[0]).read_text(encoding="utf-8")
+    assert "CREATE ROLE keycloak LOGIN PASSWORD :'password'" in script
+    assert "CREATE DATABASE keycloak OWNER keycloak" in script and "REVOKE ALL ON DATABASE keycloak FROM PUBLIC" in script
+    assert "KEYCLOAK_DB_PASSWORD" in environment(services["postgres"])
+    # the services' own init script stays the first one (the check above that reads volumes[0])
+    assert "init-databases.sql" in [v for v in services["postgres"]["volumes"] if "initdb" in v][0]
+
+
+def test_services_trust_the_realm_keycloak_issues_for(services, realm):
+    public_url = resolve(environment(services["keycloak"])["KC_HOSTNAME"])
+    for name in SERVICES:
+        env = environment(services[name])
+        assert resolve(env["JZ_JWT_ISSUER"]) == f"{public_url}/realms/{realm['realm']}", name
+        assert resolve(env["JZ_JWT_JWKS_URL"]) == f"http://keycloak:8080/realms/{realm['realm']}/protocol/openid-connect/certs"
+        assert resolve(env["JZ_OIDC_AUTHORIZATION_URL"]) == f"{public_url}/realms/{realm['realm']}/protocol/openid-connect/auth"
+        assert resolve(env["JZ_OIDC_TOKEN_URL"]) == f"{public_url}/realms/{realm['realm']}/protocol/openid-connect/token"
+        assert resolve(env["JZ_JWT_AUDIENCE"]) == "jingzhun"
+
+
+def test_realm_has_the_docs_client_public_with_pkce_and_the_audience(realm):
+    [client] = [c for c in realm["clients"] if c["clientId"] == CommonSettings().oidc_client_id]
+    assert client["publicClient"] is True and client["standardFlowEnabled"] is True
+    assert client["implicitFlowEnabled"] is False and client["directAccessGrantsEnabled"] is False
+    assert client["attributes"]["pkce.code.challenge.method"] == "S256"
+    assert {f"http://localhost:{port}/docs/oauth2-redirect" for port in DEFAULT_PORTS.values()} <= set(client["redirectUris"])
+    assert not any("*" in uri for uri in client["redirectUris"])  # exact redirects only
+    mappers = {m["protocolMapper"]: m["config"] for m in client["protocolMappers"]}
+    audience = mappers["oidc-audience-mapper"]
+    assert audience["included.custom.audience"] == CommonSettings().jwt_audience and audience["access.token.claim"] == "true"
+    area = mappers["oidc-usermodel-attribute-mapper"]
+    assert area["user.attribute"] == "area" and area["claim.name"] == CommonSettings().oidc_area_claim
+    assert area["access.token.claim"] == "true" and area["multivalued"] == "false"
+
+
+def test_realm_roles_are_the_ones_the_services_map_and_users_cannot_set_their_area(realm):
+    import json
+    roles = {role["name"] for role in realm["roles"]["realm"]}
+    assert roles == set(CommonSettings().oidc_role_scopes)
+    assert "realm_access.roles" in CommonSettings().oidc_roles_claims  # where Keycloak puts realm roles
+    [profile] = realm["components"]["org.keycloak.userprofile.UserProfileProvider"]
+    attributes = {a["name"]: a for a in json.loads(profile["config"]["kc.user.profile.config"][0])["attributes"]}
+    assert attributes["area"]["permissions"]["edit"] == ["admin"]  # a person cannot widen their own area
+    assert attributes["area"]["validations"]["pattern"]["pattern"] == r"^\d{2,12}$"
+    assert "users" not in realm and realm["registrationAllowed"] is False  # no demo people in production
+
+
+def test_k8s_docs_signin_points_at_the_issuer_realm():
+    [settings] = [doc for _, doc in k8s_documents() if doc["kind"] == "ConfigMap" and "JZ_JWT_ISSUER" in doc["data"]]
+    data = settings["data"]
+    assert data["JZ_OIDC_AUTHORIZATION_URL"] == data["JZ_JWT_ISSUER"] + "/protocol/openid-connect/auth"
+    assert data["JZ_OIDC_TOKEN_URL"] == data["JZ_JWT_ISSUER"] + "/protocol/openid-connect/token"
