@@ -48,6 +48,7 @@ UNIT_LABELS = {"once": ("一次性", "one-off", "元"), "month": ("每月", "per
                "year": ("每年", "per year", "元/年"), "term": ("每期", "per term", "元/期"),
                "claim": ("按次", "per claim", "元/次"), None: ("未注明单位", "unit not given", "元")}
 UNIT_ORDER = ("once", "month", "year", "term", "claim", None)
+CHANGE_LABELS = {"granted": "授予 (granted)", "changed": "变更 (changed)", "revoked": "撤销 (revoked)"}
 SEVERITY_LABELS = {"high": "高 (high)", "medium": "中 (medium)", "low": "低 (low)"}
 
 
@@ -433,7 +434,8 @@ def decision_text(item: dict) -> str:
     d = item["decision"]
     if d.get("program"):
         amounts = f"{d.get('amount_before') or '—'} → {d.get('amount_after') or '—'}"
-        return f"{program_name(d['program'])}（{d['program']}）{d.get('change') or ''} {amounts} {d.get('unit') or ''}".strip()
+        change = CHANGE_LABELS.get(d.get("change"), d.get("change") or "")
+        return f"{program_name(d['program'])}（{d['program']}）{change} {amounts} {d.get('unit') or ''}".strip()
     if d.get("kind"):
         return f"{d['kind']}: {'通过 (met)' if d.get('result') else '未通过 (not met)'} {', '.join(d.get('unmet') or [])}".strip()
     parts = []

@@ -175,7 +175,7 @@ async def test_drill_down_village_household_anomaly(audit):
     assert "扶贫小额信贷" in entitlements and "50,000.00" in entitlements and "授信额度 (credit line)" in entitlements
     assert "最低生活保障（低保）" in entitlements and "每月 (per month)" in entitlements
     decisions = section(page, "decisions")
-    assert "household.registered" in decisions and "最低生活保障（低保）（safety_net.dibao）granted — → 470.00 month" \
+    assert "household.registered" in decisions and "最低生活保障（低保）（safety_net.dibao）授予 (granted) — → 470.00 month" \
         in decisions and "完好 (intact)" in decisions
 
     anomalies = await audit.get("/dashboard/anomalies", params={"rule": "exit_overridden", "as_of": "2020-06-30"})
