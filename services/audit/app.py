@@ -68,7 +68,8 @@ def create_app(settings: AuditSettings | None = None, **extra_settings) -> FastA
         name="audit", title="Jingzhun audit (精准 · 审计台账)",
         description="Every registry event, benefits decision and partner access, appended to hash chains "
                     f"({settings.hash_algorithm}, one per topic partition) with checkpoints over every chain "
-                    "head (daily, at start-up and at shutdown). Nothing in the ledger is ever updated or deleted. Supervision: anomalies with evidence, "
+                    "head (daily, at start-up and at shutdown). Nothing in the ledger is ever updated or deleted. "
+                    "Supervision: anomalies with evidence, "
                     "evaluation samples, progress against targets, and the /dashboard page.",
         # Unknown query parameters on any API GET are a 422 (shared/query_params.py). Not the dashboard page:
         # a browser opens it once with ?token=, which it moves into a cookie before anything is shown.
