@@ -167,6 +167,8 @@ def _attach_example(op: dict, example: dict) -> None:
         for pname, value in (example.get(where) or {}).items():
             for parameter in op.get("parameters", []):
                 if parameter["name"] == pname and parameter["in"] == where:
+                    if _is_array(parameter.get("schema", {})) and not isinstance(value, list):
+                        value = [value]  # a repeatable query parameter (?rule=a&rule=b) sent once
                     parameter.setdefault("examples", {})[name] = {"summary": summary, "value": value}
     if "response" in example:
         response = op.setdefault("responses", {}).setdefault(str(example["status"]), {"description": summary})
@@ -176,6 +178,10 @@ def _attach_example(op: dict, example: dict) -> None:
         if example["status"] >= 400:
             content.setdefault("schema", PROBLEM_REF)
         content.setdefault("examples", {})[name] = {"summary": summary, "value": example["response"]}
+
+
+def _is_array(schema: dict) -> bool:
+    return schema.get("type") == "array" or any(_is_array(s) for s in schema.get("anyOf", []))
 
 
 # ---------------------------------------------------------------------------------- schema fields
