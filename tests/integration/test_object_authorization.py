@@ -73,6 +73,8 @@ W = "registry:read registry:write"
 CASES: dict[tuple[str, str, str], list[Case]] = {
     # registry: households and everything under them
     ("registry", "GET", "/v1/households/{household_id}"): [Case({"household_id": "hh_b"}, "registry:read")],
+    ("registry", "GET", "/v1/households/{household_id}/file"): [
+        Case({"household_id": "hh_b"}, "registry:read benefits:read audit:read")],
     ("registry", "PATCH", "/v1/households/{household_id}"): [
         Case({"household_id": "hh_b"}, W, json={"address": "改"}, content_type=MERGE,
              reread="/v1/households/{hh_b}")],
