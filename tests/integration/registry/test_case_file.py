@@ -225,3 +225,13 @@ async def test_a_household_benefits_has_not_seen_yet(system):
     file = (await s.client.get(f"/v1/households/{hid}/file")).json()  # version 2 not relayed yet
     [behind] = [n for n in file["notes"] if n["reason"] == "behind"]
     assert behind["entitlements_version"] == 1 and behind["household_version"] == 2
+
+
+def test_the_launcher_tells_the_registry_where_audit_is(tmp_path, monkeypatch):
+    from shared.launcher import LaunchConfig
+    env = LaunchConfig(var_dir=tmp_path, ports={"registry": 18001, "benefits": 18002, "audit": 18003}).child_env()
+    assert env["JZ_REGISTRY_AUDIT_URL"] == "http://127.0.0.1:18003"
+    monkeypatch.setenv("JZ_REGISTRY_AUDIT_URL", env["JZ_REGISTRY_AUDIT_URL"])
+    monkeypatch.setenv("JZ_REGISTRY_PEER_TIMEOUT_S", "1.5")
+    settings = RegistrySettings(var_dir=tmp_path)
+    assert settings.audit_url == "http://127.0.0.1:18003" and settings.peer_timeout_s == 1.5
