@@ -18,7 +18,8 @@ run: install
 	@$(BIN)/jingzhun migrate
 	@test -f var/.demo-loaded || (echo "== loading the demo district (first run only)" && \
 	  $(BIN)/jingzhun demo-data && touch var/.demo-loaded)
-	@echo "== starting broker, relay, registry, benefits and audit"
+	@sh deploy/oidc-dev/install.sh
+	@echo "== starting broker, relay, registry, benefits, audit and the sign-in provider"
 	@$(BIN)/jingzhun run
 
 test: install

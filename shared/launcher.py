@@ -90,6 +90,9 @@ class LaunchConfig:
             env[prefix + "DATABASE_URL"] = self.database_url(service)
         env["JZ_REGISTRY_BENEFITS_URL"] = f"http://127.0.0.1:{self.ports['benefits']}"
         env["JZ_AUDIT_BENEFITS_URL"] = env["JZ_REGISTRY_BENEFITS_URL"]  # the dashboard's village exit section
+        env["JZ_REGISTRY_AUDIT_URL"] = f"http://127.0.0.1:{self.ports['audit']}"  # the case file's decisions
+        # the dashboard links a household to its case file; a proxy in front may give its own public URL
+        env.setdefault("JZ_AUDIT_REGISTRY_PUBLIC_URL", f"http://127.0.0.1:{self.ports['registry']}")
         if "JZ_PARTNER_JWKS_URL" not in os.environ:  # registry and audit verify partner tokens with benefits' keys
             env["JZ_PARTNER_JWKS_URL"] = f"http://127.0.0.1:{self.ports['benefits']}/.well-known/jwks.json"
         for variable in ("JZ_BENEFITS_EVALUATION_DATE", "JZ_AUDIT_EVALUATION_DATE"):

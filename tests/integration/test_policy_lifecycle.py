@@ -166,7 +166,8 @@ async def test_republish_is_idempotent_conflicts_are_409_and_bad_input_422(benef
     assert again.json()["job"]["id"] == first.json()["job"]["id"]
 
     other = NANKANG_2021.replace("farmland_mu: 500", "farmland_mu: 450")
-    conflict = await client.post("/v1/policies:publish", json={"pack": other, "effective_from": EFFECTIVE})
+    conflict = await client.post("/v1/policies:publish", json={"pack": other, "effective_from": EFFECTIVE},
+                                 headers={"Accept-Language": "zh-CN"})
     assert conflict.status_code == 409 and conflict.headers["content-type"] == "application/problem+json"
     assert "2021.1" in conflict.json()["detail"] and "已发布" in conflict.json()["detail"]
     moved = await client.post("/v1/policies:publish", json={"pack": NANKANG_2021, "effective_from": "2021-02-01"})

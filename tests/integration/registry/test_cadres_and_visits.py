@@ -27,7 +27,7 @@ def visit(hid, when, **fields):
 
 async def test_unpairing_a_household_that_has_not_exited_is_409(registry):
     hid, _ = await setup_pair(registry, status="registered")
-    refused = await registry.delete(f"/v1/households/{hid}/pairings/cadre-zhong")
+    refused = await registry.delete(f"/v1/households/{hid}/pairings/cadre-zhong", headers={"Accept-Language": "zh"})
     assert refused.status_code == 409 and "不脱贫不脱钩" in refused.json()["title"]
     # handover: pair the replacement first, then the old cadre may go
     await registry.post("/v1/cadres", json={"id": "cadre-li", "name": "李干部", "unit": "区教育局"})
@@ -101,7 +101,7 @@ async def test_a_reused_client_visit_id_with_other_content_is_409_naming_the_sto
 
     changed = {**first_body, "observations": {"income": {"year": 2020, "per_capita_net": "4100.00"}},
                "notes": "another visit"}
-    refused = await registry.post("/v1/visits", json=changed, headers=cadre)
+    refused = await registry.post("/v1/visits", json=changed, headers={**cadre, "Accept-Language": "zh-CN"})
     assert refused.status_code == 409 and refused.headers["content-type"] == "application/problem+json"
     problem = refused.json()
     assert problem["stored_visit"] == {"visit_id": stored["visit_id"], "household_id": hid,

@@ -231,6 +231,7 @@ def test_the_launcher_tells_the_registry_where_audit_is(tmp_path, monkeypatch):
     from shared.launcher import LaunchConfig
     env = LaunchConfig(var_dir=tmp_path, ports={"registry": 18001, "benefits": 18002, "audit": 18003}).child_env()
     assert env["JZ_REGISTRY_AUDIT_URL"] == "http://127.0.0.1:18003"
+    assert env["JZ_AUDIT_REGISTRY_PUBLIC_URL"] == "http://127.0.0.1:18001"  # the dashboard's case-file links
     monkeypatch.setenv("JZ_REGISTRY_AUDIT_URL", env["JZ_REGISTRY_AUDIT_URL"])
     monkeypatch.setenv("JZ_REGISTRY_PEER_TIMEOUT_S", "1.5")
     settings = RegistrySettings(var_dir=tmp_path)
