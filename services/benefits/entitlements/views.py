@@ -82,7 +82,8 @@ async def list_entitlements(request: Request, program: str | None = None,
         if area is None or principal.area.startswith(area):
             area = principal.area
         elif not area.startswith(principal.area):
-            raise Problem(403, "Outside your area", f"Your token is limited to area {principal.area}.")
+            raise Problem(403, "Outside your area", f"Your token is limited to area {principal.area}.",
+                          type_="https://jingzhun.dev/problems/forbidden")
     try:
         async with request.app.state.sessionmaker() as session:
             items, next_cursor = await service.entitlements_page(session, program=program, area=area,

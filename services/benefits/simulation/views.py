@@ -39,7 +39,7 @@ async def simulate_policy(request: Request, body: SimulateRequest,
     nothing. Per programme and per township: households affected, amount before and after, delta."""
     if principal.area and not principal.is_admin and not body.scope.within(principal.area):
         raise Problem(403, "Outside your area", f"Your token is limited to area {principal.area}; "
-                      "use a region or village scope inside it.")
+                      "use a region or village scope inside it.", type_="https://jingzhun.dev/problems/forbidden")
     as_of = body.as_of or evaluation_date(request.app.state.settings)
     try:
         async with request.app.state.sessionmaker() as session:

@@ -34,7 +34,8 @@ async def list_village_assessments(
             area = principal.area
         elif not area.startswith(principal.area):
             raise Problem(403, "区域之外 / Outside your area",
-                          f"令牌仅限区域 {principal.area} / Your token is limited to area {principal.area}.")
+                          f"令牌仅限区域 {principal.area} / Your token is limited to area {principal.area}.",
+                          type_="https://jingzhun.dev/problems/forbidden")
     day = as_of or evaluation_date(request.app.state.settings)
     async with request.app.state.sessionmaker() as session:
         items, next_cursor = await service.area_assessments(session, area, day, request.app.state.packs,
