@@ -86,7 +86,10 @@ Quantity = Annotated[
     Decimal,
     BeforeValidator(_validate_quantity),
     PlainSerializer(_serialize_quantity, when_used="json"),
-    WithJsonSchema({"type": "number", "minimum": 0}),
+    # What the validator takes: a JSON number or a decimal string ("1.5", as the contract's examples and ledger
+    # imports send it); answers always carry a number, which the same schema admits.
+    WithJsonSchema({"anyOf": [{"type": "number", "minimum": 0},
+                              {"type": "string", "pattern": r"^\d+(\.\d+)?$", "examples": ["1.5"]}]}),
 ]
 """Non-negative measured quantity (亩, kg, m²) held as Decimal so multiplying it by a rate stays exact."""
 

@@ -7,7 +7,11 @@ so that documenting an operation never means editing a route another engineer is
   it), a summary ``中文 · English``, a description (Chinese paragraph, then English), parameter
   descriptions and the error statuses it can answer;
 * ``examples/<service>.json``: request and response examples recorded from the demo district
-  (``jingzhun demo-data``), with the request that produced each, so a test can replay it;
+  (``jingzhun demo-data``), one or more for every operation, with the request that produced each, so a test
+  can replay it (tests/integration/test_openapi_docs.py says how: reads of the untouched demo first, then
+  writes in order, later steps using what earlier ones answered). A request body of another media type
+  (``media_type``: a multipart upload, an OAuth2 form, a merge patch) is documented as its fields, an
+  uploaded file as its text; a text answer (``response_media_type``: metrics, HTML, CSV) by its first lines;
 * ``fields.yaml``: a description for every property name (same name, same meaning), with per-schema
   overrides, and for common query parameters;
 * ``enums.yaml``: every closed vocabulary (scopes, rule codes, reason codes, purposes, statuses,
@@ -31,6 +35,7 @@ from fastapi import FastAPI
 
 HERE = Path(__file__).resolve().parent
 PROBLEM_MEDIA_TYPE = "application/problem+json"
+JSON_MEDIA = ("application/json", PROBLEM_MEDIA_TYPE)
 METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
 SERVICES = ("registry", "benefits", "audit")
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
@@ -174,7 +179,14 @@ def _attach_example(op: dict, example: dict) -> None:
         response = op.setdefault("responses", {}).setdefault(str(example["status"]), {"description": summary})
         media = PROBLEM_MEDIA_TYPE if example["status"] >= 400 else example.get("response_media_type",
                                                                                "application/json")
-        content = response.setdefault("content", {}).setdefault(media, {})
+        contents = response.setdefault("content", {})
+        if media not in JSON_MEDIA:
+            # A text answer (metrics, HTML, CSV) the route left undeclared: FastAPI documents it as JSON of any
+            # shape, which it is not. The example's media type replaces that guess.
+            if contents.get("application/json", {}).get("schema") == {}:
+                del contents["application/json"]
+            contents.setdefault(media, {}).setdefault("schema", {"type": "string"})
+        content = contents.setdefault(media, {})
         if example["status"] >= 400:
             content.setdefault("schema", PROBLEM_REF)
         content.setdefault("examples", {})[name] = {"summary": summary, "value": example["response"]}
