@@ -52,7 +52,8 @@ TEXT_LINES = 6  # a text answer's example: its first lines
 #: Values generated afresh on every load (household, person, visit, import and partner client ids, UUIDs,
 #: hashes, instants): compared as a kind.
 GENERATED = re.compile(r"^(?:(?:[pv]|hh|imp)-[0-9a-f]{8,32}|jzc_[0-9a-f]{16}"
-                       r"|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{40,128}|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[.\d]*(?:Z|[+-]\d\d:\d\d))$")
+                       r"|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{40,128}"
+                       r"|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[.\d]*(?:Z|[+-]\d\d:\d\d))$")
 
 
 def strip(value, volatile: set[str]):

@@ -13,8 +13,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from shared.openapi_docs import (JSON_MEDIA, PROBLEM_MEDIA_TYPE, SERVICES, bilingual, catalogue, enum_for, enums, examples,
-                                 operations, problems)
+from shared.openapi_docs import (JSON_MEDIA, PROBLEM_MEDIA_TYPE, SERVICES, bilingual, catalogue, enum_for, enums,
+                                 examples, operations, problems)
 
 ROOT = Path(__file__).resolve().parents[2]
 
