@@ -33,7 +33,8 @@ async def count(partners, table) -> int:
 
 async def test_unknown_purpose_is_422_listing_the_codes_and_writes_nothing(partners):
     before = len(await partners.outbox_payloads())
-    response = await partners.bank.post("/v1/credit/eligibility", json=ASK | {"purpose": "xyz"})
+    response = await partners.bank.post("/v1/credit/eligibility", json=ASK | {"purpose": "xyz"},
+                                        headers={"Accept-Language": "zh-CN"})
     assert response.status_code == 422
     assert response.headers["content-type"] == "application/problem+json"
     problem = response.json()
