@@ -107,6 +107,24 @@ class Income(SnapshotModel):
     per_capita_net: Money
 
 
+class RigidExpenses(SnapshotModel):
+    """Rigid expenses of one year (防止返贫监测: illness, disability, schooling, disaster, accident), in yuan.
+
+    Extension (issue 13): benefits' `monitoring_range` compares their total with the household's net
+    income; a snapshot without them is judged on income alone.
+    """
+
+    year: Year | None = None
+    medical: NonNegativeMoney = Field(default_factory=_zero_money)
+    schooling: NonNegativeMoney = Field(default_factory=_zero_money)
+    disaster: NonNegativeMoney = Field(default_factory=_zero_money)
+    accident: NonNegativeMoney = Field(default_factory=_zero_money)
+    disability_care: NonNegativeMoney = Field(default_factory=_zero_money)
+
+    def total(self) -> Decimal:
+        return self.medical + self.schooling + self.disaster + self.accident + self.disability_care
+
+
 class Guarantees(SnapshotModel):
     """两不愁三保障 (+ Guangxi 八有一超 items). None = not verified, which fails an exit test."""
 
@@ -309,6 +327,8 @@ class HouseholdBody(SnapshotModel):
     # Extensions for monitoring_risk (PROGRAMS.md §1).
     medical_out_of_pocket_ytd: NonNegativeMoney | None = None
     disaster_this_year: bool = False
+    # Extension for monitoring_range / risk_elimination (issue 13, docs/monitoring.md); None = not reported.
+    rigid_expenses: RigidExpenses | None = None
 
     def living_members(self) -> list[Person]:
         return [member for member in self.members if not member.deceased]
@@ -431,7 +451,7 @@ def strict_household_model() -> type[BaseModel]:
 __all__ = [
     "Category", "CovidUnsold", "Disability", "Employment", "Guarantees", "Health", "Household", "HouseholdBody",
     "HouseholdCreate", "HouseholdStatus", "Housing", "Income", "LandRentedOut", "Machinery", "Person",
-    "Production", "PublicPost", "RelocatedFacility", "Relocation", "RiskCause", "SnapshotModel", "StrictHousehold",
+    "Production", "PublicPost", "RelocatedFacility", "Relocation", "RigidExpenses", "RiskCause", "SnapshotModel", "StrictHousehold",
     "Student", "TekunSupport", "Training", "Village", "Water", "strict_household_model", "strict_variant",
     "NANKANG_FARMER_EXAMPLE",
 ]

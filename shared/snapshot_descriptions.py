@@ -158,6 +158,13 @@ DESCRIPTIONS: dict[tuple[str, str], Description] = {
     ("HouseholdBody", "members"): ("家庭成员", "household members"),
     ("HouseholdBody", "medical_out_of_pocket_ytd"): ("本年医疗自付费用累计（元），用于返贫监测与临时救助", "medical out-of-pocket spending so far this year (yuan), for monitoring and temporary assistance"),
     ("HouseholdBody", "disaster_this_year"): ("本年遭受自然灾害或意外事故", "hit by a natural disaster or accident this year"),
+    ("HouseholdBody", "rigid_expenses"): ("刚性支出（防止返贫监测：因病、因残、因学、因灾、因意外），空值=未报告", "rigid expenses (anti-return-to-poverty monitoring: illness, disability, schooling, disaster, accident); null = not reported"),
+    ("RigidExpenses", "year"): ("刚性支出所属年度", "year the rigid expenses were incurred"),
+    ("RigidExpenses", "medical"): ("医疗自付支出（元）", "medical spending paid by the household (yuan)"),
+    ("RigidExpenses", "schooling"): ("教育支出（元）", "schooling spending (yuan)"),
+    ("RigidExpenses", "disaster"): ("自然灾害损失与支出（元）", "natural-disaster losses and spending (yuan)"),
+    ("RigidExpenses", "accident"): ("意外事故支出（元）", "accident spending (yuan)"),
+    ("RigidExpenses", "disability_care"): ("残疾康复与照护支出（元）", "disability rehabilitation and care spending (yuan)"),
     ("Household", "id"): ("户编号（登记系统分配）；空值=模拟评估", "household id (assigned by the registry); null = a what-if evaluation"),
     ("Household", "version"): ("快照版本号（每次修改加一）", "snapshot version (incremented on every change)"),
 }

@@ -74,16 +74,17 @@ def as_household(household: Household | dict) -> Household:
 
 
 def evaluate_with_policy(household: Household, policy: ResolvedPolicy, as_of: dt.date,
-                         covered: CoverageResult | None = None) -> Evaluation:
+                         covered: CoverageResult | None = None, income_history=None) -> Evaluation:
     """``covered`` comes from the registry (``evaluate`` passes it); without one, only whether the
-    resolved pack is local is known, and a national one is reported without its lapsed pack."""
+    resolved pack is local is known, and a national one is reported without its lapsed pack.
+    ``income_history``: the household's dated income observations (risk elimination), if known."""
     if covered is None:
         covered = {"coverage": "local" if policy.spec.region else "national_only", "lapsed": None}
     reference = PolicyRef(pack=policy.pack, version=policy.version, chain=list(policy.chain), as_of=as_of,
                           coverage=covered["coverage"], lapsed=covered["lapsed"])
     if household.status == "removed":
         return Evaluation(as_of=as_of, policy=reference)
-    ctx = RuleContext(household, policy, as_of)
+    ctx = RuleContext(household, policy, as_of, income_history)
     found: list[Entitlement] = []
     for family in ENTITLEMENT_FAMILIES:
         found.extend(family.evaluate(ctx))
@@ -92,11 +93,13 @@ def evaluate_with_policy(household: Household, policy: ResolvedPolicy, as_of: dt
     return Evaluation(as_of=as_of, policy=reference, entitlements=found, assessments=judged)
 
 
-def evaluate(household: Household | dict, as_of: dt.date, packs: PackRegistry | None = None) -> Evaluation:
+def evaluate(household: Household | dict, as_of: dt.date, packs: PackRegistry | None = None,
+             income_history=None) -> Evaluation:
     snapshot = as_household(household)
     registry = packs or default_registry()
     policy = registry.resolve(snapshot.region_code, as_of)
-    return evaluate_with_policy(snapshot, policy, as_of, coverage(registry, snapshot.region_code, as_of))
+    return evaluate_with_policy(snapshot, policy, as_of, coverage(registry, snapshot.region_code, as_of),
+                                income_history)
 
 
 def evaluate_many(households: Iterable[Household | dict], as_of: dt.date,

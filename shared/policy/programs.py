@@ -15,5 +15,5 @@ KNOWN_PROGRAMS: frozenset[str] = frozenset({
     "safety_net.dibao", "safety_net.tekun", "safety_net.disability", "safety_net.temporary_assistance",
     "credit.microloan", "credit.interest_subsidy",
     "assessment.exit_readiness", "assessment.identification", "assessment.village_exit",
-    "assessment.monitoring_risk",
+    "assessment.monitoring_risk", "assessment.monitoring_range", "assessment.risk_elimination",
 })

@@ -37,6 +37,16 @@ class Condition(BaseModel):
     passed: bool
 
 
+class DocumentCitation(BaseModel):
+    """A source outside the seeds (post-2020 facts): the document, marked like a pack's
+    ``default_not_in_seeds`` parameter, with the pack that holds the value and its note."""
+    model_config = ConfigDict(frozen=True)
+    document: str
+    default_not_in_seeds: bool = True
+    origin: str | None = None
+    note: str | None = None
+
+
 class Entitlement(BaseModel):
     model_config = ConfigDict(frozen=True)
     program: str
@@ -55,7 +65,7 @@ class Assessment(BaseModel):
     result: bool
     unmet: list[str] = Field(default_factory=list)
     explanation: list[Condition] = Field(default_factory=list)
-    source: Citation | None = None
+    source: Citation | DocumentCitation | None = None
 
 
 def plain(value: Any) -> Any:
@@ -185,12 +195,15 @@ def calendar_month(as_of: dt.date) -> str:
 class RuleContext:
     """What every rule needs, computed once per evaluation."""
 
-    __slots__ = ("household", "policy", "as_of", "registered", "members")
+    __slots__ = ("household", "policy", "as_of", "registered", "members", "income_history")
 
-    def __init__(self, household: Household, policy, as_of: dt.date):
+    def __init__(self, household: Household, policy, as_of: dt.date, income_history=None):
         self.household = household
         self.policy = policy
         self.as_of = as_of
+        # Dated income observations of the household (assessments.IncomeObservation), for risk
+        # elimination; None = a pure evaluation without history.
+        self.income_history = income_history
         self.registered = registered_in_effect(household, policy, as_of)
         self.members = [
             (person_key(person, index), person)
