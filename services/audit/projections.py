@@ -15,8 +15,10 @@ from typing import Any
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.audit.monitoring.projection import MONITORING_PREFIX, project_monitoring
 from services.audit.tables import (audit_entitlement_decisions, audit_entitlements, audit_households, audit_members,
-                                   audit_pairings, audit_partner_access, audit_villages, ledger_records)
+                                   audit_monitoring_leads, audit_monitoring_objects, audit_pairings,
+                                   audit_partner_access, audit_record_households, audit_villages, ledger_records)
 from shared.events import as_aware, utcnow
 
 log = logging.getLogger("audit.projections")
@@ -87,6 +89,9 @@ async def project_record(session: AsyncSession, record: dict) -> None:
         return
     if type_ == "assessment.changed":
         await _project_assessment(session, record, data)
+        return
+    if type_.startswith(MONITORING_PREFIX):
+        await project_monitoring(session, record, data)
         return
     snapshots = [data["household"]] if isinstance(data.get("household"), dict) else []
     snapshots += [h for h in data.get("households") or [] if isinstance(h, dict)]
@@ -397,7 +402,8 @@ async def _project_access(session: AsyncSession, record: dict, data: dict) -> No
 
 
 PROJECTION_TABLES = (audit_households, audit_members, audit_villages, audit_entitlements,
-                     audit_entitlement_decisions, audit_pairings, audit_partner_access)
+                     audit_entitlement_decisions, audit_pairings, audit_partner_access, audit_record_households,
+                     audit_monitoring_leads, audit_monitoring_objects)
 
 
 async def rebuild(sessionmaker: async_sessionmaker[AsyncSession], page_size: int = 2000) -> int:

@@ -156,3 +156,68 @@ audit_partner_access = Table(
     Column("time", DateTime(timezone=True), nullable=False),
     Index("ix_audit_access_person", "client_id", "person_key", "time"),
 )
+
+# ---------------------------------------------------------------- monitoring (防止返贫动态监测)
+# The registry's monitoring events are about a lead or a monitoring object (subject ``monitoring/<id>``),
+# yet each names its household: this index lets the household's decision history find them.
+
+audit_record_households = Table(
+    "audit_record_households", metadata,
+    Column("record_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("household_id", String(64), nullable=False),
+    Column("time", String(40), nullable=False),  # the record's own time, so the history orders as it does
+    Index("ix_audit_record_households", "household_id", "time", "record_id"),
+)
+
+audit_monitoring_leads = Table(
+    "audit_monitoring_leads", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("household_id", String(64), nullable=False),
+    Column("region_code", String(12), nullable=True),
+    Column("township_code", String(16), nullable=True),
+    Column("village_code", String(16), nullable=True),
+    Column("channel", String(32), nullable=True),
+    Column("status", String(16), nullable=False),  # open | verifying | dismissed | merged
+    Column("risk_causes", JSON, nullable=False),
+    Column("reported_at", DateTime(timezone=True), nullable=True),
+    Column("recorded_at", DateTime(timezone=True), nullable=True),
+    Column("merged_into", String(64), nullable=True),
+    Column("monitoring_object_id", String(64), nullable=True),  # the object opened from it (or that lists it)
+    Column("version", BigInteger, nullable=False),  # 0: known so far only from an object that lists it
+    Column("record_id", BigInteger, nullable=False),
+    Column("event_id", String(64), nullable=True),
+    Index("ix_audit_monitoring_leads_household", "household_id"),
+    Index("ix_audit_monitoring_leads_village", "village_code", "status"),
+)
+
+audit_monitoring_objects = Table(
+    "audit_monitoring_objects", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("household_id", String(64), nullable=False),
+    Column("case_no", String(64), nullable=True),
+    Column("region_code", String(12), nullable=True),
+    Column("township_code", String(16), nullable=True),
+    Column("village_code", String(16), nullable=True),
+    Column("category", String(32), nullable=True),
+    Column("channel", String(32), nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("procedure", String(32), nullable=True),
+    Column("step", String(48), nullable=True),
+    Column("lead_ids", JSON, nullable=False),
+    Column("lead_reported_at", DateTime(timezone=True), nullable=True),  # earliest report of its leads
+    Column("opened_at", DateTime(timezone=True), nullable=True),
+    Column("identified_at", DateTime(timezone=True), nullable=True),
+    Column("first_measure_at", DateTime(timezone=True), nullable=True),
+    Column("eliminated_at", DateTime(timezone=True), nullable=True),
+    Column("dismissed_at", DateTime(timezone=True), nullable=True),
+    Column("measures", Integer, nullable=False, default=0),
+    Column("steps", JSON, nullable=False),  # [{procedure, step, actor, at}] (evidence stays in the ledger)
+    Column("elimination_evidence", JSON, nullable=True),  # the county_confirmation step, with its record ids
+    Column("labour_capacity", String(16), nullable=True),
+    Column("version", BigInteger, nullable=False),
+    Column("first_record_id", BigInteger, nullable=False),
+    Column("record_id", BigInteger, nullable=False),  # the record of the version held here
+    Column("event_id", String(64), nullable=True),
+    Index("ix_audit_monitoring_objects_household", "household_id"),
+    Index("ix_audit_monitoring_objects_village", "village_code", "status"),
+)

@@ -347,9 +347,12 @@ ANOMALY_COLUMNS = [Column("title", "规则", "rule"), Column("rule", "规则代�
 
 
 async def anomaly_table(session: AsyncSession, f: Filters, *, no_visit_days: int, lookup_grace_days: int,
-                        household_id: str | None = None) -> tuple[dict[str, int], Table]:
+                        household_id: str | None = None, monitoring_lead_days: int = 15,
+                        monitoring_measure_grace_days: int = 15) -> tuple[dict[str, int], Table]:
     found = await find_anomalies(session, Context(area=f.scope, as_of=f.as_of, no_visit_days=no_visit_days,
-                                                  lookup_grace_days=lookup_grace_days, limit=200),
+                                                  lookup_grace_days=lookup_grace_days, limit=200,
+                                                  monitoring_lead_days=monitoring_lead_days,
+                                                  monitoring_measure_grace_days=monitoring_measure_grace_days),
                                  rules=[f.rule] if f.rule else None)
     items = [a for a in found["items"] if household_id is None or a.get("household_id") == household_id]
     rows = [{**a, "severity_label": SEVERITY_LABELS.get(a["severity"], a["severity"]),
@@ -432,6 +435,8 @@ async def entitlement_table(session: AsyncSession, household_id: str) -> Table:
 
 def decision_text(item: dict) -> str:
     d = item["decision"]
+    if isinstance(d.get("monitoring"), dict):
+        return f"监测帮扶 (monitoring): {d['monitoring'].get('line') or ''}"
     if d.get("program"):
         amounts = f"{d.get('amount_before') or '—'} → {d.get('amount_after') or '—'}"
         change = CHANGE_LABELS.get(d.get("change"), d.get("change") or "")

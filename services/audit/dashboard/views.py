@@ -134,8 +134,10 @@ def render(template: str, context: dict) -> HTMLResponse:
 
 
 def _extras(request: Request) -> dict:
-    return {"no_visit_days": request.app.state.settings.no_visit_days,
-            "lookup_grace_days": request.app.state.audit.lookup_grace_days}
+    extras = request.app.state.audit
+    return {"no_visit_days": request.app.state.settings.no_visit_days, "lookup_grace_days": extras.lookup_grace_days,
+            "monitoring_lead_days": extras.monitoring_lead_days,
+            "monitoring_measure_grace_days": extras.monitoring_measure_grace_days}
 
 
 @router.get("/dashboard", response_class=HTMLResponse, summary="Supervision dashboard (HTML)")

@@ -10,7 +10,7 @@ from sqlalchemy import and_, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.audit.ledger.chain import Algorithm, ChainVerifier, GENESIS_HASH, heads_merkle_root, record_hash
-from services.audit.tables import ledger_records
+from services.audit.tables import audit_record_households, ledger_records
 from shared.events import Envelope, utcnow
 from shared.problems import Problem
 from shared.signing import (TrustedKeys, ledger_content, ledger_signed_bytes, rfc3339, signer_for,  # noqa: F401
@@ -327,7 +327,9 @@ def decision_summary(record: dict) -> dict[str, Any]:
     """What a supervisor reads first: which decision, by whom, on what basis."""
     data = record.get("data") or {}
     summary: dict[str, Any] = {}
-    if record["source"] == "registry":
+    if record["type"].startswith("monitoring."):
+        summary.update(monitoring_summary(record))
+    elif record["source"] == "registry":
         household = data.get("household") or {}
         summary.update(status=household.get("status"), version=data.get("version"),
                        exit_date=household.get("exit_date"))
@@ -355,10 +357,71 @@ def decision_summary(record: dict) -> dict[str, Any]:
     return summary
 
 
+def _when(value) -> str:
+    return str(value)[:10] if value else "?"
+
+
+def monitoring_summary(record: dict) -> dict[str, Any]:
+    """A monitoring step as a supervisor reads it: who, what, when, on what evidence, plus one line."""
+    data = record.get("data") or {}
+    type_ = record["type"]
+    if isinstance(data.get("lead"), dict):
+        lead = data["lead"]
+        out = {"lead_id": lead.get("id"), "channel": lead.get("channel"), "risk_causes": lead.get("risk_causes"),
+               "reported_at": lead.get("reported_at"), "recorded_by": lead.get("recorded_by"),
+               "status": lead.get("status"), "merged_into": lead.get("merged_into")}
+        line = (f"lead {lead.get('id')} ({lead.get('channel')}) reported {_when(lead.get('reported_at'))}, "
+                f"recorded by {lead.get('recorded_by') or record.get('actor') or '?'}: {lead.get('status')}"
+                + (f", merged into {lead['merged_into']}" if lead.get("merged_into") else ""))
+        return {"monitoring": {**out, "line": line}}
+    if isinstance(data.get("object"), dict):
+        obj = data["object"]
+        out = {"object_id": obj.get("id"), "case_no": obj.get("case_no"), "category": obj.get("category"),
+               "status": obj.get("status"), "procedure": obj.get("procedure")}
+        subject = f"monitoring object {obj.get('case_no') or obj.get('id')}"
+        measures = [m for m in obj.get("measures") or [] if isinstance(m, dict)]
+        steps = [s for s in obj.get("steps") or [] if isinstance(s, dict)]
+        if type_ == "monitoring.measure_recorded" and measures:
+            measure = max(measures, key=lambda m: str(m.get("recorded_at") or ""))
+            out["measure"] = {k: measure.get(k) for k in ("id", "type", "risk_cause", "responsible", "start_date",
+                                                          "status", "recorded_at", "recorded_by")}
+            line = (f"{subject}: measure {measure.get('type')} for {measure.get('risk_cause')}, responsible "
+                    f"{measure.get('responsible')}, from {_when(measure.get('start_date'))}, recorded by "
+                    f"{measure.get('recorded_by') or record.get('actor') or '?'} on {_when(measure.get('recorded_at'))}")
+        elif steps and type_ != "monitoring.object_opened":
+            step = steps[-1]
+            evidence = step.get("evidence") if isinstance(step.get("evidence"), dict) else {}
+            out["step"] = {k: step.get(k) for k in ("procedure", "step", "actor", "at")}
+            out["evidence"] = evidence
+            line = (f"{subject}: {step.get('procedure')} step {step.get('step')} by {step.get('actor') or '?'} "
+                    f"on {_when(step.get('at'))}; status {obj.get('status')}"
+                    + (f"; evidence: {', '.join(sorted(evidence))}" if evidence else ""))
+            assessment = evidence.get("benefits_assessment")
+            if isinstance(assessment, dict):
+                line += (f" (benefits: eligible {assessment.get('eligible')}, "
+                         f"{assessment.get('months_above_range')} months above the range)")
+        else:
+            line = (f"{subject} ({obj.get('category')}) opened {_when(obj.get('opened_at'))} from "
+                    f"{', '.join(obj.get('lead_ids') or []) or 'no lead'}, cadre {obj.get('assigned_cadre') or '?'}; "
+                    f"status {obj.get('status')}")
+        return {"monitoring": {**out, "line": line}}
+    if type_ == "monitoring.risk_detected":
+        assessment = data.get("assessment") if isinstance(data.get("assessment"), dict) else {}
+        return {"monitoring": {"trigger": data.get("trigger"), "risk_causes": data.get("risk_causes"),
+                               "result": assessment.get("result"), "unmet": assessment.get("unmet"),
+                               "line": f"benefits: inside the monitoring range ({data.get('trigger')}), causes "
+                                       f"{', '.join(data.get('risk_causes') or []) or '?'} as of {data.get('as_of')}"}}
+    return {}
+
+
 async def household_history(session: AsyncSession, household_id: str, *, cursor: str | None, limit: int,
                             algorithm: Algorithm) -> tuple[list[dict], str | None]:
     """Every ledger record about the household, in event-time order, each re-hashed on the spot."""
-    query = (select(ledger_records).where(ledger_records.c.subject == f"household/{household_id}")
+    # Records about the household by subject, and those about its monitoring leads and objects (subject
+    # ``monitoring/<id>``) that the projection indexed under it.
+    indexed = select(audit_record_households.c.record_id).where(audit_record_households.c.household_id == household_id)
+    query = (select(ledger_records).where(or_(ledger_records.c.subject == f"household/{household_id}",
+                                              ledger_records.c.id.in_(indexed)))
              .order_by(ledger_records.c.time, ledger_records.c.id).limit(limit + 1))
     if cursor:
         time, record_id = _decode_cursor(cursor)

@@ -16,8 +16,8 @@ from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.audit.supervision.common import china_date, end_of_day_utc, in_area
-from services.audit.tables import (audit_entitlements, audit_households, audit_members, audit_pairings,
-                                   audit_partner_access)
+from services.audit.tables import (audit_entitlements, audit_households, audit_members, audit_monitoring_objects,
+                                   audit_pairings, audit_partner_access)
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,8 @@ class Context:
     no_visit_days: int = 90
     lookup_grace_days: int = 30
     limit: int = 200
+    monitoring_lead_days: int = 15
+    monitoring_measure_grace_days: int = 15
 
 
 @dataclass(frozen=True)
@@ -315,6 +317,125 @@ async def partner_lookup_without_benefit(session: AsyncSession, ctx: Context) ->
     return out
 
 
+# ---------------------------------------------------------------- monitoring (防止返贫动态监测, docs/monitoring.md)
+
+
+async def monitoring_lead_not_verified(session: AsyncSession, ctx: Context) -> list[dict]:
+    """A lead still open on ``as_of`` more than N China calendar days after it was reported (N days is not
+    yet too long): no monitoring object opened from it, not dismissed, not merged."""
+    from services.audit.monitoring.service import overdue_leads
+    leads, _ = await overdue_leads(session, ctx.area, ctx.as_of, ctx.monitoring_lead_days, limit=ctx.limit)
+    out = []
+    for lead in leads:
+        out.append(finding("monitoring_lead_not_verified", _Where(lead),
+                           f"lead {lead['lead_id']} ({lead['channel']}) reported on {lead['reported_on']} is still "
+                           f"not verified: {lead['days_open']} days > {ctx.monitoring_lead_days}",
+                           [lead["record_id"]], [lead["event_id"]],
+                           lead_id=lead["lead_id"], channel=lead["channel"], risk_causes=lead["risk_causes"],
+                           reported_on=lead["reported_on"], days=lead["days_open"],
+                           threshold_days=ctx.monitoring_lead_days))
+    return out
+
+
+async def monitoring_object_without_measures(session: AsyncSession, ctx: Context) -> list[dict]:
+    """An identified object, monitored (or in elimination) on ``as_of``, with no assistance measure recorded
+    by then, more than the grace days after its identification (data entry)."""
+    from services.audit.monitoring.service import objects_without_measures
+    found, _ = await objects_without_measures(session, ctx.area, ctx.as_of, ctx.monitoring_measure_grace_days,
+                                              limit=ctx.limit)
+    return [finding("monitoring_object_without_measures", _Where(o),
+                    f"monitoring object {o['case_no'] or o['object_id']} ({o['category']}) identified on "
+                    f"{o['identified_on']} has no assistance measure: {o['days_since_identification']} days > "
+                    f"{ctx.monitoring_measure_grace_days}",
+                    [o["record_id"]], [o["event_id"]],
+                    object_id=o["object_id"], case_no=o["case_no"], category=o["category"], status=o["status"],
+                    identified_on=o["identified_on"], days=o["days_since_identification"],
+                    grace_days=ctx.monitoring_measure_grace_days) for o in found]
+
+
+async def _eliminated(session: AsyncSession, ctx: Context) -> AsyncIterator[Any]:
+    from services.audit.monitoring.service import in_monitoring_area, iter_objects
+    o = audit_monitoring_objects
+    async for row in iter_objects(session, o.c.status == "eliminated", o.c.eliminated_at.is_not(None),
+                                  o.c.eliminated_at < end_of_day_utc(ctx.as_of), in_monitoring_area(o, ctx.area)):
+        yield row
+
+
+async def monitoring_eliminated_too_soon(session: AsyncSession, ctx: Context) -> list[dict]:
+    """Risk eliminated although benefits' elimination answer kept as the county confirmation's evidence
+    shows fewer months above the range than the pack's ``monitoring.elimination_min_months`` (6), or is
+    missing."""
+    from services.audit.monitoring.service import elimination_min_months
+    out = []
+    async for row in _eliminated(session, ctx):
+        evidence = row.elimination_evidence or {}
+        assessment = evidence.get("benefits_assessment")
+        eliminated_on = china_date(row.eliminated_at)
+        needed = elimination_min_months(row.region_code or row.village_code or "", eliminated_on)
+        months = assessment.get("months_above_range") if isinstance(assessment, dict) else None
+        if isinstance(months, (int, float)) and not isinstance(months, bool) and months >= needed:
+            continue
+        if not isinstance(assessment, dict):
+            why = "without benefits' elimination assessment in the county confirmation's evidence"
+        elif months is None:
+            why = "with no months above the range in benefits' assessment"
+        else:
+            why = f"after {months} months above the range (< {needed})"
+        out.append(finding("monitoring_eliminated_too_soon", row,
+                           f"monitoring object {row.case_no or row.id} eliminated on {eliminated_on.isoformat()} {why}",
+                           [evidence.get("record_id") or row.record_id], [evidence.get("event_id") or row.event_id],
+                           object_id=row.id, case_no=row.case_no, category=row.category,
+                           eliminated_on=eliminated_on.isoformat(), months_above_range=months,
+                           min_months=needed, confirmed_by=evidence.get("actor"),
+                           eligible=assessment.get("eligible") if isinstance(assessment, dict) else None,
+                           above_range_since=assessment.get("above_range_since") if isinstance(assessment, dict)
+                           else None))
+        if len(out) >= ctx.limit:
+            break
+    return out
+
+
+async def monitoring_eliminated_inside_range(session: AsyncSession, ctx: Context) -> list[dict]:
+    """Risk eliminated while the household's latest per-capita net income (its latest registry snapshot,
+    income years up to ``as_of``) is below the monitoring range line of its province and income year.
+    A household whose income audit never received is not judged."""
+    from services.audit.monitoring.service import household_of, latest_income, range_line
+    out = []
+    async for row in _eliminated(session, ctx):
+        household = await household_of(session, row.household_id)
+        income = latest_income(household, ctx.as_of)
+        if income is None:
+            continue
+        year, amount, entry = income
+        region = row.region_code or (household.region_code if household is not None else None) or ""
+        line = range_line(region, year)
+        if amount >= line["line"]:
+            continue
+        eliminated_on = china_date(row.eliminated_at)
+        evidence = row.elimination_evidence or {}
+        out.append(finding("monitoring_eliminated_inside_range", row,
+                           f"monitoring object {row.case_no or row.id} eliminated on {eliminated_on.isoformat()} "
+                           f"while the household's {year} per-capita net income {amount} is below the range "
+                           f"line {line['line']}",
+                           [evidence.get("record_id") or row.record_id, entry.get("record_id")],
+                           [evidence.get("event_id") or row.event_id, entry.get("event_id")],
+                           object_id=row.id, case_no=row.case_no, eliminated_on=eliminated_on.isoformat(),
+                           income_year=year, income=str(amount), range_line=str(line["line"]),
+                           line_basis=line["basis"], pack=line["pack"], line_source=line["source"]))
+        if len(out) >= ctx.limit:
+            break
+    return out
+
+
+class _Where:
+    """A finding's household and area from a monitoring item (a dict)."""
+
+    def __init__(self, item: dict):
+        self.household_id = item.get("household_id")
+        self.village_code = item.get("village_code")
+        self.township_code = item.get("township_code")
+
+
 RULES: dict[str, Rule] = {r.code: r for r in (
     Rule("entitlement_to_ineligible_person", "向已剔除或已故人员发放待遇", "Entitlements to removed or deceased people",
          "high", "虚报冒领 (false claims), 002 L119; 003 L73", entitlement_to_ineligible_person),
@@ -332,6 +453,22 @@ RULES: dict[str, Rule] = {r.code: r for r in (
          "medium", "不脱贫不脱钩; weak pairing → accountability, 000 L402", cadre_unpaired_before_exit),
     Rule("partner_lookup_without_benefit", "合作机构查询后无业务（疑似探查）", "Partner look-up followed by nothing",
          "low", "partners see only what their job needs; every look-up is on the record", partner_lookup_without_benefit),
+    Rule("monitoring_lead_not_verified", "监测线索逾期未核实", "Monitoring lead not verified in time",
+         "medium", "发现的风险及时核查认定，应纳尽纳 (discover and verify promptly, include everyone who qualifies), "
+         "中农组发〔2021〕7号; the period is a setting, JZ_AUDIT_MONITORING_LEAD_DAYS (15)",
+         monitoring_lead_not_verified),
+    Rule("monitoring_object_without_measures", "监测对象未落实帮扶措施", "Monitoring object without assistance measures",
+         "high", "对监测对象及时落实针对性帮扶措施 (targeted assistance for every monitoring object), "
+         "中农组发〔2021〕7号; grace after identification JZ_AUDIT_MONITORING_MEASURE_GRACE_DAYS (15)",
+         monitoring_object_without_measures),
+    Rule("monitoring_eliminated_too_soon", "风险消除不满半年（收入稳定超过监测范围）",
+         "Risk eliminated without six months above the range", "high",
+         "收入持续稳定超过监测范围半年以上方可标注风险消除 (income stably above the range for at least half a "
+         "year), 中农组发〔2021〕7号; monitoring.elimination_min_months", monitoring_eliminated_too_soon),
+    Rule("monitoring_eliminated_inside_range", "收入仍在监测范围内即标注风险消除",
+         "Risk eliminated while the income is inside the range", "high",
+         "监测范围：人均纯收入低于当年监测线（2021 年不低于 6000 元，各省调整）(the range: below the year's line, "
+         "6,000 yuan floor in 2021), 中农组发〔2021〕7号; monitoring.range_line", monitoring_eliminated_inside_range),
 )}
 
 

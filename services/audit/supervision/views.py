@@ -40,7 +40,9 @@ async def anomalies(request: Request, area: str | None = None, as_of: QueryDate 
     area = effective_area(principal, area)
     extras, settings = request.app.state.audit, request.app.state.settings
     ctx = Context(area=area, as_of=as_of or default_as_of(settings), no_visit_days=settings.no_visit_days,
-                  lookup_grace_days=extras.lookup_grace_days, limit=limit)
+                  lookup_grace_days=extras.lookup_grace_days, limit=limit,
+                  monitoring_lead_days=extras.monitoring_lead_days,
+                  monitoring_measure_grace_days=extras.monitoring_measure_grace_days)
     async with request.app.state.sessionmaker() as session:
         result = await find_anomalies(session, ctx, rule)
     result["rules"] = [{"code": r.code, "title": r.title, "title_en": r.title_en, "severity": r.severity,
@@ -94,3 +96,22 @@ async def partner_access(request: Request, client_id: str | None = None, househo
             session, principal, client_id=client_id, household_id=household_id, person_id=person_id,
             kind=kind, cursor=cursor, limit=limit)
     return {"items": items, "next_cursor": str(next_cursor) if next_cursor else None}
+
+
+@router.get("/monitoring", summary="The monitoring loop (防止返贫动态监测): objects by category, status and step, "
+                                   "time from lead to identification and to first measure, overdue leads and "
+                                   "objects without measures")
+async def monitoring(request: Request, area: str | None = None, as_of: QueryDate | None = None,
+                     cursor: str | None = None,
+                     objects_cursor: Annotated[str | None, Query(description="cursor of the objects-without-"
+                                                                             "measures list")] = None,
+                     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                     principal: Principal = Depends(require_scopes("audit:read"))) -> dict:
+    from services.audit.monitoring.service import monitoring_report
+    area = effective_area(principal, area)
+    extras = request.app.state.audit
+    async with request.app.state.sessionmaker() as session:
+        return await monitoring_report(session, area=area, as_of=as_of or default_as_of(request.app.state.settings),
+                                       lead_days=extras.monitoring_lead_days,
+                                       grace_days=extras.monitoring_measure_grace_days, limit=limit, cursor=cursor,
+                                       objects_cursor=objects_cursor)
