@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from services.benefits.consumer import run_registry_consumer
 from services.benefits.dead_letters.views import router as dead_letters_router
 from services.benefits.entitlements.views import router as entitlements_router
+from services.benefits.monitoring.views import router as monitoring_router
 from services.benefits.partners.views import router as partners_router
 from services.benefits.credit.views import router as credit_router
 from services.benefits.settlement.views import router as settlement_router
@@ -76,7 +77,7 @@ def create_app(settings: BenefitsSettings | None = None) -> FastAPI:
         # Unknown query parameters on any GET are a 422 (shared/query_params.py).
         routers=[strict_query_parameters(entitlements_router, policy_router, recompute_router, simulation_router,
                                          partners_router, credit_router, settlement_router, villages_router,
-                                         dead_letters_router)],
+                                         dead_letters_router, monitoring_router)],
         background=[run_registry_consumer, watch_publications],
         # Publications after the files and before the jobs: a resumed job computes with them.
         on_startup=[load_packs_or_refuse, load_publications_or_refuse, start_recompute_jobs],

@@ -14,6 +14,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.benefits.entitlements.service import recompute_household, recompute_households
+from services.benefits.monitoring.service import record_observation
 from shared.policy import PackRegistry
 from services.benefits.tables import dead_letters, household_snapshots, processed_events, villages
 from services.benefits.partners.lookup import index_persons
@@ -67,6 +68,7 @@ async def store_snapshot(session: AsyncSession, snapshot: dict, observed_on: dat
         await session.execute(update(household_snapshots)
                               .where(household_snapshots.c.household_id == snapshot["id"]).values(**values))
     await index_persons(session, snapshot, observed_on)  # partner look-up by ID number, status history, insurers' roster
+    await record_observation(session, snapshot, observed_on)  # income history for risk elimination
     return True
 
 

@@ -135,3 +135,20 @@ policy_publications = Table(
     Column("recompute_job_id", String(40), nullable=True),
     UniqueConstraint("name", "version", name="uq_policy_publications_name_version"),
 )
+
+# Income facts of each stored household version with the day the registry recorded it (0010): the
+# history risk elimination reads (how long income has been above the monitoring range). A row is
+# written only when the facts differ from the household's previous row.
+income_observations = Table(
+    "income_observations", metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("household_id", String(40), nullable=False),
+    Column("household_version", Integer, nullable=False),
+    Column("observed_on", Date, nullable=False),
+    Column("income_year", Integer, nullable=True),
+    Column("per_capita_net", Numeric(14, 2), nullable=True),
+    Column("living_members", Integer, nullable=False),
+    Column("rigid_total", Numeric(14, 2), nullable=True),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    Index("ix_income_observations_household", "household_id", "observed_on"),
+)

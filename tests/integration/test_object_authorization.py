@@ -136,6 +136,8 @@ CASES: dict[tuple[str, str, str], list[Case]] = {
         Case({"household_id": "hh_b"}, "benefits:read")],
     ("benefits", "GET", "/v1/households/{household_id}/entitlements/history"): [
         Case({"household_id": "hh_b"}, "benefits:read")],
+    ("benefits", "GET", "/v1/households/{household_id}/monitoring/elimination"): [
+        Case({"household_id": "hh_b"}, "benefits:read")],
     ("benefits", "GET", "/v1/jobs/{job_id}"): [
         Case({"job_id": "job_b"}, "benefits:read", note="a job over area B"),
         Case({"job_id": "job_all"}, "benefits:read", note="a job over every area")],

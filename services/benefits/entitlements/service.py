@@ -23,6 +23,7 @@ from sqlalchemy import delete, insert, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.policy import PackRegistry
+from services.benefits.monitoring.service import Trigger, load_histories, needs_history, risk_detected_event
 from services.benefits.tables import assessments, entitlement_history, entitlements, household_snapshots, outbox
 from shared.config import TOPIC_BENEFITS
 from shared.events import Envelope, utcnow
@@ -33,9 +34,10 @@ from shared.outbox import lane_of, signed_payload
 _CHUNK = 500
 
 
-def evaluation_as_json(household: dict, as_of: date, packs: PackRegistry | None = None) -> dict:
+def evaluation_as_json(household: dict, as_of: date, packs: PackRegistry | None = None,
+                       income_history=None) -> dict:
     from services.benefits.engine import evaluate
-    return evaluate(household, as_of, packs).model_dump(mode="json")
+    return evaluate(household, as_of, packs, income_history).model_dump(mode="json")
 
 
 def _key(item: dict) -> tuple[str, str]:
@@ -124,8 +126,12 @@ def _row_changes(stored: dict, new: dict[Any, dict], compared: tuple[str, ...]) 
 
 
 def diff_household(snapshot: dict, evaluation: dict, stored_entitlements: list, stored_assessments: list, *,
-                   cause_event_id: str | None, actor: str | None, now: datetime) -> HouseholdChanges:
-    """Pure: the decisions and row changes that take the stored state to ``evaluation``."""
+                   cause_event_id: str | None, actor: str | None, now: datetime,
+                   trigger: Trigger = "registry_change") -> HouseholdChanges:
+    """Pure: the decisions and row changes that take the stored state to ``evaluation``.
+
+    ``trigger`` names what made the recompute (a registry change, or a threshold change: a policy
+    publication or recompute job) for the automatic monitoring lead (``monitoring.risk_detected``)."""
     household_id, version = snapshot["id"], snapshot["version"]
     village = snapshot.get("village") or {}
     policy = evaluation["policy"]
@@ -162,6 +168,9 @@ def diff_household(snapshot: dict, evaluation: dict, stored_entitlements: list, 
     changes.entitlement_deletes = [(household_id, program, person_key) for program, person_key in deletes]
 
     old_assessments = {r.kind: r for r in stored_assessments}
+    previous_range = old_assessments.get("monitoring_range")
+    lead = risk_detected_event(snapshot, evaluation, None if previous_range is None else previous_range.result,
+                               trigger=trigger, actor=actor)
     assessment_rows = {}
     for item in evaluation["assessments"]:
         kind = item["kind"]
@@ -177,6 +186,8 @@ def diff_household(snapshot: dict, evaluation: dict, stored_entitlements: list, 
                                  "unmet": item["unmet"], "explanation": item.get("explanation") or [],
                                  "source": item.get("source") or {}, "household_version": version,
                                  "updated_at": now}
+    if lead is not None:  # after the assessment.changed it comes with, in the same transaction
+        changes.events.append(lead)
     deletes, changes.assessment_inserts = _row_changes(old_assessments, assessment_rows, _ASSESSMENT_COMPARED)
     changes.assessment_deletes = [(household_id, kind) for kind in deletes]
     return changes
@@ -229,19 +240,23 @@ class RecomputeResult:
 
 async def recompute_households(session: AsyncSession, snapshots: Sequence[dict], as_of: date, *,
                                cause_event_id: str | None, actor: str | None = None,
-                               packs: PackRegistry | None = None) -> RecomputeResult:
+                               packs: PackRegistry | None = None,
+                               trigger: Trigger = "registry_change") -> RecomputeResult:
     """Evaluate many households and persist what changed, in the caller's transaction."""
     result = RecomputeResult(households=len(snapshots))
     if not snapshots:
         return result
     stored_entitlements, stored_assessments = await load_current(session, [s["id"] for s in snapshots])
+    # Only monitored households are judged for risk elimination, so only theirs is read.
+    histories = await load_histories(session, [s["id"] for s in snapshots if needs_history(s)])
     now = utcnow()
     all_changes = []
     for snapshot in snapshots:
-        evaluation = evaluation_as_json(snapshot, as_of, packs)
+        history = histories.get(snapshot["id"], []) if needs_history(snapshot) else None
+        evaluation = evaluation_as_json(snapshot, as_of, packs, history)
         changes = diff_household(snapshot, evaluation, stored_entitlements.get(snapshot["id"], []),
                                  stored_assessments.get(snapshot["id"], []),
-                                 cause_event_id=cause_event_id, actor=actor, now=now)
+                                 cause_event_id=cause_event_id, actor=actor, now=now, trigger=trigger)
         if changes.writes:
             all_changes.append(changes)
             result.households_changed += bool(changes.events)

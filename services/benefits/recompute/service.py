@@ -90,7 +90,8 @@ async def run_batch(session: AsyncSession, job_id: str, packs: PackRegistry | No
         return False
     result = await recompute_households(session, [row.snapshot for row in rows], job.as_of or today_in_china(),
                                         cause_event_id=f"recompute:{job_id}",
-                                        actor=job.requested_by or "benefits-recompute", packs=packs)
+                                        actor=job.requested_by or "benefits-recompute", packs=packs,
+                                        trigger="threshold_change")
     await session.execute(update(recompute_jobs).where(recompute_jobs.c.id == job_id).values(
         status="running", started_at=job.started_at or now, processed=recompute_jobs.c.processed + len(rows),
         changed=recompute_jobs.c.changed + result.households_changed,

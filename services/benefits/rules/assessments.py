@@ -272,8 +272,8 @@ def risk_causes(household: Household, assessment: Assessment) -> list[str]:
 
 
 def whole_months(start: dt.date, end: dt.date) -> int:
-    """Whole calendar months from start to end (31 Jan -> 30 Jun is 4; -> 31 Jul is 6; -> 28 Feb counts
-    February as whole when it is the month's last day)."""
+    """Whole calendar months from start to end: 15 Mar -> 14 Sep is 5, -> 15 Sep is 6; a month's last
+    day completes it (31 Aug -> 28 Feb is 6, 31 Jan -> 30 Jun is 5)."""
     if end < start:
         return 0
     months = (end.year - start.year) * 12 + end.month - start.month
