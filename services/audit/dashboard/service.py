@@ -483,3 +483,82 @@ async def ledger_summary(session: AsyncSession) -> dict[str, Any]:
                             "daily": "每日 (daily)"}.get(trigger, "手动 (manual)")}
     return {"records": int(records or 0), "checkpoint": view, "skipped_empty": found["skipped_empty"],
             "only_empty": checkpoint is None and found["latest"] is not None}
+
+
+# ---------------------------------------------------------------- monitoring (防止返贫动态监测)
+
+MONITORING_CATEGORY_LABELS = {"unstable_exited": "脱贫不稳定户 (unstable exited)",
+                              "marginal_at_risk": "边缘易致贫户 (marginal, at risk)",
+                              "sudden_hardship": "突发严重困难户 (sudden hardship)", "unknown": "未注明 (not given)"}
+MONITORING_STATUS_LABELS = {"identifying": ("核查认定中", "identifying"), "monitored": ("监测帮扶中", "monitored"),
+                            "eliminating": ("风险消除程序中", "eliminating"), "eliminated": ("已消除风险", "eliminated"),
+                            "dismissed": ("核查排除", "dismissed")}
+MONITORING_STEP_LABELS = {
+    "risk_warning": "风险预警", "home_verification": "入户核实", "household_commitment": "农户承诺授权",
+    "information_comparison": "信息比对", "democratic_appraisal": "民主评议", "village_notice": "村级公示",
+    "township_review": "乡镇审核", "county_approval": "县级审定", "data_entry": "录入系统",
+    "propose_elimination": "提出风险消除", "township_confirmation": "乡镇确认", "county_confirmation": "县级确认"}
+MONITORING_PROCEDURE_LABELS = {"identification": "核查认定 (identification)", "elimination": "风险消除 (elimination)"}
+MONITORING_CATEGORY_COLUMNS = [Column("category_label", "监测对象类别", "category"),
+                               *[Column(s, zh, en) for s, (zh, en) in MONITORING_STATUS_LABELS.items()],
+                               Column("total", "合计", "total")]
+MONITORING_STEP_COLUMNS = [Column("procedure_label", "程序", "procedure"), Column("step_label", "最近完成步骤",
+                                                                                  "last completed step"),
+                           Column("step", "步骤代码", "step code"), Column("objects", "监测对象数", "objects")]
+MONITORING_OVERDUE_COLUMNS = [Column("kind_label", "逾期事项", "overdue item"),
+                              Column("household_id", "户", "household"), Column("village_code", "村代码", "village code"),
+                              Column("item_id", "线索或监测对象", "lead or object"), Column("since", "起算日期", "since"),
+                              Column("days", "天数", "days"), Column("detail", "情况", "detail")]
+
+
+async def monitoring_tables(session: AsyncSession, f: Filters, *, lead_days: int,
+                            grace_days: int) -> tuple[dict[str, Any], Table, Table, Table]:
+    """The monitoring section: objects by category × status and by last completed step as of the page's
+    date, the lead-to-identification and identification-to-first-measure times, and the overdue items."""
+    from services.audit.monitoring.service import monitoring_report
+    found = await monitoring_report(session, area=f.scope, as_of=f.as_of, lead_days=lead_days,
+                                    grace_days=grace_days, limit=OVERDUE_PAGE)
+    objects = found["objects"]
+    by = {(r["category"], r["status"]): r["objects"] for r in objects["by_category_status"]}
+    categories = [c for c in MONITORING_CATEGORY_LABELS if c in objects["by_category"]] + \
+        [c for c in objects["by_category"] if c not in MONITORING_CATEGORY_LABELS]
+    category_rows = [{"category": c, "category_label": MONITORING_CATEGORY_LABELS.get(c, c),
+                      **{s: by.get((c, s), 0) for s in MONITORING_STATUS_LABELS}, "total": objects["by_category"][c]}
+                     for c in categories]
+    if category_rows:
+        category_rows.append({"category": "", "category_label": "合计 (total)", "total": objects["total"],
+                              **{s: objects["by_status"].get(s, 0) for s in MONITORING_STATUS_LABELS}})
+    step_rows = [{"procedure": r["procedure"] or "", "procedure_label": MONITORING_PROCEDURE_LABELS.get(
+                     r["procedure"], r["procedure"] or "—"),
+                  "step": r["step"] or "", "step_label": f"{MONITORING_STEP_LABELS.get(r['step'], r['step'])} "
+                  f"({r['step']})" if r["step"] else "尚无步骤 (no step yet)", "objects": r["objects"]}
+                 for r in objects["by_step"]]
+    overdue_rows = [{"kind": "lead", "kind_label": "线索逾期未核实 (lead not verified)",
+                     "household_id": i["household_id"], "village_code": i["village_code"] or "",
+                     "item_id": i["lead_id"], "since": i["reported_on"], "days": i["days_open"],
+                     "detail": f"{i['channel']}：{'、'.join(i['risk_causes'])}；超过 {lead_days} 天 / more than "
+                               f"{lead_days} days"} for i in found["overdue_leads"]["items"]]
+    overdue_rows += [{"kind": "object", "kind_label": "未落实帮扶措施 (no assistance measure)",
+                      "household_id": i["household_id"], "village_code": i["village_code"] or "",
+                      "item_id": i["case_no"] or i["object_id"], "since": i["identified_on"],
+                      "days": i["days_since_identification"],
+                      "detail": f"{MONITORING_CATEGORY_LABELS.get(i['category'], i['category'])}；认定后超过 "
+                                f"{grace_days} 天无帮扶措施 / no measure more than {grace_days} days after identification"}
+                     for i in found["objects_without_measures"]["items"]]
+    more = bool(found["overdue_leads"]["next_cursor"] or found["objects_without_measures"]["next_cursor"])
+    summary = {"objects": objects["total"], "leads_open": found["leads"]["open"],
+               "leads_overdue": found["leads"]["overdue"], "durations": found["durations"],
+               "lead_days": lead_days, "grace_days": grace_days}
+    return (summary,
+            Table("monitoring", "监测对象（按类别与状态）", "Monitoring objects by category and status",
+                  MONITORING_CATEGORY_COLUMNS, category_rows,
+                  note=f"状态为评估日期 {f.as_of.isoformat()} 当日 / status as of {f.as_of.isoformat()}"),
+            Table("monitoring_steps", "监测对象（按最近完成步骤）", "Monitoring objects by last completed step",
+                  MONITORING_STEP_COLUMNS, step_rows),
+            Table("monitoring_overdue", "监测逾期事项", "Overdue monitoring items", MONITORING_OVERDUE_COLUMNS,
+                  overdue_rows, more,
+                  f"每类仅显示前 {OVERDUE_PAGE} 项；完整清单见 /v1/supervision/monitoring / first {OVERDUE_PAGE} of "
+                  "each kind" if more else None))
+
+
+OVERDUE_PAGE = 100

@@ -2,7 +2,8 @@
 
 Pages: ``/dashboard`` (overview), ``/dashboard/villages/{code}`` (a village's households),
 ``/dashboard/households/{id}`` (decision history, entitlements in force, anomalies, a link to the
-registry's case file), ``/dashboard/anomalies``; every table downloads as
+registry's case file), ``/dashboard/anomalies``, ``/dashboard/monitoring`` (the overview's monitoring section
+on its own); every table downloads as
 ``/dashboard/export/{table}.csv`` or ``.xlsx`` with the page's filters. What the pages compute is in
 ``service.py``; this module only reads the request and renders.
 
@@ -44,7 +45,8 @@ COOKIE = "jz_dashboard_token"
 templates = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
                         autoescape=select_autoescape(["html"]))
 _bearer = HTTPBearer(auto_error=False)
-EXPORTABLE = ("progress", "villages", "benefits", "credit", "anomalies", "households", "entitlements", "decisions")
+EXPORTABLE = ("progress", "villages", "benefits", "credit", "anomalies", "households", "entitlements", "decisions",
+              "monitoring", "monitoring_steps", "monitoring_overdue")
 
 
 def content_security_policy(nonce: str) -> str:
@@ -140,6 +142,11 @@ def _extras(request: Request) -> dict:
             "monitoring_measure_grace_days": extras.monitoring_measure_grace_days}
 
 
+def _monitoring_days(request: Request) -> dict:
+    extras = request.app.state.audit
+    return {"lead_days": extras.monitoring_lead_days, "grace_days": extras.monitoring_measure_grace_days}
+
+
 @router.get("/dashboard", response_class=HTMLResponse, summary="Supervision dashboard (HTML)")
 async def dashboard(request: Request, q: PageQuery = Depends(), principal: Principal = Depends(dashboard_principal)):
     if (redirect := token_redirect(request)) is not None:
@@ -154,6 +161,8 @@ async def dashboard(request: Request, q: PageQuery = Depends(), principal: Princ
         credit, credit_rows = await service.credit_table(session, f)
         counts, anomalies = await service.anomaly_table(session, f, **_extras(request))
         coverage_banner = await national_only_regions(session, f.scope, f.as_of)
+        monitoring, monitoring_categories, monitoring_steps, monitoring_overdue = await service.monitoring_tables(
+            session, f, **_monitoring_days(request))
     for block in blocks:
         years = block["years"]
         series = [("已脱贫人数", "exited people", [y["exited_people"] for y in years])]
@@ -180,7 +189,9 @@ async def dashboard(request: Request, q: PageQuery = Depends(), principal: Princ
         **ctx, "ledger": ledger, "progress": blocks, "villages": villages, "incidence_chart": incidence_chart,
         "benefit_groups": groups, "credit": credit, "credit_table": credit_rows, "anomalies": anomalies,
         "anomaly_total": len(anomalies.rows), "anomaly_chart": anomaly_chart, "village_exit": village_exit,
-        "coverage_banner": coverage_banner})
+        "coverage_banner": coverage_banner, "monitoring": monitoring, "monitoring_categories": monitoring_categories,
+        "monitoring_steps": monitoring_steps, "monitoring_overdue": monitoring_overdue,
+        "monitoring_statuses": service.MONITORING_STATUS_LABELS})
 
 
 def not_applicable_villages(section: dict, villages: list[dict]) -> dict:
@@ -259,6 +270,20 @@ async def anomalies_page(request: Request, q: PageQuery = Depends(),
                                      "counts": [(code, RULES[code].title, n) for code, n in counts.items()]})
 
 
+@router.get("/dashboard/monitoring", response_class=HTMLResponse, include_in_schema=False)
+async def monitoring_page(request: Request, q: PageQuery = Depends(),
+                          principal: Principal = Depends(dashboard_principal)):
+    if (redirect := token_redirect(request)) is not None:
+        return redirect
+    f = q.filters(request, principal)
+    async with request.app.state.sessionmaker() as session:
+        monitoring, categories, steps, overdue = await service.monitoring_tables(session, f, **_monitoring_days(request))
+    return render("monitoring.html", {**page_context(request, f, q), "monitoring": monitoring,
+                                      "monitoring_categories": categories, "monitoring_steps": steps,
+                                      "monitoring_overdue": overdue,
+                                      "monitoring_statuses": service.MONITORING_STATUS_LABELS})
+
+
 @router.get("/dashboard/export/{filename}", include_in_schema=False)
 async def export(request: Request, filename: str, q: PageQuery = Depends(),
                  household: str | None = Query(None, description="household id (entitlements, decisions)"),
@@ -301,5 +326,8 @@ async def export_table(request: Request, session, name: str, f: Filters, househo
         return (await service.credit_table(session, f))[1]
     if name == "anomalies":
         return (await service.anomaly_table(session, f, **_extras(request)))[1]
+    if name.startswith("monitoring"):
+        tables = (await service.monitoring_tables(session, f, **_monitoring_days(request)))[1:]
+        return next(t for t in tables if t.name == name)
     return await service.household_table(session, f)
 

@@ -11,6 +11,7 @@ import asyncio
 import struct
 import zlib
 from pathlib import Path
+from types import SimpleNamespace
 
 import uvicorn
 
@@ -19,6 +20,7 @@ from shared.auth import mint_token
 from shared.config import AuditSettings
 from tests.integration.audit.test_dashboard_browser import ARTIFACTS, chromium_binary, free_port
 from tests.integration.audit.test_dashboard_truthful import VILLAGE_A, populate
+from tests.integration.audit.test_monitoring_loop import seed_district
 
 SHOTS = ARTIFACTS / "screenshots"
 WIDTHS = {"desktop": (1366, 900), "phone": (390, 844)}
@@ -54,7 +56,8 @@ VIEWS = {
     # view: (path, figures the DOM must hold)
     "overview": ("/dashboard?as_of=2020-06-30",
                  ["截至", "评估日期", "2020-06-30", "最低生活保障（低保）", "470.00 元/月", "20,000.00 元",
-                  "扶贫小额信贷", "100,000.00 元", "5.00%", "无贫困人口 / no poor people", "ganzhou-2016", "202400"]),
+                  "扶贫小额信贷", "100,000.00 元", "5.00%", "无贫困人口 / no poor people", "ganzhou-2016", "202400",
+                  "防止返贫动态监测", "/dashboard/monitoring"]),
     "village": (f"/dashboard/villages/{VILLAGE_A}?as_of=2020-06-30",
                 ["新村村", ">40<", ">5.00%<", "hh-1", "hh-2", "hh-3", "已脱贫 (exited)", "********"]),
     "household": ("/dashboard/households/hh-1?as_of=2020-06-30",
@@ -62,6 +65,12 @@ VIEWS = {
                    "完好 (intact)", "/v1/households/hh-1/file"]),
     "anomalies": ("/dashboard/anomalies?as_of=2020-06-30",
                   ["待处理异常清单", "未达标强制退出", "hh-3", "长期未入户走访"]),
+    # the overview's monitoring section (issue 13) on its own page, on a date the loop has run (headless
+    # Chromium's --screenshot ignores a #fragment: the page it would scroll to comes out blank)
+    "monitoring": ("/dashboard/monitoring?as_of=2021-06-30&area=360703105",
+                   ["防止返贫动态监测", 'id="monitoring-objects">5<', "边缘易致贫户 (marginal, at risk)",
+                    "录入系统 (data_entry)", "线索逾期未核实 (lead not verified)", "ld-old", "JC-mo-c",
+                    "/dashboard/households/hh-f", "P90 20 · n = 3", "未落实帮扶措施 (no assistance measure)"]),
 }
 
 
@@ -79,6 +88,7 @@ async def test_every_view_at_desktop_and_phone_width(tmp_path):
         while not server.started:
             await asyncio.sleep(0.05)
         await populate(app)
+        await seed_district(SimpleNamespace(app=app))  # monitoring leads and objects (test_monitoring_loop)
         token = mint_token(settings, "audit:read")
         for view, (path, figures) in VIEWS.items():
             url = f"http://127.0.0.1:{port}{path}&token={token}"  # the page moves the token into a cookie
