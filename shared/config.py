@@ -203,6 +203,11 @@ class RegistrySettings(ServiceSettings):
     import_stale_after_s: float = Field(300.0, gt=0)
     import_max_unpacked_bytes: int = Field(1 << 30, gt=0)  # XLSX, all archive members inflated
     import_max_compression_ratio: float = Field(50.0, gt=1)  # XLSX, per member (real ledgers: 5–15)
+    # Monitoring against a return to poverty (services/registry/monitoring/, docs/monitoring.md): the village
+    # notice period (村级公示) of identification and risk elimination, in days; and the consumer of benefits'
+    # monitoring.risk_detected on jz.benefits.v1 that records platform leads (off: no automatic leads).
+    monitoring_notice_days: int = Field(5, ge=0)
+    monitoring_consumer: bool = True
 
 
 class BenefitsSettings(ServiceSettings):

@@ -12,6 +12,8 @@ from services.registry.households.member_views import router as members_router
 from services.registry.households.views import router as households_router
 from services.registry.imports.jobs import shutdown_import_jobs
 from services.registry.imports.views import router as imports_router
+from services.registry.monitoring.consumer import run_monitoring_consumer
+from services.registry.monitoring.views import router as monitoring_router
 from services.registry.peers import Peers
 from services.registry.villages.views import router as villages_router
 from services.registry.visits.views import router as visits_router
@@ -30,6 +32,10 @@ IDEMPOTENT_POSTS = (
     "/v1/households/{household_id}/members/{person_id}/move",
     "/v1/cadres", "/v1/households/{household_id}/pairings", "/v1/imports", "/v1/areas:bulk",
     "/v1/visits", "/v1/visits:batch",
+    # monitoring (services/registry/monitoring/): leads are idempotent by client_lead_id as well
+    "/v1/monitoring/leads", "/v1/monitoring/leads:batch", "/v1/monitoring/leads:import",
+    "/v1/monitoring/leads/{lead_id}/dismiss", "/v1/monitoring/objects",
+    "/v1/monitoring/objects/{object_id}/transitions", "/v1/monitoring/objects/{object_id}/measures",
 )
 
 
@@ -44,9 +50,12 @@ def create_app(settings: RegistrySettings | None = None, *,
                     "change is published to `jz.registry.v1` through the transactional outbox.",
         # Unknown query parameters on any GET are a 422 (shared/query_params.py).
         routers=[strict_query_parameters(households_router, members_router, workflows_router, visits_router,
-                                         cadres_router, villages_router, imports_router, case_file_router)],
+                                         cadres_router, villages_router, imports_router, case_file_router,
+                                         monitoring_router)],
         idempotent_posts=IDEMPOTENT_POSTS,
         on_shutdown=[shutdown_import_jobs],  # queued imports are dropped and say so; none is left "running"
+        # monitoring.risk_detected from benefits → platform leads (JZ_REGISTRY_MONITORING_CONSUMER)
+        background=[run_monitoring_consumer],
     )
     app = create_service_app(spec, settings)
     app.state.clock = china_now

@@ -1,8 +1,9 @@
-"""The registry's one call to benefits: ``POST /v1/evaluate`` for the exit-readiness assessment.
+"""The registry's calls to benefits: ``POST /v1/evaluate`` for the exit-readiness assessment, and
+``GET /v1/households/{id}/monitoring/elimination`` for the risk-elimination criteria of a monitoring object.
 
 The HTTP transport is injectable (``httpx.MockTransport`` in tests, ``httpx.ASGITransport`` to run
 against the real benefits app in-process); the registry authenticates with a service token, scope
-``benefits:evaluate``: minted by the development issuer in the embedded profile, obtained from the
+``benefits:evaluate`` (``benefits:read`` for the elimination answer): minted by the development issuer in the embedded profile, obtained from the
 external issuer with client credentials in production (``JZ_REGISTRY_SERVICE_TOKEN_URL``,
 ``JZ_REGISTRY_SERVICE_CLIENT_ID``, ``JZ_REGISTRY_SERVICE_CLIENT_SECRET``).
 """
@@ -28,19 +29,20 @@ class BenefitsClient:
     def __init__(self, settings: RegistrySettings, transport: httpx.AsyncBaseTransport | None = None,
                  timeout_s: float = 10.0) -> None:
         self.settings, self.transport, self.timeout_s = settings, transport, timeout_s
-        self._token: tuple[str, float] | None = None
+        self._tokens: dict[str, tuple[str, float]] = {}  # scope → (token, expires at)
 
-    async def _service_token(self) -> str:
-        if self._token is None or self._token[1] < time.time() + 60:
+    async def _service_token(self, scope: str = "benefits:evaluate") -> str:
+        token = self._tokens.get(scope)
+        if token is None or token[1] < time.time() + 60:
             if self.settings.profile == "production":
-                self._token = await self._issuer_token()
+                token = await self._issuer_token(scope)
             else:
                 ttl = 600
-                self._token = (mint_token(self.settings, ["benefits:evaluate"], subject=SERVICE_SUBJECT,
-                                          ttl_s=ttl), time.time() + ttl)
-        return self._token[0]
+                token = (mint_token(self.settings, [scope], subject=SERVICE_SUBJECT, ttl_s=ttl), time.time() + ttl)
+            self._tokens[scope] = token
+        return token[0]
 
-    async def _issuer_token(self) -> tuple[str, float]:
+    async def _issuer_token(self, scope: str) -> tuple[str, float]:
         """Client credentials at the external issuer (there is no development issuer in production)."""
         s = self.settings
         if not (s.service_token_url and s.service_client_id and s.service_client_secret):
@@ -51,7 +53,7 @@ class BenefitsClient:
         try:
             async with httpx.AsyncClient(transport=self.transport, timeout=self.timeout_s) as client:
                 response = await client.post(s.service_token_url, data={"grant_type": "client_credentials",
-                                                                        "scope": "benefits:evaluate"},
+                                                                        "scope": scope},
                                              auth=(s.service_client_id, s.service_client_secret))
             response.raise_for_status()
             body = response.json()
@@ -86,3 +88,35 @@ class BenefitsClient:
                 return ExitReadiness.from_assessment(assessment), {
                     **assessment, "policy": (evaluation.get("policy") or {}).get("pack"), "as_of": as_of.isoformat()}
         return ExitReadiness(ready=False, unmet=(NOT_ASSESSED,)), None
+
+    async def monitoring_elimination(self, household_id: str, as_of: date) -> dict:
+        """Benefits' risk-elimination answer ``{household_id, eligible, months_above_range, above_range_since,
+        explanation, source, as_of}``. Benefits not knowing the household is an answer too (not eligible,
+        saying so); benefits down or failing is 503 / 502 and nothing is changed."""
+        headers = {"Authorization": f"Bearer {await self._service_token('benefits:read')}"}
+        try:
+            async with httpx.AsyncClient(base_url=self.settings.benefits_url, transport=self.transport,
+                                         timeout=self.timeout_s) as client:
+                response = await client.get(f"/v1/households/{household_id}/monitoring/elimination",
+                                            params={"as_of": as_of.isoformat()}, headers=headers)
+        except httpx.HTTPError as exc:
+            raise Problem(503, "Benefits service unavailable",
+                          f"Could not reach benefits to assess risk elimination ({type(exc).__name__}); "
+                          "nothing was changed, retry later.", type_=UNAVAILABLE) from exc
+        if response.status_code == 404:
+            return {"household_id": household_id, "eligible": False, "months_above_range": None,
+                    "above_range_since": None, "as_of": as_of.isoformat(), "source": None,
+                    "explanation": [{"condition": "benefits_knows_household", "value": False, "passed": False}]}
+        if response.status_code != 200:
+            raise Problem(503 if response.status_code >= 500 else 502, "Benefits evaluation failed",
+                          f"benefits answered {response.status_code}; nothing was changed.", type_=UNAVAILABLE,
+                          upstream_status=response.status_code)
+        try:
+            body = response.json()
+        except ValueError as exc:
+            raise Problem(502, "Benefits evaluation failed", "benefits answered something other than JSON; "
+                          "nothing was changed.", type_=UNAVAILABLE, upstream_status=200) from exc
+        if not isinstance(body, dict) or not isinstance(body.get("eligible"), bool):
+            raise Problem(502, "Benefits evaluation failed", "benefits' elimination answer has no boolean "
+                          "eligible; nothing was changed.", type_=UNAVAILABLE, upstream_status=200)
+        return body

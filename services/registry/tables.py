@@ -1,9 +1,10 @@
 """The registry's own tables (its database is private to it)."""
 from __future__ import annotations
 
-from sqlalchemy import (BigInteger, Boolean, Column, DateTime, Index, Integer, JSON, MetaData, String, Table,
+from sqlalchemy import (BigInteger, Boolean, Column, Date, DateTime, Index, Integer, JSON, MetaData, String, Table,
                         Text)
 
+from shared.dead_letters import define_dead_letters
 from shared.idempotency_table import define_idempotency_keys
 from shared.outbox import define_outbox, define_relay_epochs
 
@@ -206,3 +207,104 @@ import_jobs = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("finished_at", DateTime(timezone=True), nullable=True),
 )
+
+
+# ------------------------------------------------------------------ monitoring against a return to poverty (0006)
+# docs/monitoring.md. Area columns copy the household's at write time, so lists filter without the snapshot.
+
+# Leads (监测线索): self-reports, cadre observations, departments' pushes, supervision, platform analysis.
+monitoring_leads = Table(
+    "monitoring_leads", metadata,
+    Column("id", String(40), primary_key=True),
+    Column("client_lead_id", String(80), nullable=False, unique=True),  # a uuid, "benefits:<event>", "import:…"
+    Column("household_id", String(40), nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("risk_causes", JSON, nullable=False),
+    Column("reported_at", DateTime(timezone=True), nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    Column("recorded_by", String(128), nullable=False),
+    Column("status", String(16), nullable=False),  # open verifying dismissed merged
+    Column("merged_into", String(40), nullable=True),  # the open lead or monitoring object it was attached to
+    Column("monitoring_object_id", String(40), nullable=True),
+    Column("notes", Text, nullable=True),
+    Column("source_event_id", String(64), nullable=True),
+    Column("dismiss_reason", Text, nullable=True),
+    Column("version", Integer, nullable=False),
+    Column("region_code", String(12), nullable=True),
+    Column("township_code", String(16), nullable=True),
+    Column("village_code", String(16), nullable=True),
+    Index("ix_monitoring_leads_household", "household_id", "status"),
+    Index("ix_monitoring_leads_status", "status", "recorded_at", "id"),
+    Index("ix_monitoring_leads_village", "village_code", "status", "recorded_at"),
+)
+
+# Monitoring objects (监测对象): one row per case; a household may be one several times over the years.
+monitoring_objects = Table(
+    "monitoring_objects", metadata,
+    Column("id", String(40), primary_key=True),
+    Column("household_id", String(40), nullable=False),
+    Column("case_no", Integer, nullable=False),
+    # = household_id while the case is open, NULL once eliminated or dismissed: the unique index keeps one
+    # open case per household on every database (NULLs never collide).
+    Column("open_household_id", String(40), nullable=True, unique=True),
+    Column("category", String(24), nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("lead_ids", JSON, nullable=False),
+    Column("risk_causes", JSON, nullable=False),
+    Column("assigned_cadre", String(40), nullable=True),
+    Column("procedure", String(16), nullable=True),
+    Column("step", String(32), nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("notice_started_at", DateTime(timezone=True), nullable=True),
+    Column("notice_ends_at", DateTime(timezone=True), nullable=True),
+    Column("last_actor", String(128), nullable=True),
+    Column("step_at", DateTime(timezone=True), nullable=False),  # when the current step was reached
+    Column("opened_at", DateTime(timezone=True), nullable=False),
+    Column("identified_at", DateTime(timezone=True), nullable=True),
+    Column("first_measure_at", DateTime(timezone=True), nullable=True),
+    Column("eliminated_at", DateTime(timezone=True), nullable=True),
+    Column("closed_at", DateTime(timezone=True), nullable=True),
+    Column("version", Integer, nullable=False),
+    Column("region_code", String(12), nullable=True),
+    Column("township_code", String(16), nullable=True),
+    Column("village_code", String(16), nullable=True),
+    Index("ix_monitoring_objects_household", "household_id", "case_no", unique=True),
+    Index("ix_monitoring_objects_status", "status", "step", "step_at"),
+    Index("ix_monitoring_objects_category", "category", "status", "id"),
+    Index("ix_monitoring_objects_village", "village_code", "status", "id"),
+)
+
+# Every step of every monitoring object (actor, evidence, time): append-only.
+monitoring_steps = Table(
+    "monitoring_steps", metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("object_id", String(40), nullable=False),
+    Column("object_version", Integer, nullable=False),
+    Column("procedure", String(16), nullable=False),
+    Column("step", String(32), nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("reason", Text, nullable=True),
+    Column("evidence", JSON, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Index("ix_monitoring_steps_object", "object_id", "id"),
+)
+
+# Assistance measures (帮扶措施) of a monitoring object.
+monitoring_measures = Table(
+    "monitoring_measures", metadata,
+    Column("id", String(40), primary_key=True),
+    Column("object_id", String(40), nullable=False),
+    Column("household_id", String(40), nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("risk_cause", String(32), nullable=True),
+    Column("responsible", String(128), nullable=False),
+    Column("start_date", Date, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("notes", Text, nullable=True),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    Column("recorded_by", String(128), nullable=False),
+    Index("ix_monitoring_measures_object", "object_id", "recorded_at"),
+)
+
+# Messages the registry's consumer (monitoring.risk_detected from benefits) gave up on (shared/dead_letters.py).
+dead_letters = define_dead_letters(metadata)

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.registry.cadres.service import household_pairings
 from services.registry.households.service import load_household, present
+from services.registry.monitoring.objects import household_objects
 from services.registry.peers import PeerAnswer, Peers, note
 from services.registry.tables import cadres
 from services.registry.visits.service import list_visits
@@ -70,10 +71,10 @@ async def _pairings_with_cadres(session: AsyncSession, household_id: str, princi
     return items
 
 
-def _monitoring(snapshot: dict, entitlements: dict | None) -> dict:
-    """What exists of monitoring today: the status, the category and benefits' risk assessment.
-
-    The monitoring procedures (leads, verification, assistance, risk elimination) are not built yet."""
+def _monitoring(snapshot: dict, entitlements: dict | None, cases: list[dict]) -> dict:
+    """The household's monitoring: its status and category, benefits' risk assessment, and every monitoring
+    object it has been (``procedures``, newest case first, each with its steps and measures; ``current``
+    is the open one's id)."""
     status, categories = snapshot.get("status"), snapshot.get("categories") or []
     kind = None
     if status == "monitored":
@@ -81,16 +82,9 @@ def _monitoring(snapshot: dict, entitlements: dict | None) -> dict:
     risk = None
     if entitlements is not None:
         risk = next((a for a in entitlements.get("assessments") or [] if a.get("kind") == "monitoring_risk"), None)
+    current = next((c["id"] for c in cases if c["status"] in ("identifying", "monitored", "eliminating")), None)
     return {"monitored": status == "monitored", "kind": kind, "status": status, "exit_date": snapshot.get("exit_date"),
-            "marginal": "marginal" in categories, "risk_assessment": risk, "procedures": None}
-
-
-MONITORING_NOT_BUILT = note(
-    "monitoring", "not_built",
-    "Monitoring procedures (leads, verification, assistance, risk elimination) are not built yet: this part "
-    "gives the household's monitoring status and benefits' monitoring_risk assessment only; procedures is null.",
-    "防返贫监测程序（线索、核实、帮扶、风险消除）尚未建成：此部分仅给出该户的监测状态和政策计算服务的返贫风险评估，"
-    "procedures 为 null。")
+            "marginal": "marginal" in categories, "risk_assessment": risk, "current": current, "procedures": cases}
 
 
 async def case_file(session: AsyncSession, peers: Peers, household_id: str, principal: Principal,
@@ -104,6 +98,7 @@ async def case_file(session: AsyncSession, peers: Peers, household_id: str, prin
         visit_items, visits_next = await list_visits(session, household_id, principal, cursor=None,
                                                      limit=VISITS_IN_FILE)
         pairings = await _pairings_with_cadres(session, household_id, principal)
+        cases = await household_objects(session, household_id)
     except BaseException:
         remote.cancel()
         raise
@@ -117,7 +112,6 @@ async def case_file(session: AsyncSession, peers: Peers, household_id: str, prin
                               "(the newer change is still on its way).",
                               f"政策计算依据第 {seen} 版；该户已是第 {snapshot['version']} 版（更新仍在途中）。",
                               entitlements_version=seen, household_version=snapshot["version"]))
-    notes.append(MONITORING_NOT_BUILT)
     return {
         "household": present(snapshot, principal),
         "procedure": procedure,
@@ -125,6 +119,6 @@ async def case_file(session: AsyncSession, peers: Peers, household_id: str, prin
         "pairings": pairings,
         "entitlements": entitlements.body,
         "decisions": decisions.body,
-        "monitoring": _monitoring(snapshot, entitlements.body),
+        "monitoring": _monitoring(snapshot, entitlements.body, cases),
         "notes": notes,
     }

@@ -131,8 +131,8 @@ async def test_case_file_gathers_every_part_from_three_services(system):
     assert all(r["subject"] == f"household/{hid}" for r in decisions["items"])
     assert "360782197803150018" not in json.dumps(decisions)  # the ledger keeps masked numbers
 
-    assert file["monitoring"]["monitored"] is False and file["monitoring"]["procedures"] is None
-    assert [n["part"] for n in file["notes"]] == ["monitoring"] and file["notes"][0]["reason"] == "not_built"
+    assert file["monitoring"]["monitored"] is False and file["monitoring"]["procedures"] == []
+    assert file["monitoring"]["current"] is None and file["notes"] == []
     # the remote parts carried the caller's own token
     assert s.to_benefits.calls[-1].headers["authorization"] == s.client.headers["Authorization"]
     assert s.to_audit.calls[-1].headers["authorization"] == s.client.headers["Authorization"]
@@ -177,7 +177,7 @@ async def test_missing_scopes_are_named_in_the_notes(system):
     only_registry = (await s.client.get(f"/v1/households/{hid}/file", headers=s.headers("registry:read"))).json()
     assert only_registry["entitlements"] is None and only_registry["decisions"] is None
     assert {n["part"]: n.get("required_scope") for n in only_registry["notes"]} == {
-        "entitlements": "benefits:read", "decisions": "audit:read", "monitoring": None}
+        "entitlements": "benefits:read", "decisions": "audit:read"}
     assert only_registry["household"]["id"] == hid and only_registry["procedure"]["steps"] is not None
 
 
@@ -205,7 +205,7 @@ async def test_benefits_or_audit_down_leaves_that_part_null_and_the_rest_intact(
     s.to_benefits.mode = s.to_audit.mode = "down"
     file = (await s.client.get(f"/v1/households/{hid}/file")).json()
     assert file["entitlements"] is None and file["decisions"] is None and file["household"] == whole["household"]
-    assert sorted(n["reason"] for n in file["notes"]) == ["audit_unreachable", "benefits_unreachable", "not_built"]
+    assert sorted(n["reason"] for n in file["notes"]) == ["audit_unreachable", "benefits_unreachable"]
 
 
 async def test_a_household_benefits_has_not_seen_yet(system):
