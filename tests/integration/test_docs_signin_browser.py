@@ -211,10 +211,16 @@ async def try_it_out(page, method: str, path: str, params: dict[str, str] | None
     """Expand the operation, Try it out, fill the parameters, Execute: (status, body, curl) as rendered."""
     operation = page.locator(f".opblock-{method}").filter(
         has=page.locator(f'.opblock-summary-path[data-path="{path}"]'))
+    # Each look waits for what Swagger UI renders after the click before it: under load (CI runs two halves
+    # side by side) the body appears a moment after the summary is clicked, and a look taken too early would
+    # skip "Try it out" and wait in vain for an Execute button.
     if not await operation.locator(".opblock-body").is_visible():
         await operation.locator(".opblock-summary").first.click()
-    if await operation.locator("button.try-out__btn", has_text="Try it out").is_visible():
-        await operation.locator("button.try-out__btn").click()
+    try_out = operation.locator("button.try-out__btn")
+    await try_out.wait_for()
+    if (await try_out.inner_text()).strip() == "Try it out":
+        await try_out.click()
+    await operation.locator("button.execute").wait_for()
     # Try it out fills in the catalogue's examples (the demo district's village 360703105201, limit 2): a
     # person clears them, as here, and types only the parameters they want.
     params = params or {}
