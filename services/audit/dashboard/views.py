@@ -16,6 +16,8 @@ per-response nonce) and inline SVG; no scripts or frames; forms only to the page
 """
 from __future__ import annotations
 
+import re
+
 import secrets
 from pathlib import Path
 from urllib.parse import quote, urlencode
@@ -76,13 +78,19 @@ async def dashboard_principal(request: Request,
     return principal
 
 
+_JWT_SHAPE = re.compile(r"[A-Za-z0-9_-]{1,4096}\.[A-Za-z0-9_-]{1,8192}\.[A-Za-z0-9_-]{0,4096}")
+
+
 def token_redirect(request: Request) -> RedirectResponse | None:
     """Keep the token out of the address bar and history: cookie, then the same URL without it."""
     if "token" not in request.query_params:
         return None
+    token = request.query_params["token"]
+    if not _JWT_SHAPE.fullmatch(token):  # a cookie carries latin-1 only; a JWT is base64url segments anyway
+        raise Problem(401, "Invalid token", "The token is malformed.", type_="https://jingzhun.dev/problems/unauthorized")
     rest = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
     response = RedirectResponse(f"{request.url.path}{'?' + urlencode(rest) if rest else ''}", status_code=303)
-    response.set_cookie(COOKIE, request.query_params["token"], httponly=True, samesite="strict",
+    response.set_cookie(COOKIE, token, httponly=True, samesite="strict",
                         secure=cookie_secure(request), path="/dashboard")
     return response
 

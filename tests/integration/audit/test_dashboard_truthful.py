@@ -207,6 +207,12 @@ async def test_area_scoping_and_bad_filters(audit):
     assert (await audit.get("/dashboard/export/secrets.csv")).status_code == 404
     missing = await audit.get("/dashboard/export/decisions.csv")
     assert missing.status_code == 422 and missing.json()["errors"][0]["loc"] == ["query", "household"]
+    # a token that is not a JWT is refused before it could reach a cookie (a cookie carries latin-1 only:
+    # the fuzzer's "?token=Ţ" was a 500)
+    for garbage in ("Ţ", "a.b", "x" * 20000, "a.b.c;evil=1"):
+        refused = await audit.get("/dashboard", params={"token": garbage})
+        assert refused.status_code == 401 and refused.json()["detail"] == "The token is malformed.", garbage
+        assert "set-cookie" not in refused.headers
 
 
 async def test_exports_csv_and_xlsx_neutralise_formulas(audit):

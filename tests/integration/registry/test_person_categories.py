@@ -19,7 +19,9 @@ async def test_a_tekun_household_with_several_members_and_none_flagged_is_refuse
     refused = await registry.post("/v1/households", json=body)
     assert refused.status_code == 422 and refused.headers["content-type"] == "application/problem+json"
     problem = refused.json()
-    assert "户类型" in problem["detail"] and "categories" in problem["detail"]
+    assert "categories" in problem["detail"]
+    in_chinese = (await registry.post("/v1/households", json=body, headers={"Accept-Language": "zh-CN"})).json()
+    assert "户类型" in in_chinese["detail"] and in_chinese["errors"][0]["loc"] == ["body", "categories"]
     [error] = problem["errors"]
     assert error["loc"] == ["body", "categories"]
     names = [m["name"] for m in body["members"]]
