@@ -121,7 +121,7 @@ class CommonSettings(BaseSettings):
     relay_sweep_interval_s: float = Field(1.0, gt=0)
     # Who must have applied a row before a fresh broker may do without it (shared/outbox_relay.py).
     topic_consumer_groups: dict[str, list[str]] = Field(default_factory=lambda: {
-        TOPIC_REGISTRY: ["benefits", "audit"], TOPIC_BENEFITS: ["audit"], TOPIC_ACCESS: ["audit"]})
+        TOPIC_REGISTRY: ["benefits", "audit"], TOPIC_BENEFITS: ["audit", "registry"], TOPIC_ACCESS: ["audit"]})
     # A consumer's offset commit that takes longer fails (the consumer reconnects and takes its positions
     # anew); below the launcher's broker restart delay, so no commit of an old log lands in a fresh broker.
     consumer_commit_timeout_s: float = Field(1.0, gt=0)

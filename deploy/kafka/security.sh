@@ -29,6 +29,10 @@ user audit "${KAFKA_AUDIT_PASSWORD:?}"
 
 # registry publishes its own topic only (through its outbox relay).
 acl registry Write topic jz.registry.v1
+# registry reads benefits' topic for monitoring.risk_detected (automatic leads), dead-letters to its twin.
+acl registry Read topic jz.benefits.v1
+acl registry Write topic jz.benefits.v1.dlq
+acl registry Read group registry
 # benefits publishes decisions and partner access, reads the registry, dead-letters to its twin.
 acl benefits Write topic jz.benefits.v1
 acl benefits Write topic jz.access.v1
@@ -54,5 +58,6 @@ acl audit Write topic jz.epochs.v1
 acl registry Describe group benefits
 acl registry Describe group audit
 acl benefits Describe group audit
+acl benefits Describe group registry
 
 "$bin/kafka-acls.sh" --bootstrap-server "$KAFKA_BOOTSTRAP" --command-config "$KAFKA_ADMIN_CONFIG" --list

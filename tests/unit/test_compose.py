@@ -440,7 +440,8 @@ def expected_acls() -> set[tuple[str, str, str, str]]:
     from shared.broker_epoch import EPOCH_TOPIC
     from shared.config import CommonSettings, TOPIC_ACCESS, TOPIC_BENEFITS, TOPIC_REGISTRY, dlq_topic
     produces = {"registry": [TOPIC_REGISTRY], "benefits": [TOPIC_BENEFITS, TOPIC_ACCESS], "audit": []}
-    consumes = {"registry": [], "benefits": [TOPIC_REGISTRY], "audit": list(TOPICS)}
+    # registry consumes benefits' topic for monitoring.risk_detected (automatic leads, docs/monitoring.md)
+    consumes = {"registry": [TOPIC_BENEFITS], "benefits": [TOPIC_REGISTRY], "audit": list(TOPICS)}
     acls = set()
     for principal in SERVICES:
         acls |= {(principal, "Write", "topic", t) for t in produces[principal]}
@@ -507,7 +508,8 @@ def test_kafka_init_creates_users_and_acls_with_admin_credentials(services):
 def test_each_process_logs_in_to_kafka_as_its_own_principal(services, monkeypatch):
     from shared.bus import kafka_client_options
     from shared.config import service_settings
-    principals = {"relay": ("registry", "benefits"), "benefits": ("benefits",), "audit": ("audit",)}
+    principals = {"relay": ("registry", "benefits"), "benefits": ("benefits",), "audit": ("audit",),
+                  "registry": ("registry",)}  # the registry API consumes benefits' monitoring.risk_detected
     acl_principals = {p for p, *_ in expected_acls()}
     init_env = environment(services["kafka-init"])
     for name, identities in principals.items():
@@ -527,8 +529,6 @@ def test_each_process_logs_in_to_kafka_as_its_own_principal(services, monkeypatc
             options = kafka_client_options(service_settings(identity))
             assert options["security_protocol"] == "SASL_PLAINTEXT" and options["sasl_mechanism"] == "SCRAM-SHA-512"
             assert options["sasl_plain_username"] == identity
-    # The registry API never talks to Kafka (its relay does): it holds no Kafka credentials at all.
-    assert not any(k.endswith(("KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD")) for k in environment(services["registry"]))
 
 
 def test_k8s_processes_have_kafka_credentials_and_the_acl_job():
@@ -536,7 +536,8 @@ def test_k8s_processes_have_kafka_credentials_and_the_acl_job():
     config = next(doc for _, doc in docs if doc["kind"] == "ConfigMap" and doc["metadata"]["name"] == "jingzhun-settings")
     assert config["data"]["JZ_KAFKA_SECURITY_PROTOCOL"] in ("SASL_SSL", "SASL_PLAINTEXT")
     assert config["data"]["JZ_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
-    principals = {"relay": ("registry", "benefits"), "benefits": ("benefits",), "audit": ("audit",), "registry": ()}
+    principals = {"relay": ("registry", "benefits"), "benefits": ("benefits",), "audit": ("audit",),
+                  "registry": ("registry",)}
     for _, doc in docs:
         if doc["kind"] != "Deployment" or doc["metadata"]["name"] not in principals:
             continue

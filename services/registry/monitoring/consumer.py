@@ -25,7 +25,7 @@ from shared.clock import china_now
 from shared.config import TOPIC_BENEFITS, RegistrySettings
 from shared.dead_letters import durable_dead_letter_hook
 from shared.problems import Problem
-from shared.signing import SignatureError, TrustedKeys, trusted_keys, verified_envelope
+from shared.signing import SignatureError, SigningConfigError, TrustedKeys, trusted_keys, verified_envelope
 
 log = logging.getLogger("registry.monitoring.consumer")
 
@@ -106,7 +106,11 @@ async def run_monitoring_consumer(app: FastAPI) -> None:
     settings: RegistrySettings = app.state.settings
     if not (settings.run_consumer and settings.monitoring_consumer):
         return
-    handler = make_handler(app.state.sessionmaker, settings)
+    try:
+        handler = make_handler(app.state.sessionmaker, settings)
+    except SigningConfigError as exc:  # production without JZ_EVENT_TRUSTED_KEYS_FILE: no event is trusted
+        log.error("monitoring consumer not started, no automatic leads: %s", exc)
+        return
     app.state.dead_letter_handler = handler
     consumer = Consumer(settings, [TOPIC_BENEFITS], GROUP_ID, handler, name="registry-monitoring-consumer",
                         on_dead_letter=durable_dead_letter_hook(app.state.sessionmaker, dead_letters))
