@@ -334,6 +334,14 @@ async def test_no_non_admin_output_lets_an_id_number_be_rebuilt(databases, tmp_p
             expect=(200, 201, 207))
         keep("registry", "GET", "/v1/households/{household_id}/visits",
              await reg.get(f"/v1/households/{hid}/visits", headers=cadre_headers))
+        # the case file and the search: a non-admin's summaries and file hold masks and birth years only
+        keep("registry", "GET", "/v1/households/{household_id}/file", await reg.get(f"/v1/households/{hid}/file"))
+        head = next(m for m in (await reg_admin.get(f"/v1/households/{hid}")).json()["members"] if m["relation"] == "head")
+        found = keep("registry", "POST", "/v1/households:search",
+                     await reg.post("/v1/households:search", json={"id_number": head["id_number"]}))
+        assert [item["id"] for item in found["items"]] == [hid]
+        keep("registry", "POST", "/v1/households:search", await reg.post("/v1/households:search", json={
+            "name": head["name"][:1], "village_code": current["village"]["code"]}))
         keep("registry", "GET", "/v1/areas", await reg.get("/v1/areas"))
         keep("registry", "GET", "/v1/areas/{code}", await reg.get("/v1/areas/360703"), expect=(200, 404))
         # an import that names a number already living elsewhere: its report quotes the masked number
