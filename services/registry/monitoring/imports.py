@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from services.registry.common import CHINA_TZ
 from services.registry.imports.cells import CellError, bilingual, date_text, id_number_text, id_number_problem
-from services.registry.imports.headers import HeaderTable
+from services.registry.imports.headers import HeaderTable, normalise_header
 from services.registry.imports.ledger import RISK, SEPARATORS
 from services.registry.imports.limits import UploadLimits, check_archive, is_zip
 from services.registry.imports.tabular import read_sheets
@@ -63,6 +63,7 @@ CHANNEL_WORDS = {"农户自主申报": "self_report", "自主申报": "self_repo
                  "部门筛查预警": "department", "部门预警": "department", "部门推送": "department", "部门": "department",
                  "监督检查": "supervision", "督查反馈": "supervision", "平台分析": "platform", "系统预警": "platform"}
 CODES = set(RISK.values()) | {"accident", "epidemic", "income_drop", "rigid_expense"}
+IGNORED = {normalise_header(title) for title in ("序号", "编号")}  # row numbers offices add; nothing to read
 CHANNELS = ("self_report", "cadre_visit", "department", "supervision", "platform")
 
 
@@ -93,7 +94,7 @@ def read_file(data: bytes, filename: str | None) -> tuple[list[PushRow], list[di
     columns: dict[str, int] = {}
     errors = []
     for index, title in enumerate(sheet.header):
-        if not title:
+        if not title or normalise_header(title) in IGNORED:
             continue
         key = HEADERS.key_of(title)
         if key is None:
