@@ -128,6 +128,17 @@ CASES: dict[tuple[str, str, str], list[Case]] = {
         Case({"code": "village_a"}, W, json={"first_secretary": "{cadre_b}"}, expect=422,
              reread="/v1/areas/{village_a}", note="another area's cadre is as unknown as a missing one")],
     # imports (helper "imports": the import row records the importing caller's area)
+    # registry: monitoring leads and objects (their area is their household's)
+    ("registry", "GET", "/v1/monitoring/leads/{lead_id}"): [Case({"lead_id": "lead_b"}, "registry:read")],
+    ("registry", "POST", "/v1/monitoring/leads/{lead_id}/dismiss"): [
+        Case({"lead_id": "lead_b"}, W, json={"reason": "no risk"}, reread="/v1/monitoring/leads/{lead_b}")],
+    ("registry", "GET", "/v1/monitoring/objects/{object_id}"): [Case({"object_id": "object_b"}, "registry:read")],
+    ("registry", "POST", "/v1/monitoring/objects/{object_id}/transitions"): [
+        Case({"object_id": "object_b"}, W, json={"action": "risk_warning"}, reread="/v1/monitoring/objects/{object_b}")],
+    ("registry", "POST", "/v1/monitoring/objects/{object_id}/measures"): [
+        Case({"object_id": "object_b"}, W, json={"type": "medical", "responsible": "x", "start_date": "2021-04-01"},
+             reread="/v1/monitoring/objects/{object_b}")],
+    ("registry", "GET", "/v1/monitoring/objects/{object_id}/plan"): [Case({"object_id": "object_b"}, "registry:read")],
     ("registry", "GET", "/v1/imports/{import_id}"): [
         Case({"import_id": "import_b"}, "registry:read", note="an import by an office of area B"),
         Case({"import_id": "import_unlimited"}, "registry:read", note="an import by a caller with no area")],
@@ -218,6 +229,14 @@ async def registry_world(client, admin: dict, settings) -> dict[str, str]:
     world = {"hh_b": hh_b["id"], "hh_a": hh_a["id"], "person_b": hh_b["members"][0]["id"],
              "person_a": hh_a["members"][0]["id"], "cadre_b": "cadre-b", "cadre_a": "cadre-a",
              "village_b": VILLAGE_B, "village_a": VILLAGE_A, "township_b": AREA_B}
+    lead_b = await client.post("/v1/monitoring/leads", headers=admin, json={
+        "client_lead_id": "0b7c4c1e-3a43-4f0e-9a55-0c1d2e3f4a5b", "household_id": hh_b["id"], "channel": "department",
+        "risk_causes": ["illness"], "reported_at": "2021-03-01T09:00:00+08:00"})
+    assert lead_b.status_code == 201, lead_b.text
+    object_b = await client.post("/v1/monitoring/objects", headers=admin,
+                                 json={"lead_id": lead_b.json()["id"], "category": "sudden_hardship"})
+    assert object_b.status_code == 201, object_b.text
+    world.update(lead_b=lead_b.json()["id"], object_b=object_b.json()["id"])
     office_b = {"Authorization": f"Bearer {mint_token(settings, W, area=AREA_B, subject='office-b')}"}
     world["import_b"] = await an_import(client, office_b, household=0)
     world["import_unlimited"] = await an_import(client, {"Authorization": f"Bearer {mint_token(settings, W)}"},
