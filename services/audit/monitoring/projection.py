@@ -148,7 +148,8 @@ async def _project_object(session: AsyncSession, record: dict, data: dict, obj: 
     steps = _steps(obj)
     dismissed_at = None
     if status == "dismissed":
-        dismissed_at = _parse_time(steps[-1]["at"]) if steps else _parse_time(record.get("time"))
+        dismissed_at = (_parse_time(obj.get("closed_at")) or (_parse_time(steps[-1]["at"]) if steps else None)
+                        or _parse_time(record.get("time")))
     values = {"household_id": household_id, "case_no": obj.get("case_no"), **_area(data),
               "category": obj.get("category"), "channel": obj.get("channel"), "status": status,
               "procedure": obj.get("procedure"), "step": obj.get("step"), "lead_ids": lead_ids,

@@ -336,6 +336,13 @@ async def test_monitoring_lead_not_verified(audit):
     assert await anomalies(audit, rule, "2021-03-18") == []
     # another area does not see it
     assert await anomalies(audit, rule, "2021-03-17", area="360703106") == []
+    # a lead the registry dismissed (monitoring.lead_dismissed, the same lead with its new status) is not open
+    await feed(audit.app, lead_event("ld-4", "hh-4", "2021-03-01"))
+    assert [f["facts"]["lead_id"] for f in await anomalies(audit, rule, "2021-03-20")] == ["ld-4"]
+    dismissed = lead_event("ld-4", "hh-4", "2021-03-01", status="dismissed")
+    dismissed.type = "monitoring.lead_dismissed"
+    await feed(audit.app, dismissed)
+    assert await anomalies(audit, rule, "2021-03-20") == []
 
 
 async def test_the_lead_period_is_a_setting(databases, tmp_path):
