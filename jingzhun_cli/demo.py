@@ -356,6 +356,7 @@ class LoadReport:
     visits: int = 0
     transitions: int = 0
     other_steps: int = 0
+    monitoring_cases: int = 0
 
 
 async def load_demo_district(sessionmaker, settings, *, count: int = 200, benefits=None) -> LoadReport:
@@ -414,6 +415,9 @@ async def load_demo_district(sessionmaker, settings, *, count: int = 200, benefi
     for hid in sorted(scripts):
         for step in sorted(scripts[hid], key=lambda s: s.at):
             await loader.run(hid, step)
+    if count >= 35:  # monitoring cases of all three categories at different steps (demo_monitoring.py)
+        from jingzhun_cli.demo_monitoring import load_demo_monitoring
+        report.monitoring_cases = await load_demo_monitoring(sessionmaker, settings)
     return report
 
 

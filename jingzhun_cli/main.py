@@ -20,6 +20,8 @@ audit_app = typer.Typer(help="Audit ledger commands.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
 from jingzhun_cli.dlq import dlq_app  # noqa: E402 - beside its registration
 app.add_typer(dlq_app, name="dlq")
+from jingzhun_cli.monitoring import monitoring_app  # noqa: E402 - beside its registration
+app.add_typer(monitoring_app, name="monitoring")
 console = Console()
 
 COLOURS = {"registry": "cyan", "benefits": "green", "audit": "magenta", "relay": "yellow", "broker": "blue",

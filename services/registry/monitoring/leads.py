@@ -68,7 +68,9 @@ class NewLead:
     """What a lead says, whoever submits it (HTTP, a department's file, benefits' event)."""
 
     def __init__(self, client_lead_id: str, household_id: str, channel: str, risk_causes: list[str],
-                 reported_at: datetime, notes: str | None, source_event_id: str | None = None) -> None:
+                 reported_at: datetime, notes: str | None, source_event_id: str | None = None,
+                 lead_id: str | None = None) -> None:
+        self.lead_id = lead_id  # assigned unless given (the demo district's stable ids)
         self.client_lead_id, self.household_id, self.channel = client_lead_id, household_id, channel
         self.risk_causes = sorted(dict.fromkeys(risk_causes))
         self.reported_at, self.notes, self.source_event_id = as_utc(reported_at), notes, source_event_id
@@ -133,7 +135,7 @@ async def record_new(session: AsyncSession, lead: NewLead, principal: Principal,
         if open_lead is not None:
             status, merged_into = "merged", open_lead
     area = area_of(snapshot)
-    values = {"id": f"ml-{uuid.uuid4().hex[:16]}", "client_lead_id": lead.client_lead_id,
+    values = {"id": lead.lead_id or f"ml-{uuid.uuid4().hex[:16]}", "client_lead_id": lead.client_lead_id,
               "household_id": lead.household_id, "channel": lead.channel, "risk_causes": lead.risk_causes,
               "reported_at": lead.reported_at, "recorded_at": now.astimezone(timezone.utc), "recorded_by": principal.subject,
               "status": status, "merged_into": merged_into, "monitoring_object_id": object_id, "notes": lead.notes,

@@ -99,17 +99,18 @@ async def _view(session: AsyncSession, object_id: str) -> dict:
 # ---------------------------------------------------------------- open
 
 async def open_object(sessionmaker: async_sessionmaker[AsyncSession], body: ObjectIn, principal: Principal, *,
-                      now: datetime) -> dict:
+                      now: datetime, object_id: str | None = None) -> dict:
+    """``object_id``: assigned unless given (the demo district's stable ids)."""
     try:
         async with transaction(sessionmaker) as session:
-            return await _open(session, body, principal, now)
+            return await _open(session, body, principal, now, object_id or f"mo-{uuid.uuid4().hex[:16]}")
     except IntegrityError as exc:  # another case of the household opened at the same moment
         raise Problem(409, "Household already has an open monitoring object",
                       "Another monitoring object of this household was opened meanwhile; read it and attach "
                       "the lead to it.", type_=CONFLICT) from exc
 
 
-async def _open(session: AsyncSession, body: ObjectIn, principal: Principal, now: datetime) -> dict:
+async def _open(session: AsyncSession, body: ObjectIn, principal: Principal, now: datetime, object_id: str) -> dict:
     lead = await load_lead(session, body.lead_id, principal, for_update=True)
     if lead.status != "open":
         raise Problem(409, "Lead not open", f"Lead {lead.id} is {lead.status}"
@@ -138,7 +139,6 @@ async def _open(session: AsyncSession, body: ObjectIn, principal: Principal, now
     case_no = (await session.scalar(select(func.max(monitoring_objects.c.case_no)).where(
         monitoring_objects.c.household_id == lead.household_id)) or 0) + 1
     at = now.astimezone(timezone.utc)
-    object_id = f"mo-{uuid.uuid4().hex[:16]}"
     await session.execute(insert(monitoring_objects).values(
         id=object_id, household_id=lead.household_id, case_no=case_no, open_household_id=lead.household_id,
         category=body.category, channel=lead.channel, lead_ids=[], risk_causes=sorted(dict.fromkeys(causes)),
@@ -300,7 +300,7 @@ async def _household_step(session: AsyncSession, snapshot: dict, action: str, ro
 # ---------------------------------------------------------------- measures
 
 async def add_measure(sessionmaker: async_sessionmaker[AsyncSession], object_id: str, body: MeasureIn,
-                      principal: Principal) -> dict:
+                      principal: Principal, *, now: datetime | None = None) -> dict:
     async with transaction(sessionmaker) as session:
         row = await load_object_row(session, object_id, principal, for_update=True)
         if row.status not in {s.value for s in machine.OPEN_STATUSES}:
@@ -310,7 +310,7 @@ async def add_measure(sessionmaker: async_sessionmaker[AsyncSession], object_id:
             raise invalid(["body", "risk_cause"], f"not one of the object's risk causes: "
                           f"{', '.join(row.risk_causes or [])}")
         snapshot = await load_household(session, row.household_id, principal)
-        at = utcnow()
+        at = now.astimezone(timezone.utc) if now is not None else utcnow()
         measure_id = f"mm-{uuid.uuid4().hex[:16]}"
         await session.execute(insert(monitoring_measures).values(
             id=measure_id, object_id=object_id, household_id=row.household_id, type=body.type,

@@ -176,7 +176,8 @@ async def take_step(request: Request, object_id: str, body: objects.StepIn, prin
              summary="Record an assistance measure of a monitoring object")
 async def add_measure(request: Request, object_id: str, body: objects.MeasureIn,
                       principal: Principal = Writer) -> JSONResponse:
-    result = await objects.add_measure(request.app.state.sessionmaker, object_id, body, principal)
+    result = await objects.add_measure(request.app.state.sessionmaker, object_id, body, principal,
+                                       now=now_of(request))
     return JSONResponse(result, status_code=201)
 
 

@@ -53,8 +53,10 @@ async def test_csv_push_all_or_nothing_with_report_then_written_once(office):
     body = written.json()
     assert (body["rows"], body["created"], body["merged"], body["errors"]) == (2, 1, 1, [])
     leads = (await office.get("/v1/monitoring/leads", params={"household_id": hid})).json()["items"]
+    leads.sort(key=lambda lead: lead["status"] != "open")  # one push: the same recorded_at
     assert [(lead["status"], lead["risk_causes"], lead["channel"]) for lead in leads] == [
         ("open", ["illness", "rigid_expense"], "department"), ("merged", ["accident"], "department")]
+    assert leads[1]["merged_into"] == leads[0]["id"]
     assert leads[0]["notes"] == "[区医保局] 住院自付较高" and leads[0]["reported_at"].startswith("2021-03-04T16:00")
     again = await office.post("/v1/monitoring/leads:import", files=csv_upload(header + good + by_id))
     assert again.status_code == 201 and again.json()["replayed"] == 2 and again.json()["created"] == 0
