@@ -210,3 +210,39 @@ def test_no_lead_while_inside_or_when_outside():
     assert risk_detected_event(snapshot, evaluation, True, trigger="registry_change", actor="x") is None
     snapshot, evaluation = as_stored(four_people(per_capita="9000.00"))
     assert risk_detected_event(snapshot, evaluation, None, trigger="threshold_change", actor="x") is None
+
+
+# --- a yearly threshold change as an office publishes it -------------------------------------------
+
+PROVINCE_2022 = """\
+name: jiangxi-monitoring-test
+version: "2022.1"
+region: "36"
+valid_from: 2022-01-01
+valid_to: null
+extends: cn-national
+parameters:
+  monitoring.range_line:
+    value: {2021: 6000, 2022: 6300}
+    default_not_in_seeds: true
+    note: "Test figure for 2022 standing for the province's own; not a published number."
+"""
+
+
+def test_a_published_province_figure_for_the_next_year_is_valid_and_applies():
+    from shared.policy.publication import validate_pack_text
+    from shared.policy.resolution import load_pack_text
+
+    registry = default_registry()
+    checked = validate_pack_text(PROVINCE_2022, registry, effective_from=dt.date(2022, 1, 1))
+    assert checked.problems == []
+    published = registry.with_publication(load_pack_text(PROVINCE_2022, "test"), dt.date(2022, 1, 1))
+    household = four_people(per_capita="6200.00", year=2022)
+    assert range_of(household, dt.date(2022, 6, 30)).result is False  # the national 2021 figure, 6000
+    found = range_of(household, dt.date(2022, 6, 30), published)
+    assert found.result is True and "the 2022 range line 6300" in found.explanation[0].condition
+    assert found.source.origin == "jiangxi-monitoring-test"
+    # The table is restated whole: dropping 2021 is refused.
+    dropped = PROVINCE_2022.replace("{2021: 6000, 2022: 6300}", "{2022: 6300}")
+    refused = validate_pack_text(dropped, registry, effective_from=dt.date(2022, 1, 1)).problems
+    assert [p.key for p in refused] == ["parameters.monitoring.range_line.value"]
