@@ -540,7 +540,7 @@ async def monitoring_tables(session: AsyncSession, f: Filters, *, lead_days: int
                                f"{lead_days} days"} for i in found["overdue_leads"]["items"]]
     overdue_rows += [{"kind": "object", "kind_label": "未落实帮扶措施 (no assistance measure)",
                       "household_id": i["household_id"], "village_code": i["village_code"] or "",
-                      "item_id": i["case_no"] or i["object_id"], "since": i["identified_on"],
+                      "item_id": i["object_id"], "since": i["identified_on"],
                       "days": i["days_since_identification"],
                       "detail": f"{MONITORING_CATEGORY_LABELS.get(i['category'], i['category'])}；认定后超过 "
                                 f"{grace_days} 天无帮扶措施 / no measure more than {grace_days} days after identification"}

@@ -378,7 +378,7 @@ def monitoring_summary(record: dict) -> dict[str, Any]:
         obj = data["object"]
         out = {"object_id": obj.get("id"), "case_no": obj.get("case_no"), "category": obj.get("category"),
                "status": obj.get("status"), "procedure": obj.get("procedure")}
-        subject = f"monitoring object {obj.get('case_no') or obj.get('id')}"
+        subject = f"monitoring object {obj.get('id')}" + (f" (case {obj['case_no']})" if obj.get("case_no") else "")
         measures = [m for m in obj.get("measures") or [] if isinstance(m, dict)]
         steps = [s for s in obj.get("steps") or [] if isinstance(s, dict)]
         if type_ == "monitoring.measure_recorded" and measures:

@@ -150,7 +150,8 @@ async def _project_object(session: AsyncSession, record: dict, data: dict, obj: 
     if status == "dismissed":
         dismissed_at = (_parse_time(obj.get("closed_at")) or (_parse_time(steps[-1]["at"]) if steps else None)
                         or _parse_time(record.get("time")))
-    values = {"household_id": household_id, "case_no": obj.get("case_no"), **_area(data),
+    case_no = obj.get("case_no")
+    values = {"household_id": household_id, "case_no": str(case_no) if case_no is not None else None, **_area(data),
               "category": obj.get("category"), "channel": obj.get("channel"), "status": status,
               "procedure": obj.get("procedure"), "step": obj.get("step"), "lead_ids": lead_ids,
               "lead_reported_at": min(reported) if reported else None,

@@ -274,41 +274,36 @@ async def monitoring_report(session: AsyncSession, *, area: str | None, as_of: d
 
 # ---------------------------------------------------------------- policy figures for the rules
 
-def _by_year(value: Any, year: int) -> Any:
-    if isinstance(value, dict):
-        found = value.get(year, value.get(str(year)))
-        if found is None:
-            earlier = [int(k) for k in value if str(k).isdigit() and int(k) <= year]
-            found = value.get(max(earlier), value.get(str(max(earlier)))) if earlier else None
-        return found
-    return value
+def line_of_year(lines: Any, year: int) -> tuple[Any, int | None]:
+    """(figure, its year) as benefits applies ``monitoring.range_line`` (services/benefits/rules/assessments.py):
+    the year's own figure, else the latest earlier one, else the earliest; a scalar applies to every year."""
+    if not isinstance(lines, dict):
+        return lines, None
+    by_year = {int(y): v for y, v in lines.items() if str(y).isdigit()}
+    if not by_year:
+        return None, None
+    earlier = [y for y in by_year if y <= year]
+    used = max(earlier) if earlier else min(by_year)
+    return by_year[used], used
 
 
 def range_line(region_code: str, year: int) -> dict[str, Any]:
-    """The monitoring range line for an income year and region: the packs' ``monitoring.range_line``
-    (scalar or by year) where they hold it; else the 2021 national floor, 6,000 yuan, from 2021; before
-    2021, the pack's ``poverty_line`` of the year × ``monitoring.income_multiplier`` (1.5)."""
+    """The monitoring range line for an income year and region, read from the packs
+    (``monitoring.range_line``) the way benefits applies it; without one, the 2021 national floor of
+    6,000 yuan per person (中农组发〔2021〕7号)."""
     from shared.policy import resolve_pack
     try:
         policy = resolve_pack(region_code or "", dt.date(year, 12, 31))
     except LookupError:
         policy = None
     if policy is not None and policy.param("monitoring.range_line", None) is not None:
-        line = _by_year(policy.param("monitoring.range_line"), year)
+        line, used = line_of_year(policy.param("monitoring.range_line"), year)
         if line is not None:
+            basis = "monitoring.range_line" + (f" of {used}" if used is not None and used != year else "")
             return {"line": Decimal(str(line)), "pack": policy.pack, "origin": policy.origin("monitoring.range_line"),
-                    "source": policy.source("monitoring.range_line"), "basis": "monitoring.range_line"}
-    if year >= 2021 or policy is None:
-        return {"line": DEFAULT_RANGE_LINE, "pack": policy.pack if policy else None, "origin": None, "source": None,
-                "basis": f"national floor 2021 (1.5 × the poverty-alleviation-era line), {GUIDELINE}"}
-    poverty = _by_year(policy.param("poverty_line", None), year)
-    multiplier = policy.param("monitoring.income_multiplier", 1.5)
-    if poverty is None:
-        return {"line": DEFAULT_RANGE_LINE, "pack": policy.pack, "origin": None, "source": None,
-                "basis": f"national floor 2021, {GUIDELINE}"}
-    return {"line": (Decimal(str(poverty)) * Decimal(str(multiplier))).quantize(Decimal("0.01")),
-            "pack": policy.pack, "origin": policy.origin("poverty_line"), "source": policy.source("poverty_line"),
-            "basis": f"poverty_line {year} × monitoring.income_multiplier {multiplier}"}
+                    "year_of_figure": used, "basis": f"{basis}, {GUIDELINE}"}
+    return {"line": DEFAULT_RANGE_LINE, "pack": policy.pack if policy else None, "origin": None,
+            "year_of_figure": 2021, "basis": f"national floor 2021 (no monitoring.range_line in the packs), {GUIDELINE}"}
 
 
 def elimination_min_months(region_code: str, on: dt.date) -> int:

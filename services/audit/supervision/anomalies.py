@@ -344,7 +344,7 @@ async def monitoring_object_without_measures(session: AsyncSession, ctx: Context
     found, _ = await objects_without_measures(session, ctx.area, ctx.as_of, ctx.monitoring_measure_grace_days,
                                               limit=ctx.limit)
     return [finding("monitoring_object_without_measures", _Where(o),
-                    f"monitoring object {o['case_no'] or o['object_id']} ({o['category']}) identified on "
+                    f"monitoring object {o['object_id']} ({o['category']}) identified on "
                     f"{o['identified_on']} has no assistance measure: {o['days_since_identification']} days > "
                     f"{ctx.monitoring_measure_grace_days}",
                     [o["record_id"]], [o["event_id"]],
@@ -382,7 +382,7 @@ async def monitoring_eliminated_too_soon(session: AsyncSession, ctx: Context) ->
         else:
             why = f"after {months} months above the range (< {needed})"
         out.append(finding("monitoring_eliminated_too_soon", row,
-                           f"monitoring object {row.case_no or row.id} eliminated on {eliminated_on.isoformat()} {why}",
+                           f"monitoring object {row.id} eliminated on {eliminated_on.isoformat()} {why}",
                            [evidence.get("record_id") or row.record_id], [evidence.get("event_id") or row.event_id],
                            object_id=row.id, case_no=row.case_no, category=row.category,
                            eliminated_on=eliminated_on.isoformat(), months_above_range=months,
@@ -414,14 +414,15 @@ async def monitoring_eliminated_inside_range(session: AsyncSession, ctx: Context
         eliminated_on = china_date(row.eliminated_at)
         evidence = row.elimination_evidence or {}
         out.append(finding("monitoring_eliminated_inside_range", row,
-                           f"monitoring object {row.case_no or row.id} eliminated on {eliminated_on.isoformat()} "
+                           f"monitoring object {row.id} eliminated on {eliminated_on.isoformat()} "
                            f"while the household's {year} per-capita net income {amount} is below the range "
                            f"line {line['line']}",
                            [evidence.get("record_id") or row.record_id, entry.get("record_id")],
                            [evidence.get("event_id") or row.event_id, entry.get("event_id")],
                            object_id=row.id, case_no=row.case_no, eliminated_on=eliminated_on.isoformat(),
                            income_year=year, income=str(amount), range_line=str(line["line"]),
-                           line_basis=line["basis"], pack=line["pack"], line_source=line["source"]))
+                           line_basis=line["basis"], pack=line["pack"], line_origin=line["origin"],
+                           line_year=line["year_of_figure"]))
         if len(out) >= ctx.limit:
             break
     return out

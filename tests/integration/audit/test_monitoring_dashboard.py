@@ -50,7 +50,7 @@ async def test_the_overview_shows_the_monitoring_section(audit):
     assert 'href="/dashboard/households/hh-f?area=360703105&amp;as_of=2021-06-30">hh-f</a>' in overdue
     assert 'href="/dashboard/households/hh-c?area=360703105&amp;as_of=2021-06-30">hh-c</a>' in overdue
     assert "<code>ld-old</code></td><td>2021-05-16</td><td class=\"num bad\">45<" in overdue
-    assert "<code>JC-mo-c</code></td><td>2021-03-07</td><td class=\"num bad\">115<" in overdue
+    assert "<code>mo-c</code></td><td>2021-03-07</td><td class=\"num bad\">115<" in overdue
     # the linked household page opens
     assert (await audit.get("/dashboard/households/hh-f", params=PARAMS)).status_code == 200
     # the section on its own page, the same figures
@@ -80,13 +80,13 @@ async def test_the_monitoring_tables_export_as_csv_and_xlsx(audit):
                          ["核查认定 (identification)", "录入系统 (data_entry)", "data_entry", "3"]]
     overdue = rows_of(await audit.get("/dashboard/export/monitoring_overdue.csv", params=PARAMS))
     assert [(r[1], r[3], r[4], r[5]) for r in overdue[1:]] == [("hh-f", "ld-old", "2021-05-16", "45"),
-                                                              ("hh-c", "JC-mo-c", "2021-03-07", "115")]
+                                                              ("hh-c", "mo-c", "2021-03-07", "115")]
     answer = await audit.get("/dashboard/export/monitoring_overdue.xlsx", params=PARAMS)
     assert answer.status_code == 200
     book = load_workbook(io.BytesIO(answer.content))
     sheet = book.worksheets[0]
     assert sheet.title == "监测逾期事项" and sheet.cell(2, 2).value == "hh-f" and sheet.cell(2, 6).value == 45
-    assert sheet.cell(3, 4).value == "JC-mo-c"
+    assert sheet.cell(3, 4).value == "mo-c"
     about = {r[0].value: r[1].value for r in book["说明 about"].iter_rows()}
     assert about["筛选 filters"] == "区域 area=360703105; 评估日期 as_of=2021-06-30"
     # area-scoped like every export: the other township sees only its own lead

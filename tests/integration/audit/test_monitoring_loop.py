@@ -44,7 +44,7 @@ class Case:
     def __init__(self, object_id: str, household_id: str, lead_ids: list[str], opened: str, *,
                  category: str = "marginal_at_risk", area: dict = AREA):
         self.area = area
-        self.object = {"id": object_id, "household_id": household_id, "case_no": f"JC-{object_id}",
+        self.object = {"id": object_id, "household_id": household_id, "case_no": 1,
                        "category": category, "channel": "cadre_visit", "lead_ids": lead_ids,
                        "risk_causes": ["illness"], "assigned_cadre": "cadre-7", "procedure": "identification",
                        "step": "risk_warning", "status": "identifying", "steps": [], "measures": [],
@@ -156,7 +156,7 @@ async def test_every_monitoring_step_is_in_the_ledger_and_the_households_history
     approval = items[10]["decision"]["monitoring"]
     assert approval["step"] == {"procedure": "identification", "step": "county_approval", "actor": "county-2",
                                 "at": "2021-03-05T17:00:00+08:00"}
-    assert approval["line"].startswith("monitoring object JC-mo-1: identification step county_approval by county-2 "
+    assert approval["line"].startswith("monitoring object mo-1 (case 1): identification step county_approval by county-2 "
                                        "on 2021-03-05; status identifying")
     assert items[11]["decision"]["monitoring"]["status"] == "monitored"
     measure = items[12]["decision"]["monitoring"]["measure"]
@@ -176,7 +176,7 @@ async def test_every_monitoring_step_is_in_the_ledger_and_the_households_history
     # the dashboard's household page reads the same history
     page = await audit.get(f"/dashboard/households/{hid}", params={"as_of": "2021-06-30"})
     assert page.status_code == 200
-    assert "监测帮扶 (monitoring): monitoring object JC-mo-1: identification step data_entry" in page.text
+    assert "监测帮扶 (monitoring): monitoring object mo-1 (case 1): identification step data_entry" in page.text
 
 
 async def test_projection_is_idempotent_and_guarded_by_the_objects_version(audit):
@@ -376,9 +376,9 @@ async def test_monitoring_object_without_measures(audit):
     assert [f["facts"]["object_id"] for f in found] == ["mo-1", "mo-3"]   # mo-3's measure came on 2021-05-01
     first = found[0]
     assert first["household_id"] == "hh-1" and first["severity"] == "high"
-    assert first["facts"] == {"object_id": "mo-1", "case_no": "JC-mo-1", "category": "marginal_at_risk",
+    assert first["facts"] == {"object_id": "mo-1", "case_no": "1", "category": "marginal_at_risk",
                               "status": "monitored", "identified_on": "2021-04-01", "days": 16, "grace_days": 15}
-    assert first["detail"] == ("monitoring object JC-mo-1 (marginal_at_risk) identified on 2021-04-01 has no "
+    assert first["detail"] == ("monitoring object mo-1 (marginal_at_risk) identified on 2021-04-01 has no "
                                "assistance measure: 16 days > 15")
     assert [f["facts"]["object_id"] for f in await anomalies(audit, rule, "2021-05-01")] == ["mo-1"]
     # a measure for mo-1: nothing left
@@ -409,7 +409,7 @@ async def test_monitoring_eliminated_too_soon(audit):
     soon = found["mo-soon"]
     assert soon["facts"]["months_above_range"] == 4 and soon["facts"]["min_months"] == 6
     assert soon["facts"]["confirmed_by"] == "county-9" and soon["facts"]["eliminated_on"] == "2021-09-20"
-    assert soon["detail"] == "monitoring object JC-mo-soon eliminated on 2021-09-20 after 4 months above the range (< 6)"
+    assert soon["detail"] == "monitoring object mo-soon eliminated on 2021-09-20 after 4 months above the range (< 6)"
     assert found["mo-none"]["facts"]["months_above_range"] is None
     assert "without benefits' elimination assessment" in found["mo-none"]["detail"]
     # the evidence is the county confirmation's ledger record
