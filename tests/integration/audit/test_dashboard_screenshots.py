@@ -69,7 +69,7 @@ VIEWS = {
     # Chromium's --screenshot ignores a #fragment: the page it would scroll to comes out blank)
     "monitoring": ("/dashboard/monitoring?as_of=2021-06-30&area=360703105",
                    ["防止返贫动态监测", 'id="monitoring-objects">5<', "边缘易致贫户 (marginal, at risk)",
-                    "录入系统 (data_entry)", "线索逾期未核实 (lead not verified)", "ld-old", "JC-mo-c",
+                    "录入系统 (data_entry)", "线索逾期未核实 (lead not verified)", "<code>ld-old</code>", "<code>mo-c</code>",
                     "/dashboard/households/hh-f", "P90 20 · n = 3", "未落实帮扶措施 (no assistance measure)"]),
 }
 
