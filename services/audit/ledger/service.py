@@ -387,7 +387,8 @@ def monitoring_summary(record: dict) -> dict[str, Any]:
                                                           "status", "recorded_at", "recorded_by")}
             line = (f"{subject}: measure {measure.get('type')} for {measure.get('risk_cause')}, responsible "
                     f"{measure.get('responsible')}, from {_when(measure.get('start_date'))}, recorded by "
-                    f"{measure.get('recorded_by') or record.get('actor') or '?'} on {_when(measure.get('recorded_at'))}")
+                    f"{measure.get('recorded_by') or record.get('actor') or '?'} "
+                    f"on {_when(measure.get('recorded_at'))}")
         elif steps and type_ != "monitoring.object_opened":
             step = steps[-1]
             evidence = step.get("evidence") if isinstance(step.get("evidence"), dict) else {}

@@ -303,7 +303,8 @@ def range_line(region_code: str, year: int) -> dict[str, Any]:
             return {"line": Decimal(str(line)), "pack": policy.pack, "origin": policy.origin("monitoring.range_line"),
                     "year_of_figure": used, "basis": f"{basis}, {GUIDELINE}"}
     return {"line": DEFAULT_RANGE_LINE, "pack": policy.pack if policy else None, "origin": None,
-            "year_of_figure": 2021, "basis": f"national floor 2021 (no monitoring.range_line in the packs), {GUIDELINE}"}
+            "year_of_figure": 2021,
+            "basis": f"national floor 2021 (no monitoring.range_line in the packs), {GUIDELINE}"}
 
 
 def elimination_min_months(region_code: str, on: dt.date) -> int:

@@ -156,8 +156,8 @@ async def test_every_monitoring_step_is_in_the_ledger_and_the_households_history
     approval = items[10]["decision"]["monitoring"]
     assert approval["step"] == {"procedure": "identification", "step": "county_approval", "actor": "county-2",
                                 "at": "2021-03-05T17:00:00+08:00"}
-    assert approval["line"].startswith("monitoring object mo-1 (case 1): identification step county_approval by county-2 "
-                                       "on 2021-03-05; status identifying")
+    assert approval["line"].startswith("monitoring object mo-1 (case 1): identification step county_approval by "
+                                       "county-2 on 2021-03-05; status identifying")
     assert items[11]["decision"]["monitoring"]["status"] == "monitored"
     measure = items[12]["decision"]["monitoring"]["measure"]
     assert measure["type"] == "medical_assistance" and measure["responsible"] == "township-3"
