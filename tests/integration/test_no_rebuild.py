@@ -402,6 +402,8 @@ async def test_no_non_admin_output_lets_an_id_number_be_rebuilt(databases, tmp_p
                  await ben.get(f"/v1/households/{hid}/entitlements"))
             keep("benefits", "GET", "/v1/households/{household_id}/entitlements/history",
                  await ben.get(f"/v1/households/{hid}/entitlements/history"))
+            keep("benefits", "GET", "/v1/households/{household_id}/monitoring/elimination",
+                 await ben.get(f"/v1/households/{hid}/monitoring/elimination"))
             keep("benefits", "GET", "/v1/entitlements", await ben.get("/v1/entitlements"))
             what_if = household_body(status="registered")
             keep("benefits", "POST", "/v1/evaluate", await ben.post("/v1/evaluate", json={
