@@ -108,6 +108,13 @@ COLUMNS: list[Column] = [
     H("relocation_site", "安置点类型", ("relocation", "site_type"), "word", "site"),
     H("medical_out_of_pocket_ytd", "当年医疗自付(元)", ("medical_out_of_pocket_ytd",), "decimal"),
     H("disaster_this_year", "当年受灾", ("disaster_this_year",), "bool"),
+    # Rigid expenses (刚性支出) that can put a household inside the monitoring range (docs/monitoring.md)
+    H("rigid_year", "刚性支出年度", ("rigid_expenses", "year"), "int"),
+    H("rigid_medical", "医疗刚性支出(元)", ("rigid_expenses", "medical"), "decimal"),
+    H("rigid_schooling", "教育刚性支出(元)", ("rigid_expenses", "schooling"), "decimal"),
+    H("rigid_disaster", "灾害损失(元)", ("rigid_expenses", "disaster"), "decimal"),
+    H("rigid_accident", "意外事故支出(元)", ("rigid_expenses", "accident"), "decimal"),
+    H("rigid_disability_care", "残疾照护支出(元)", ("rigid_expenses", "disability_care"), "decimal"),
     H("crops_mu", "种植面积(亩)", ("production", "crops_mu"), "decimal"),
     H("poultry", "家禽(羽)", ("production", "poultry"), "int"),
     H("rabbits", "兔(只)", ("production", "rabbits"), "int"),
