@@ -602,9 +602,11 @@ def audit_anomalies(as_of: Optional[str] = typer.Option(None, help="YYYY-MM-DD (
     from services.audit.supervision.common import default_as_of
 
     async def work(settings, sessionmaker):
+        extras = load_extras(settings)  # the same settings as the HTTP rules (JZ_AUDIT_MONITORING_*_DAYS too)
         ctx = Context(area=area, as_of=date.fromisoformat(as_of) if as_of else default_as_of(settings),
-                      no_visit_days=settings.no_visit_days,
-                      lookup_grace_days=load_extras(settings).lookup_grace_days, limit=1000)
+                      no_visit_days=settings.no_visit_days, lookup_grace_days=extras.lookup_grace_days,
+                      monitoring_lead_days=extras.monitoring_lead_days,
+                      monitoring_measure_grace_days=extras.monitoring_measure_grace_days, limit=1000)
         async with sessionmaker() as session:
             return await find_anomalies(session, ctx, rule)
 
