@@ -303,6 +303,11 @@ monitoring_measures = Table(
     Column("notes", Text, nullable=True),
     Column("recorded_at", DateTime(timezone=True), nullable=False),
     Column("recorded_by", String(128), nullable=False),
+    # changes after recording (PATCH …/measures/{id}, migration 0007): who and when last, every status change
+    Column("end_date", Date, nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=True),
+    Column("updated_by", String(128), nullable=True),
+    Column("status_history", JSON, nullable=False, default=list),
     Index("ix_monitoring_measures_object", "object_id", "recorded_at"),
 )
 

@@ -139,6 +139,9 @@ CASES: dict[tuple[str, str, str], list[Case]] = {
         Case({"object_id": "object_b"}, W, json={"type": "medical", "responsible": "x", "start_date": "2021-04-01"},
              reread="/v1/monitoring/objects/{object_b}")],
     ("registry", "GET", "/v1/monitoring/objects/{object_id}/plan"): [Case({"object_id": "object_b"}, "registry:read")],
+    ("registry", "PATCH", "/v1/monitoring/objects/{object_id}/measures/{measure_id}"): [
+        Case({"object_id": "object_b", "measure_id": "measure_b"}, W, json={"status": "in_progress"},
+             content_type=MERGE, reread="/v1/monitoring/objects/{object_b}")],
     ("registry", "GET", "/v1/imports/{import_id}"): [
         Case({"import_id": "import_b"}, "registry:read", note="an import by an office of area B"),
         Case({"import_id": "import_unlimited"}, "registry:read", note="an import by a caller with no area")],
@@ -236,7 +239,10 @@ async def registry_world(client, admin: dict, settings) -> dict[str, str]:
     object_b = await client.post("/v1/monitoring/objects", headers=admin,
                                  json={"lead_id": lead_b.json()["id"], "category": "sudden_hardship"})
     assert object_b.status_code == 201, object_b.text
-    world.update(lead_b=lead_b.json()["id"], object_b=object_b.json()["id"])
+    measure_b = await client.post(f"/v1/monitoring/objects/{object_b.json()['id']}/measures", headers=admin,
+                                  json={"type": "medical", "responsible": "区医保局", "start_date": "2021-04-01"})
+    assert measure_b.status_code == 201, measure_b.text
+    world.update(lead_b=lead_b.json()["id"], object_b=object_b.json()["id"], measure_b=measure_b.json()["measure"]["id"])
     office_b = {"Authorization": f"Bearer {mint_token(settings, W, area=AREA_B, subject='office-b')}"}
     world["import_b"] = await an_import(client, office_b, household=0)
     world["import_unlimited"] = await an_import(client, {"Authorization": f"Bearer {mint_token(settings, W)}"},

@@ -389,6 +389,15 @@ def monitoring_summary(record: dict) -> dict[str, Any]:
                     f"{measure.get('responsible')}, from {_when(measure.get('start_date'))}, recorded by "
                     f"{measure.get('recorded_by') or record.get('actor') or '?'} "
                     f"on {_when(measure.get('recorded_at'))}")
+        elif type_ == "monitoring.measure_updated" and measures:
+            measure = max(measures, key=lambda m: str(m.get("updated_at") or ""))  # the one just changed
+            out["measure"] = {k: measure.get(k) for k in ("id", "type", "risk_cause", "responsible", "start_date",
+                                                          "end_date", "status", "updated_at", "updated_by")}
+            line = (f"{subject}: measure {measure.get('id')} ({measure.get('type')} for {measure.get('risk_cause')}) "
+                    f"now {measure.get('status')}, responsible {measure.get('responsible')}"
+                    + (f", ended {measure['end_date']}" if measure.get("end_date") else "")
+                    + f", changed by {measure.get('updated_by') or record.get('actor') or '?'} "
+                    f"on {_when(measure.get('updated_at'))}")
         elif steps and type_ != "monitoring.object_opened":
             step = steps[-1]
             evidence = step.get("evidence") if isinstance(step.get("evidence"), dict) else {}

@@ -21,6 +21,10 @@
   the step before it.
 
 ``TRANSITIONS`` is data; ``apply_action`` interprets it, as ``services/registry/workflows/machine.py``.
+
+An assistance measure's own status moves by ``MEASURE_TRANSITIONS`` (data too): ``planned`` →
+``in_progress`` | ``cancelled``, ``in_progress`` → ``completed`` | ``cancelled``; ``completed`` and
+``cancelled`` are final. ``check_measure_status`` refuses any other change (``IllegalMeasureStatus``).
 """
 from __future__ import annotations
 
@@ -34,6 +38,7 @@ DEFAULT_NOTICE_PERIOD = timedelta(days=5)
 EVENT_OBJECT_OPENED = "monitoring.object_opened"
 EVENT_STEP_COMPLETED = "monitoring.step_completed"
 EVENT_MEASURE_RECORDED = "monitoring.measure_recorded"
+EVENT_MEASURE_UPDATED = "monitoring.measure_updated"
 EVENT_RISK_ELIMINATED = "monitoring.risk_eliminated"
 EVENT_OBJECT_DISMISSED = "monitoring.object_dismissed"
 EVENT_LEAD_RECORDED = "monitoring.lead_recorded"
@@ -134,6 +139,16 @@ TRANSITIONS: dict[tuple[Position, str], tuple[Transition, ...]] = {
 ACTIONS: tuple[str, ...] = tuple(sorted({action for _, action in TRANSITIONS}))
 
 
+MEASURE_STATUSES: tuple[str, ...] = ("planned", "in_progress", "completed", "cancelled")
+MEASURE_TRANSITIONS: dict[str, tuple[str, ...]] = {
+    "planned": ("in_progress", "cancelled"),
+    "in_progress": ("completed", "cancelled"),
+    "completed": (),
+    "cancelled": (),
+}
+INACTIVE_MEASURE_STATUSES = frozenset({"cancelled"})  # the plan's checks count every other measure
+
+
 @dataclass(frozen=True, slots=True)
 class ObjectState:
     """The procedure-relevant part of a monitoring object. ``last_actor``: who completed the last step."""
@@ -228,6 +243,23 @@ class EliminationCriteriaNotMet(MonitoringError):
     def __init__(self, answer: EliminationAnswer) -> None:
         self.answer = answer
         super().__init__("benefits says the household does not meet the risk-elimination criteria")
+
+
+class IllegalMeasureStatus(MonitoringError):
+    def __init__(self, current: str, wanted: str) -> None:
+        self.current, self.wanted = current, wanted
+        self.allowed = list(MEASURE_TRANSITIONS.get(current, ()))
+        super().__init__(f"a {current} measure cannot become {wanted}; allowed: {', '.join(self.allowed) or 'none'}")
+
+
+def check_measure_status(current: str, wanted: str) -> bool:
+    """Whether ``wanted`` changes the measure's status (False: it is the same); raises ``IllegalMeasureStatus``
+    for a change ``MEASURE_TRANSITIONS`` does not list."""
+    if wanted == current:
+        return False
+    if wanted not in MEASURE_TRANSITIONS.get(current, ()):
+        raise IllegalMeasureStatus(current, wanted)
+    return True
 
 
 class MissingElimination(MonitoringError, ValueError):

@@ -13,20 +13,21 @@ import uuid
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from sqlalchemy import func, insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.registry.benefits_client import BenefitsClient
-from services.registry.common import StrictBody, invalid
+from services.registry.common import StrictBody, invalid, problem_from_validation
 from services.registry.households.service import load_household, save_new_version
 from services.registry.monitoring import machine
-from services.registry.monitoring.machine import (CATEGORIES, EVENT_MEASURE_RECORDED, EVENT_OBJECT_OPENED,
-                                                  EliminationAnswer, EliminationCriteriaNotMet, IllegalStep,
+from services.registry.monitoring.machine import (CATEGORIES, EVENT_MEASURE_RECORDED, EVENT_MEASURE_UPDATED,
+                                                  EVENT_OBJECT_OPENED, EliminationAnswer, EliminationCriteriaNotMet,
+                                                  IllegalMeasureStatus, IllegalStep,
                                                   NoticeRunning, ObjectState, SeparationOfDuties, StepContext,
                                                   StepReasonRequired, allowed_actions, apply_step,
-                                                  needs_elimination_answer)
+                                                  check_measure_status, needs_elimination_answer)
 from services.registry.monitoring.records import (CONFLICT, area_filter, area_of, load_lead, load_object_row,
                                                   object_dict, parse_time_cursor, publish_object_event, time_cursor)
 from services.registry.tables import (cadres, household_procedures, monitoring_leads, monitoring_measures,
@@ -47,7 +48,7 @@ Category = Literal["unstable_exited", "marginal_at_risk", "sudden_hardship"]
 MeasureType = Literal["industry", "employment", "public_welfare_post", "skills_training", "microcredit", "dibao",
                       "tekun", "temporary_assistance", "medical", "insurance", "education", "housing",
                       "drinking_water", "relocation", "other"]
-MeasureStatus = Literal["planned", "in_progress", "completed", "stopped"]
+MeasureStatus = Literal["planned", "in_progress", "completed", "cancelled"]
 # Measures that are the safety net (兜底保障) for a household that cannot work.
 SAFETY_NET_MEASURES = ("dibao", "tekun")
 MAX_EVIDENCE_KEYS = 50
@@ -79,6 +80,20 @@ class MeasureIn(StrictBody):
     start_date: date
     status: MeasureStatus = "planned"
     notes: FreeText | None = Field(default=None, max_length=2000)
+
+
+class MeasurePatch(StrictBody):
+    """The fields of a measure that change after it is recorded (a JSON merge patch of them)."""
+    status: MeasureStatus | None = Field(default=None, description="planned → in_progress | cancelled, "
+                                         "in_progress → completed | cancelled; completed and cancelled are final")
+    end_date: date | None = None
+    notes: FreeText | None = Field(default=None, max_length=2000)
+    responsible: FreeText | None = Field(default=None, min_length=1, max_length=128,
+                                         description="Responsible unit or cadre")
+
+
+MEASURE_PATCHABLE = tuple(MeasurePatch.model_fields)
+MEASURE_NOT_NULL = ("status", "responsible")
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -324,6 +339,76 @@ async def add_measure(sessionmaker: async_sessionmaker[AsyncSession], object_id:
         await publish_object_event(session, EVENT_MEASURE_RECORDED, view, snapshot, actor=principal.subject)
     measure = next(m for m in view["measures"] if m["id"] == measure_id)
     return {"measure": measure, "object": view}
+
+
+def measure_patch(patch: Any) -> MeasurePatch:
+    """The merge patch checked: an object of the patchable fields, ``status`` and ``responsible`` not null."""
+    if not isinstance(patch, dict):
+        raise invalid(["body"], "a JSON merge patch object of status, end_date, notes, responsible")
+    for key in patch:
+        if key not in MEASURE_PATCHABLE:
+            raise invalid(["body", key], "only status, end_date, notes and responsible of a measure change "
+                          "after it is recorded")
+    for key in MEASURE_NOT_NULL:
+        if key in patch and patch[key] is None:
+            raise invalid(["body", key], "cannot be removed (null)")
+    try:
+        return MeasurePatch.model_validate(patch)
+    except ValidationError as exc:
+        raise problem_from_validation(exc) from exc
+
+
+async def update_measure(sessionmaker: async_sessionmaker[AsyncSession], object_id: str, measure_id: str,
+                         patch: Any, principal: Principal, *, now: datetime | None = None) -> dict:
+    """Change a measure's status (``MEASURE_TRANSITIONS``), end date, notes or responsible unit, recording who
+    and when (``updated_by``/``updated_at``, each status change in ``status_history``); the object's version
+    moves and ``monitoring.measure_updated`` carries its full state. A patch that changes nothing writes
+    nothing and answers the current state."""
+    body = measure_patch(patch)
+    given = body.model_fields_set
+    async with transaction(sessionmaker) as session:
+        row = await load_object_row(session, object_id, principal, for_update=True)
+        measure = (await session.execute(select(monitoring_measures).where(
+            monitoring_measures.c.id == measure_id, monitoring_measures.c.object_id == object_id)
+            .with_for_update())).first()
+        if measure is None:
+            raise Problem(404, "Measure not found", f"Monitoring object {object_id} has no measure {measure_id}.")
+        if row.status not in {s.value for s in machine.OPEN_STATUSES}:
+            raise Problem(409, "Monitoring object closed", f"Monitoring object {object_id} is {row.status}; its "
+                          "measures no longer change.", type_=CONFLICT, current_status=row.status)
+        changes: dict[str, Any] = {}
+        if "status" in given and body.status is not None:
+            try:
+                if check_measure_status(measure.status, body.status):
+                    changes["status"] = body.status
+            except IllegalMeasureStatus as exc:
+                raise Problem(409, "Measure status change not allowed", f"A {exc.current} measure cannot become "
+                              f"{exc.wanted}; allowed: {', '.join(exc.allowed) or 'none'}.", type_=ILLEGAL,
+                              current_status=exc.current, wanted_status=exc.wanted, allowed=exc.allowed) from exc
+        if "end_date" in given and body.end_date != measure.end_date:
+            if body.end_date is not None and body.end_date < measure.start_date:
+                raise invalid(["body", "end_date"], f"before the measure's start date "
+                              f"{measure.start_date.isoformat()}")
+            changes["end_date"] = body.end_date
+        if "notes" in given and body.notes != measure.notes:
+            changes["notes"] = body.notes
+        if "responsible" in given and body.responsible is not None and body.responsible != measure.responsible:
+            changes["responsible"] = body.responsible
+        if not changes:
+            view = await _view(session, object_id)
+            return {"measure": next(m for m in view["measures"] if m["id"] == measure_id), "object": view}
+        at = now.astimezone(timezone.utc) if now is not None else utcnow()
+        if "status" in changes:
+            changes["status_history"] = [*(measure.status_history or []), {
+                "from": measure.status, "to": changes["status"], "at": at.isoformat(), "by": principal.subject}]
+        await session.execute(update(monitoring_measures).where(monitoring_measures.c.id == measure_id).values(
+            **changes, updated_at=at, updated_by=principal.subject))
+        await session.execute(update(monitoring_objects).where(monitoring_objects.c.id == object_id).values(
+            version=row.version + 1))
+        snapshot = await load_household(session, row.household_id, principal)
+        view = await _view(session, object_id)
+        await publish_object_event(session, EVENT_MEASURE_UPDATED, view, snapshot, actor=principal.subject)
+    return {"measure": next(m for m in view["measures"] if m["id"] == measure_id), "object": view}
 
 
 # ---------------------------------------------------------------- reads

@@ -1,7 +1,7 @@
 """The assistance plan (帮扶计划) of a monitoring object: its measures, the checks on them, and the
 entitlements benefits computes for the household.
 
-The checks are pure (``plan_checks``): every risk cause has a measure that is not stopped
+The checks are pure (``plan_checks``): every risk cause has a measure that is not cancelled
 (``uncovered_risk_causes``), and a household where no living member can work (labour capacity full, skilled
 or weak) has a 低保 / 特困 safety-net measure (``safety_net_required`` … ``safety_net_missing``). Benefits'
 current entitlements are read over HTTP with the caller's own token (services/registry/peers.py, as the case
@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.registry.households.service import load_household
+from services.registry.monitoring.machine import INACTIVE_MEASURE_STATUSES
 from services.registry.monitoring.objects import SAFETY_NET_MEASURES, get_object
 from services.registry.monitoring.records import labour_capacity
 from services.registry.peers import Peers
@@ -21,7 +22,7 @@ from shared.auth import Principal
 
 
 def plan_checks(risk_causes: list[str], measures: list[dict], snapshot: dict) -> dict[str, Any]:
-    active = [m for m in measures if m.get("status") != "stopped"]
+    active = [m for m in measures if m.get("status") not in INACTIVE_MEASURE_STATUSES]
     covered = {m.get("risk_cause") for m in active}
     uncovered = [cause for cause in risk_causes if cause not in covered]
     capacity = labour_capacity(snapshot)

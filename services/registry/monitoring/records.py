@@ -88,8 +88,10 @@ def step_dict(row) -> dict[str, Any]:
 
 def measure_dict(row) -> dict[str, Any]:
     return {"id": row.id, "type": row.type, "risk_cause": row.risk_cause, "responsible": row.responsible,
-            "start_date": row.start_date.isoformat(), "status": row.status, "notes": row.notes,
-            "recorded_at": iso(row.recorded_at), "recorded_by": row.recorded_by}
+            "start_date": row.start_date.isoformat(), "end_date": row.end_date and row.end_date.isoformat(),
+            "status": row.status, "notes": row.notes, "recorded_at": iso(row.recorded_at),
+            "recorded_by": row.recorded_by, "updated_at": iso(row.updated_at), "updated_by": row.updated_by,
+            "status_history": list(row.status_history or [])}
 
 
 def object_not_found(object_id: str) -> Problem:

@@ -6,7 +6,7 @@ import json
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
@@ -34,6 +34,13 @@ class LeadBatch(StrictBody):
 
 class DismissBody(StrictBody):
     reason: FreeText = Field(min_length=1, max_length=2000)
+
+
+MEASURE_PATCH_SCHEMA = {"type": "object", "additionalProperties": False, "properties": {
+    "status": {"type": "string", "enum": ["planned", "in_progress", "completed", "cancelled"]},
+    "end_date": {"type": ["string", "null"], "format": "date"},
+    "notes": {"type": ["string", "null"], "maxLength": 2000},
+    "responsible": {"type": "string", "minLength": 1, "maxLength": 128, "description": "Responsible unit or cadre"}}}
 
 
 def _answer(status: int, body: dict) -> JSONResponse:
@@ -179,6 +186,21 @@ async def add_measure(request: Request, object_id: str, body: objects.MeasureIn,
     result = await objects.add_measure(request.app.state.sessionmaker, object_id, body, principal,
                                        now=now_of(request))
     return JSONResponse(result, status_code=201)
+
+
+@router.patch("/v1/monitoring/objects/{object_id}/measures/{measure_id}",
+              summary="Change an assistance measure: status, end date, notes, responsible (JSON merge patch)",
+              description="Status changes: planned → in_progress | cancelled, in_progress → completed | cancelled; "
+                          "completed and cancelled are final.",
+              openapi_extra={"requestBody": {"content": {"application/merge-patch+json": {
+                  "schema": MEASURE_PATCH_SCHEMA, "example": {"status": "completed", "end_date": "2020-12-31"}}}}},
+              responses={409: {"description": "A status change the table does not allow (lists allowed), or the "
+                                              "object is eliminated or dismissed"}})
+async def update_measure(request: Request, object_id: str, measure_id: str,
+                         patch: Annotated[Any, Body(media_type="application/merge-patch+json")],
+                         principal: Principal = Writer) -> dict:
+    return await objects.update_measure(request.app.state.sessionmaker, object_id, measure_id, patch, principal,
+                                        now=now_of(request))
 
 
 @router.get("/v1/monitoring/objects/{object_id}/plan", summary="The assistance plan: measures, checks and "

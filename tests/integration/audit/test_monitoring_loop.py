@@ -92,6 +92,16 @@ class Case:
         self.object["first_measure_at"] = self.object["first_measure_at"] or when
         return self._event("monitoring.measure_recorded", when, "cadre-7")
 
+    def update_measure(self, index: int, day: str, *, actor: str = "township-3", **changes) -> Envelope:
+        """``monitoring.measure_updated``: the measure changed (status by the registry's table), who and when."""
+        when = at(day)
+        measure = self.object["measures"][index]
+        if "status" in changes and changes["status"] != measure["status"]:
+            measure.setdefault("status_history", []).append({"from": measure["status"], "to": changes["status"],
+                                                             "at": when, "by": actor})
+        measure.update(changes, updated_at=when, updated_by=actor)
+        return self._event("monitoring.measure_updated", when, actor)
+
     def eliminate(self, day: str, assessment: dict | None) -> list[Envelope]:
         out = []
         for i, name in enumerate(ELIMINATION):
@@ -177,6 +187,44 @@ async def test_every_monitoring_step_is_in_the_ledger_and_the_households_history
     page = await audit.get(f"/dashboard/households/{hid}", params={"as_of": "2021-06-30"})
     assert page.status_code == 200
     assert "监测帮扶 (monitoring): monitoring object mo-1 (case 1): identification step data_entry" in page.text
+
+
+async def test_a_measure_update_is_in_the_history_and_the_projection(audit):
+    hid = "hh-mon-9"
+    case = Case("mo-9", hid, ["ld-9"], "2021-03-05")
+    await feed(audit.app, lead_event("ld-9", hid, "2021-03-01"), case.opened(), *case.identify("2021-03-11"),
+               case.measure("2021-03-15", "medical"))
+    updated = case.update_measure(0, "2021-05-20", status="completed", end_date="2021-05-20")
+    [written] = await feed(audit.app, updated)
+    assert written is not None
+    async with audit.app.state.sessionmaker() as session:
+        row = (await session.execute(select(audit_monitoring_objects)
+                                     .where(audit_monitoring_objects.c.id == "mo-9"))).one()
+    assert (row.version, row.record_id, row.measures, row.status) == (12, written["id"], 1, "monitored")
+    assert row.first_measure_at is not None  # still the recording's time
+    items = (await audit.get(f"/v1/audit/households/{hid}/history")).json()["items"]
+    assert [i["type"] for i in items[-2:]] == ["monitoring.measure_recorded", "monitoring.measure_updated"]
+    decision = items[-1]["decision"]["monitoring"]
+    measure_id = case.object["measures"][0]["id"]
+    assert decision["measure"] == {"id": measure_id, "type": "medical", "risk_cause": "illness",
+                                   "responsible": "township-3", "start_date": "2021-03-15",
+                                   "end_date": "2021-05-20", "status": "completed",
+                                   "updated_at": at("2021-05-20"), "updated_by": "township-3"}
+    assert decision["line"] == (f"monitoring object mo-9 (case 1): measure {measure_id} (medical for illness) now "
+                                "completed, responsible township-3, ended 2021-05-20, changed by township-3 on "
+                                "2021-05-20")
+    assert items[-1]["actor"] == "township-3" and all(i["intact"] for i in items)
+    # a later change to it moves the projection on; the older one delivered late (under a new event id) does not
+    # roll it back
+    again = case.update_measure(0, "2021-05-21", notes="结算完毕")
+    stale = copy.deepcopy(updated)
+    stale.id, stale.signature = str(uuid.uuid4()), None
+    [later, late] = await feed(audit.app, again, stale)
+    assert later is not None and late is not None  # both in the ledger
+    async with audit.app.state.sessionmaker() as session:
+        row = (await session.execute(select(audit_monitoring_objects)
+                                     .where(audit_monitoring_objects.c.id == "mo-9"))).one()
+    assert (row.version, row.record_id) == (13, later["id"])
 
 
 async def test_projection_is_idempotent_and_guarded_by_the_objects_version(audit):

@@ -305,3 +305,138 @@ async def test_object_queries_by_category_step_area_and_age(office):
     assert (await office.get("/v1/monitoring/objects", params={"area": "360703"})).json()["items"]
     assert (await office.get("/v1/monitoring/objects", params={"area": "999999"})).json()["items"] == []
     assert (await office.get("/v1/monitoring/objects", params={"step": "nope"})).status_code == 422
+
+
+MERGE = {"Content-Type": "application/merge-patch+json"}
+
+
+async def patch_measure(client, object_id: str, measure_id: str, patch, expect: int = 200, headers=None) -> dict:
+    response = await client.patch(f"/v1/monitoring/objects/{object_id}/measures/{measure_id}",
+                                  content=json.dumps(patch), headers={**MERGE, **(headers or {})})
+    assert response.status_code == expect, response.text
+    if expect >= 400:
+        assert response.headers["content-type"].startswith("application/problem+json")
+    return response.json()
+
+
+async def test_a_measure_changes_status_by_the_table_with_who_and_when(office):
+    hid = (await new_household(office, status="exited", exit_date="2019-12-01"))["id"]
+    lead = (await office.post("/v1/monitoring/leads", json=lead_body(hid))).json()
+    obj = (await office.post("/v1/monitoring/objects", json={"lead_id": lead["id"], "category": "unstable_exited"})).json()
+    await identify(office, obj["id"])
+    recorded = await office.post(f"/v1/monitoring/objects/{obj['id']}/measures", json={
+        "type": "medical", "risk_cause": "illness", "responsible": "区医保局", "start_date": "2021-04-01"})
+    assert recorded.status_code == 201, recorded.text
+    measure = recorded.json()["measure"]
+    assert measure["status"] == "planned" and measure["status_history"] == [] and measure["updated_by"] is None
+    version = recorded.json()["object"]["version"]
+    assert (await office.get(f"/v1/monitoring/objects/{obj['id']}/plan")).json()["checks"]["ok"] is True
+
+    async def counts():
+        async with office.app.state.sessionmaker() as session:
+            return (await session.scalar(select(func.max(monitoring_objects.c.version))
+                                         .where(monitoring_objects.c.id == obj["id"])),
+                    await session.scalar(select(func.count()).select_from(outbox)))
+
+    # illegal: planned → completed skips in_progress; nothing written
+    before = await counts()
+    refused = await patch_measure(office, obj["id"], measure["id"], {"status": "completed"}, expect=409)
+    assert refused["current_status"] == "planned" and refused["wanted_status"] == "completed"
+    assert refused["allowed"] == ["in_progress", "cancelled"]
+    assert "allowed: in_progress, cancelled" in refused["detail"]
+    # bad input: 422 naming the field, nothing written
+    for patch, loc in (({"type": "housing"}, ["body", "type"]), ({"status": None}, ["body", "status"]),
+                       ({"responsible": None}, ["body", "responsible"]), ({"status": "stopped"}, ["body", "status"]),
+                       ({"end_date": "2021-03-01"}, ["body", "end_date"])):
+        bad = await patch_measure(office, obj["id"], measure["id"], patch, expect=422)
+        assert bad["errors"][0]["loc"][:2] == loc, (patch, bad)
+    assert (await patch_measure(office, obj["id"], measure["id"], ["status"], expect=422))["errors"][0]["loc"] == \
+        ["body"]
+    # another area: 404 like a missing one; a measure id that is not the object's: 404
+    elsewhere = office.as_("office-x", "registry:read registry:write", area="999999")
+    hidden = await patch_measure(office, obj["id"], measure["id"], {"status": "in_progress"}, expect=404,
+                                 headers=elsewhere)
+    assert hidden["title"] == "Monitoring object not found"
+    missing = await patch_measure(office, obj["id"], "mm-nope", {"status": "in_progress"}, expect=404)
+    assert missing["title"] == "Measure not found" and "mm-nope" in missing["detail"]
+    assert await counts() == before
+
+    # legal: planned → in_progress by office-2, then in_progress → completed with an end date by office-1
+    office.clock.advance(days=1)
+    started = await patch_measure(office, obj["id"], measure["id"], {"status": "in_progress", "notes": "已报销"},
+                                  headers=office.as_("office-2"))
+    assert started["measure"]["status"] == "in_progress" and started["measure"]["notes"] == "已报销"
+    assert started["measure"]["updated_by"] == "office-2" and started["measure"]["updated_at"]
+    assert [(h["from"], h["to"], h["by"]) for h in started["measure"]["status_history"]] == [
+        ("planned", "in_progress", "office-2")]
+    assert started["object"]["version"] == version + 1
+    # the same patch again changes nothing: nothing written, the same state answered
+    again = await patch_measure(office, obj["id"], measure["id"], {"status": "in_progress", "notes": "已报销"})
+    assert again == started and (await counts())[1] == before[1] + 1
+    done = await patch_measure(office, obj["id"], measure["id"], {"status": "completed", "end_date": "2021-06-30",
+                                                                  "responsible": "区医疗保障局"})
+    assert done["measure"]["status"] == "completed" and done["measure"]["end_date"] == "2021-06-30"
+    assert done["measure"]["responsible"] == "区医疗保障局" and done["measure"]["updated_by"] == "office-1"
+    assert [(h["from"], h["to"], h["by"]) for h in done["measure"]["status_history"]] == [
+        ("planned", "in_progress", "office-2"), ("in_progress", "completed", "office-1")]
+    assert done["object"]["version"] == version + 2
+    # completed is final
+    final = await patch_measure(office, obj["id"], measure["id"], {"status": "cancelled"}, expect=409)
+    assert final["allowed"] == [] and final["current_status"] == "completed" and "allowed: none" in final["detail"]
+    # a completed measure still covers its cause
+    assert (await office.get(f"/v1/monitoring/objects/{obj['id']}/plan")).json()["checks"]["ok"] is True
+
+    # the event: the object's full state, like monitoring.measure_recorded, sequence = the object's version
+    events = await monitoring_events(office.app)
+    assert [e["type"] for e in events[-3:]] == ["monitoring.measure_recorded", "monitoring.measure_updated",
+                                                "monitoring.measure_updated"]
+    last = events[-1]
+    assert last["subject"] == f"monitoring/{obj['id']}" and last["sequence"] == version + 2
+    assert last["actor"] == "office-1" and last["source"] == events[-3]["source"]
+    assert last["data"]["object"] == {k: v for k, v in done["object"].items() if k not in ("allowed_actions", "area")}
+    assert last["data"]["area"] == done["object"]["area"] and last["data"]["labour_capacity"] == "has_labour"
+    assert set(last["data"]) == set(events[-3]["data"])
+
+    # another measure cancelled: the plan no longer counts it; its cause is uncovered again
+    second = (await office.post(f"/v1/monitoring/objects/{obj['id']}/measures", json={
+        "type": "insurance", "risk_cause": "illness", "responsible": "人保财险", "start_date": "2021-07-01"})).json()
+    ended = await patch_measure(office, obj["id"], second["measure"]["id"], {"status": "cancelled"})
+    assert ended["measure"]["status"] == "cancelled"
+    assert (await patch_measure(office, obj["id"], second["measure"]["id"], {"status": "planned"},
+                                expect=409))["allowed"] == []
+
+
+async def test_cancelling_the_only_measure_for_a_cause_uncovers_it_and_closed_objects_refuse(office):
+    hid = (await new_household(office, status="exited", exit_date="2019-12-01"))["id"]
+    lead = (await office.post("/v1/monitoring/leads",
+                              json=lead_body(hid, risk_causes=["illness", "accident"]))).json()
+    obj = (await office.post("/v1/monitoring/objects", json={"lead_id": lead["id"], "category": "unstable_exited"})).json()
+    await identify(office, obj["id"])
+    ids = {}
+    for kind, cause in (("medical", "illness"), ("insurance", "accident")):
+        answer = await office.post(f"/v1/monitoring/objects/{obj['id']}/measures", json={
+            "type": kind, "risk_cause": cause, "responsible": "区医保局", "start_date": "2021-04-01",
+            "status": "in_progress"})
+        ids[cause] = answer.json()["measure"]["id"]
+    plan = (await office.get(f"/v1/monitoring/objects/{obj['id']}/plan")).json()
+    assert plan["checks"]["ok"] is True and plan["checks"]["active_measures"] == 2
+    await patch_measure(office, obj["id"], ids["accident"], {"status": "cancelled", "notes": "保险未获批"})
+    plan = (await office.get(f"/v1/monitoring/objects/{obj['id']}/plan")).json()
+    assert plan["checks"]["ok"] is False and plan["checks"]["problems"] == ["uncovered_risk_causes"]
+    assert plan["checks"]["uncovered_risk_causes"] == ["accident"] and plan["checks"]["active_measures"] == 1
+    assert {m["id"]: m["status"] for m in plan["measures"]} == {ids["illness"]: "in_progress",
+                                                                 ids["accident"]: "cancelled"}
+
+    # eliminated: its measures no longer change (409 naming the status), nothing written
+    for index, action in enumerate(ELIMINATION):
+        if action == "township_confirmation":
+            office.clock.advance(days=5, minutes=1)
+        final = await step(office, obj["id"], action, actor=f"office-{index % 2 + 1}", as_of="2021-11-01")
+    assert final["status"] == "eliminated"
+    events = len(await monitoring_events(office.app))
+    closed = await patch_measure(office, obj["id"], ids["illness"], {"status": "completed"}, expect=409)
+    assert closed["current_status"] == "eliminated" and closed["title"] == "Monitoring object closed"
+    assert len(await monitoring_events(office.app)) == events
+    after = (await office.get(f"/v1/monitoring/objects/{obj['id']}")).json()
+    assert {m["id"]: m["status"] for m in after["measures"]} == {ids["illness"]: "in_progress",
+                                                                  ids["accident"]: "cancelled"}

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from services.registry.monitoring.machine import (
+    MEASURE_STATUSES, MEASURE_TRANSITIONS, IllegalMeasureStatus, check_measure_status,
     ELIMINATION_STEPS, IDENTIFICATION_STEPS, POSITIONS, EliminationAnswer, EliminationCriteriaNotMet, IllegalStep,
     MissingElimination, NoticeRunning, ObjectState, SeparationOfDuties, StepContext, StepReasonRequired,
     allowed_actions, apply_step)
@@ -90,5 +91,26 @@ def test_plan_checks():
     assert checks["problems"] == ["uncovered_risk_causes", "safety_net_missing"]
     net = {"type": "dibao", "risk_cause": "accident", "status": "planned"}
     assert plan_checks(["illness", "accident"], [medical, net], unable)["ok"] is True
-    assert plan_checks(["illness"], [{**medical, "status": "stopped"}], working)["problems"] == [
+    assert plan_checks(["illness"], [{**medical, "status": "cancelled"}], working)["problems"] == [
         "uncovered_risk_causes", "no_measures"]
+    # a completed measure still counts: only cancelled ones do not
+    assert plan_checks(["illness"], [{**medical, "status": "completed"}], working)["ok"] is True
+
+
+@pytest.mark.parametrize("current,wanted,changes", [
+    ("planned", "in_progress", True), ("planned", "cancelled", True), ("in_progress", "completed", True),
+    ("in_progress", "cancelled", True), ("planned", "planned", False), ("completed", "completed", False)])
+def test_measure_status_changes_the_table_allows(current, wanted, changes):
+    assert check_measure_status(current, wanted) is changes
+
+
+@pytest.mark.parametrize("current,wanted,allowed", [
+    ("planned", "completed", ["in_progress", "cancelled"]), ("in_progress", "planned", ["completed", "cancelled"]),
+    ("completed", "in_progress", []), ("completed", "cancelled", []), ("cancelled", "planned", []),
+    ("cancelled", "in_progress", [])])
+def test_measure_status_changes_the_table_refuses(current, wanted, allowed):
+    with pytest.raises(IllegalMeasureStatus) as refused:
+        check_measure_status(current, wanted)
+    assert refused.value.allowed == allowed and (refused.value.current, refused.value.wanted) == (current, wanted)
+    assert str(refused.value).endswith(f"allowed: {', '.join(allowed) or 'none'}")
+    assert set(MEASURE_TRANSITIONS) == set(MEASURE_STATUSES)
