@@ -363,6 +363,44 @@ async def test_no_non_admin_output_lets_an_id_number_be_rebuilt(databases, tmp_p
         assert job["state"] == "refused", job
         assert "********" in json.dumps(job, ensure_ascii=False)  # the report names the masked number
 
+        # --- monitoring (防止返贫): leads, a case, its steps, measures and plan, as the non-admin office
+        def lead(household_id: str, **extra) -> dict:
+            return {"client_lead_id": str(uuid.uuid4()), "household_id": household_id, "channel": "self_report",
+                    "risk_causes": ["illness"], "reported_at": "2020-06-01T09:00:00+08:00", "notes": "住院", **extra}
+
+        first_lead = keep("registry", "POST", "/v1/monitoring/leads", await reg.post("/v1/monitoring/leads",
+                                                                                    json=lead(hid)))
+        lead_id = first_lead.get("lead", first_lead).get("id") or first_lead["id"]
+        batch = keep("registry", "POST", "/v1/monitoring/leads:batch", await reg.post(
+            "/v1/monitoring/leads:batch", json={"leads": [lead(elderly["id"], channel="cadre_visit")]}),
+            expect=(200, 201, 207))
+        other_lead = json.dumps(batch, ensure_ascii=False).split('"id": "ml-')[1].split('"')[0]
+        keep("registry", "POST", "/v1/monitoring/leads:import", await reg.post("/v1/monitoring/leads:import", json={
+            "leads": [{"household_id": cid, "risk_causes": ["disaster"], "reported_at": "2020-06-02",
+                       "department": "区应急管理局"}]}))
+        keep("registry", "GET", "/v1/monitoring/leads", await reg.get("/v1/monitoring/leads"))
+        keep("registry", "GET", "/v1/monitoring/leads/{lead_id}", await reg.get(f"/v1/monitoring/leads/{lead_id}"))
+        keep("registry", "POST", "/v1/monitoring/leads/{lead_id}/dismiss",
+             await reg.post(f"/v1/monitoring/leads/ml-{other_lead}/dismiss", json={"reason": "已核实无风险"}))
+        case = keep("registry", "POST", "/v1/monitoring/objects", await reg.post("/v1/monitoring/objects", json={
+            "lead_id": lead_id, "category": "sudden_hardship"}))
+        object_id = case.get("object", case).get("id") or case["id"]
+        keep("registry", "POST", "/v1/monitoring/objects/{object_id}/transitions", await reg.post(
+            f"/v1/monitoring/objects/{object_id}/transitions",
+            json={"action": "risk_warning", "evidence": {"source": "农户自主申报"}}))
+        measured = keep("registry", "POST", "/v1/monitoring/objects/{object_id}/measures", await reg.post(
+            f"/v1/monitoring/objects/{object_id}/measures", json={
+                "type": "medical", "risk_cause": "illness", "responsible": "区医保局", "start_date": "2020-06-05",
+                "status": "planned"}))
+        measure_id = (measured.get("measure") or measured["object"]["measures"][-1])["id"]
+        keep("registry", "PATCH", "/v1/monitoring/objects/{object_id}/measures/{measure_id}", await reg.patch(
+            f"/v1/monitoring/objects/{object_id}/measures/{measure_id}", json={"status": "in_progress"},
+            headers={"Content-Type": "application/merge-patch+json"}))
+        keep("registry", "GET", "/v1/monitoring/objects", await reg.get("/v1/monitoring/objects"))
+        keep("registry", "GET", "/v1/monitoring/objects/{object_id}", await reg.get(f"/v1/monitoring/objects/{object_id}"))
+        keep("registry", "GET", "/v1/monitoring/objects/{object_id}/plan",
+             await reg.get(f"/v1/monitoring/objects/{object_id}/plan"))
+
         # --- registry events → benefits and audit
         async def deliver(after_registry: int, after_benefits: int) -> tuple[int, int]:
             events, after_registry = await drain(registry, registry_outbox, after_registry)
@@ -486,6 +524,8 @@ async def test_no_non_admin_output_lets_an_id_number_be_rebuilt(databases, tmp_p
                 elif response.status_code == 200:
                     attack_xlsx(attack, "audit sample xlsx", response.content)
             keep("audit", "GET", "/v1/supervision/progress", await aud.get("/v1/supervision/progress"))
+            keep("audit", "GET", "/v1/supervision/monitoring", await aud.get("/v1/supervision/monitoring",
+                                                                             params={"as_of": AS_OF.isoformat()}))
             keep("audit", "GET", "/v1/supervision/partner-access", await aud.get("/v1/supervision/partner-access"))
             dashboard = await aud.get("/dashboard")
             walked[("audit", "GET", "/dashboard")] = 1
