@@ -133,6 +133,22 @@ DEMO_ANOMALIES: dict[str, dict[str, Any]] = {
     "partner_lookup_without_benefit": {
         "finding": None, "near_miss": None,
         "why": "made by banks at request time, not by the demo load: see docs/audit.md"},
+    # The monitoring cases of jingzhun_cli/demo_monitoring.py
+    "monitoring_lead_not_verified": {
+        "finding": "hh-demo-0008", "near_miss": "hh-demo-0035",
+        "why": "the department's lead ml-demo-0008 reported 2020-06-10 is still open on 2020-06-30 (20 days, more "
+               "than 15); 0035's self-report was verified two days after it came in (case mo-demo-0035)"},
+    "monitoring_object_without_measures": {
+        "finding": None, "near_miss": "hh-demo-0014",
+        "why": "0014's case is monitored with two measures; 0035's case is still identifying (no measure due yet)"},
+    "monitoring_eliminated_too_soon": {
+        "finding": None, "near_miss": "hh-demo-0010",
+        "why": "0010's risk was eliminated on benefits' answer of seven months above the range (six needed)"},
+    "monitoring_eliminated_inside_range": {
+        "finding": "hh-demo-0010", "near_miss": "hh-demo-0014",
+        "why": "0010 is marked eliminated, but the registry's own income record for it (4,262.00 per person for "
+               "2019) is inside the range of 6,000: the elimination evidence is not backed by the household's "
+               "record, which is what this rule is for; 0014 is monitored, not eliminated"},
 }
 
 

@@ -4,8 +4,12 @@ with stable ids, written through the registry's own monitoring code on their own
 * ``ml-demo-0008``: a department's lead for hh-demo-0008 (registered), still open;
 * ``mo-demo-0035``: hh-demo-0035 (candidate), marginal_at_risk, identifying at ``democratic_appraisal``;
 * ``mo-demo-0014``: hh-demo-0014 (exited, under monitoring), unstable_exited, ``monitored`` with measures;
-* ``mo-demo-0010``: hh-demo-0010 (registered), sudden_hardship, ``eliminated`` in June 2020 after income
-  stayed above the range from 2019-11 (benefits' answer, seven months, kept as the last step's evidence).
+* ``mo-demo-0010``: hh-demo-0010 (registered), sudden_hardship, ``eliminated`` in June 2020 on an answer of
+  seven months above the range since 2019-11, kept as the last step's evidence. The demo runs in 2020, before the
+  mechanism (and benefits' range) is in force, so that answer is the demo's own (``DemoElimination``, labelled
+  ``kind: demo``), and the household's income record (4,262.00 for 2019) does not back it: audit's
+  ``monitoring_eliminated_inside_range`` finds it, a seeded supervision finding like hh-demo-0181's forced exit
+  (``DEMO_ANOMALIES`` in jingzhun_cli/demo.py).
 
 Township and county steps are taken by two offices (separation of duties). None of these changes a
 household's status: 0014 is monitored already, 0010 registered and 0035's case stops before data entry.
