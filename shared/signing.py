@@ -45,8 +45,17 @@ KEYS_DIR = "keys"
 EVENT_KEY_SUFFIX = "-events.pem"
 RETIRED_DIR = "retired"
 TRUSTED_KEYS_ENV = "JZ_EVENT_TRUSTED_KEYS_FILE"
-#: Services that consume events and therefore need the trusted keyring (registry only publishes).
+#: Services that consume events and therefore need the trusted keyring. The registry verifies too when it
+#: consumes benefits' ``monitoring.risk_detected`` (its monitoring consumer, on unless switched off).
 VERIFYING_SERVICES = ("benefits", "audit")
+
+
+def verifies_events(settings: Any) -> bool:
+    name = getattr(settings, "service_name", "")
+    if name in VERIFYING_SERVICES:
+        return True
+    return name == "registry" and bool(getattr(settings, "monitoring_consumer", False)) \
+        and bool(getattr(settings, "run_consumer", True))
 #: What ``ledger_signature`` covers, in the ledger's own field names.
 LEDGER_SIGNED_FIELDS = ("event_id", "source", "type", "subject", "time", "actor", "signer", "data")
 SIGNATURE_FIELDS = ("signature", "ledger_signature")
@@ -483,7 +492,7 @@ def event_key_refusals(settings: Any) -> list[str]:
         reasons.append(f"{key_setting} must name this service's Ed25519 event signing key (PEM, PKCS#8)")
     elif not Path(key_file).is_file():
         reasons.append(f"{key_setting}={key_file} does not exist")
-    if settings.service_name in VERIFYING_SERVICES:
+    if verifies_events(settings):
         keyring = getattr(settings, "event_trusted_keys_file", None)
         if not keyring:
             reasons.append(f"{TRUSTED_KEYS_ENV} must name the keyring of trusted event-signing public keys")
@@ -496,7 +505,7 @@ def check_event_keys(settings: Any) -> EventSigner:
     """Start-up check: the service's signing key (and, for consumers, the keyring) are usable.
     Raises ``SigningConfigError`` naming the missing setting."""
     signer = event_signer(settings)
-    if settings.service_name in VERIFYING_SERVICES:
+    if verifies_events(settings):
         trusted_keys(settings).trust_own(signer)
     return signer
 

@@ -585,7 +585,7 @@ def test_each_service_signs_with_its_own_key_volume_and_consumers_trust_the_keyr
         assert not others & set(mounts.values()), f"{svc} mounts another service's private key"
         assert any(str(v).endswith(":ro") for v in services[svc]["volumes"] if f"event-key-{svc}" in str(v))
         assert services[svc]["depends_on"]["event-keys"]["condition"] == "service_completed_successfully"
-        if svc in VERIFYING_SERVICES:
+        if svc in (*VERIFYING_SERVICES, "registry"):  # the registry verifies benefits' monitoring events
             keyring = env["JZ_EVENT_TRUSTED_KEYS_FILE"]
             assert mounts.get(str(Path(keyring).parent)) == "event-keyring"
             assert keyring in command(job)
@@ -609,7 +609,7 @@ def test_k8s_services_mount_their_own_signing_key_secret():
         assert key_volume["secret"]["defaultMode"] & 0o007 == 0
         secrets = {v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
         assert not {f"jingzhun-event-key-{o}" for o in SERVICES if o != svc} & secrets
-        if svc in VERIFYING_SERVICES:
+        if svc in (*VERIFYING_SERVICES, "registry"):  # the registry verifies benefits' monitoring events
             keyring_dir = str(Path(config["data"]["JZ_EVENT_TRUSTED_KEYS_FILE"]).parent)
             assert volumes[mounts[keyring_dir]]["configMap"]["name"] == "jingzhun-event-keyring"
 

@@ -177,8 +177,11 @@ def test_production_needs_the_key_file_and_the_keyring(tmp_path):
         check_event_keys(BenefitsSettings(profile="production", var_dir=tmp_path, event_signing_key_file=key_file))
     registry_key = tmp_path / "registry.pem"
     registry_key.write_bytes(new_private_key_pem())
+    # the registry verifies benefits' monitoring events: it needs the keyring too, unless that consumer is off
+    with pytest.raises(SigningConfigError, match="JZ_EVENT_TRUSTED_KEYS_FILE"):
+        check_event_keys(RegistrySettings(profile="production", var_dir=tmp_path, event_signing_key_file=registry_key))
     signer = check_event_keys(RegistrySettings(profile="production", var_dir=tmp_path,
-                                               event_signing_key_file=registry_key))
+                                               event_signing_key_file=registry_key, monitoring_consumer=False))
     assert signer.signer.startswith("registry-")
     assert not (tmp_path / "keys").exists()  # production never makes up a key under var/
 
@@ -205,5 +208,8 @@ def test_production_refusals_name_the_event_key_settings(tmp_path):
     reasons = " ".join(production_refusals(AuditSettings(profile="production", var_dir=tmp_path)))
     assert "JZ_AUDIT_EVENT_SIGNING_KEY_FILE" in reasons and "JZ_EVENT_TRUSTED_KEYS_FILE" in reasons
     registry = " ".join(production_refusals(RegistrySettings(profile="production", var_dir=tmp_path)))
-    assert "JZ_REGISTRY_EVENT_SIGNING_KEY_FILE" in registry and "JZ_EVENT_TRUSTED_KEYS_FILE" not in registry
+    assert "JZ_REGISTRY_EVENT_SIGNING_KEY_FILE" in registry and "JZ_EVENT_TRUSTED_KEYS_FILE" in registry
+    publisher_only = " ".join(production_refusals(RegistrySettings(profile="production", var_dir=tmp_path,
+                                                                   monitoring_consumer=False)))
+    assert "JZ_REGISTRY_EVENT_SIGNING_KEY_FILE" in publisher_only and "JZ_EVENT_TRUSTED_KEYS_FILE" not in publisher_only
     assert not [r for r in production_refusals(RegistrySettings(var_dir=tmp_path)) if "EVENT" in r]
