@@ -23,7 +23,7 @@ run: install
 	@$(BIN)/jingzhun run
 
 test: install
-	@echo "== running the test suite as two pytest processes (each prints its output when it ends; about 10 minutes)"
+	@echo "== running the test suite as two pytest processes (each prints its output when it ends; about 15 minutes)"
 	@BIN=$(BIN) bash tests/run_in_two.sh
 
 # The suite again with the PostgreSQL half switched on (needs a local server, trust auth).
