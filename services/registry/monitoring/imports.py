@@ -50,7 +50,7 @@ HEADERS = HeaderTable({
     "channel": ("发现渠道", "线索来源", "channel"),
     "reported_at": ("上报日期", "上报时间", "发现日期", "预警日期", "reported_at"),
     "department": ("上报部门", "上报单位", "推送部门", "数据来源", "department"),
-    "notes": ("备注", "情况说明", "说明", "notes"),
+    "notes": ("备注", "备注(说明)", "备注说明", "情况说明", "说明", "notes"),
 })
 TITLES = {"client_lead_id": "线索编号", "household_id": "户编号", "head_name": "户主姓名", "id_number": "身份证号",
           "risk_causes": "风险类型", "channel": "发现渠道", "reported_at": "上报日期", "department": "上报部门",
@@ -61,6 +61,9 @@ RISK_WORDS = {**RISK, "意外伤害": "accident", "因疫": "epidemic", "收入�
 CHANNEL_WORDS = {"农户自主申报": "self_report", "自主申报": "self_report", "农户申报": "self_report",
                  "干部排查": "cadre_visit", "干部走访排查": "cadre_visit", "干部走访": "cadre_visit",
                  "部门筛查预警": "department", "部门预警": "department", "部门推送": "department", "部门": "department",
+                 "部门筛查": "department", "部门数据": "department", "部门数据比对": "department",
+                 "行业部门推送": "department", "行业部门筛查": "department", "入户排查": "cadre_visit",
+                 "干部排查走访": "cadre_visit", "网格员排查": "cadre_visit",
                  "监督检查": "supervision", "督查反馈": "supervision", "平台分析": "platform", "系统预警": "platform"}
 CODES = set(RISK.values()) | {"accident", "epidemic", "income_drop", "rigid_expense"}
 IGNORED = {normalise_header(title) for title in ("序号", "编号")}  # row numbers offices add; nothing to read

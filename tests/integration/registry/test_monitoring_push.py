@@ -84,3 +84,31 @@ async def test_xlsx_and_json_pushes(office):
     assert {e["column"] for e in wrong.json()["report"]["errors"]} >= {"household", "风险类型"}
     reader = office.as_("reader", "registry:read")
     assert (await office.post("/v1/monitoring/leads:import", json={"leads": []}, headers=reader)).status_code == 403
+
+
+async def test_an_office_xlsx_with_excel_dates_bracketed_notes_and_everyday_channel_words(office):
+    """What an office's own sheet looks like: a title row, 序号, the date as an Excel date cell, 备注（说明） with
+    full-width brackets and the channel in everyday words (部门筛查, 入户排查) rather than the official terms."""
+    import datetime as dt
+    from tests.helpers import household_body
+    first = (await new_household(office))["id"]
+    elderly = await office.post("/v1/households", json=household_body("nankang-dibao-elderly"), headers=office.admin)
+    second = elderly.json()["id"]
+    workbook = Workbook()
+    sheet = workbook.active
+    sheet.append(["南康区医疗保障局 防返贫监测预警名单（2021年3月）"])
+    sheet.append(["序号", "户编号", "风险类型", "发现渠道", "上报日期", "备注（说明）"])
+    sheet.append([1, first, "因病", "部门筛查", dt.datetime(2021, 3, 5), "住院自付 23,000 元"])
+    sheet.append([2, second, "因灾", "入户排查", dt.datetime(2021, 3, 6), ""])
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    pushed = await office.post("/v1/monitoring/leads:import", files={"file": ("名单.xlsx", buffer.getvalue(),
+                                                                              "application/octet-stream")})
+    assert pushed.status_code == 201, pushed.text
+    report = pushed.json()
+    assert report["created"] == 2 and report["errors"] == []
+    leads = {item["household_id"]: item for item in (await office.get("/v1/monitoring/leads")).json()["items"]}
+    assert leads[first]["channel"] == "department" and leads[second]["channel"] == "cadre_visit"
+    china = dt.timezone(dt.timedelta(hours=8))  # an Excel date cell is a day in China
+    assert dt.datetime.fromisoformat(leads[first]["reported_at"]).astimezone(china).date() == dt.date(2021, 3, 5)
+    assert leads[first]["notes"].endswith("住院自付 23,000 元")
