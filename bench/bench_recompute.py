@@ -75,23 +75,28 @@ def baseline(n: int) -> float:
 
 
 async def seed(engine, n: int) -> float:
+    return line("seed household_snapshots", n, await store_snapshots(engine, stream_households(n)))
+
+
+async def store_snapshots(engine, households, chunk: int = CHUNK) -> float:
+    """Benefits' stored snapshots of ``households`` (an iterator: never all in memory), in chunks; the seconds."""
     sessionmaker = make_sessionmaker(engine)
     start = time.perf_counter()
     rows, now = [], dt.datetime.now(dt.timezone.utc)
-    for household in stream_households(n):
+    for household in households:
         village = household["village"]
         rows.append({"household_id": household["id"], "version": household["version"],
                      "region_code": household["region_code"], "village_code": village["code"],
                      "township_code": village["township_code"], "status": household["status"],
                      "snapshot": household, "updated_at": now})
-        if len(rows) == CHUNK:
+        if len(rows) == chunk:
             async with transaction(sessionmaker) as session:
                 await session.execute(insert(household_snapshots), rows)
             rows = []
     if rows:
         async with transaction(sessionmaker) as session:
             await session.execute(insert(household_snapshots), rows)
-    return line("seed household_snapshots", n, time.perf_counter() - start)
+    return time.perf_counter() - start
 
 
 async def timed_job(engine, label: str, packs, batch_size: int) -> dict:

@@ -34,14 +34,15 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Iterator
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
+from bench.bench_recompute import store_snapshots
 from bench.datagen import generate_household
 from services.benefits.engine import evaluate
 from services.benefits.recompute.scope import Scope
 from services.benefits.recompute.service import create_job, run_job
-from services.benefits.tables import household_snapshots, outbox
+from services.benefits.tables import outbox
 from shared.config import BenefitsSettings
 from shared.db import make_engine, make_sessionmaker, transaction
 from shared.migrate import upgrade_to_head
@@ -114,23 +115,7 @@ def baseline(n: int, table: Table) -> tuple[dict, int]:
 
 
 async def seed(engine, n: int) -> float:
-    sessionmaker = make_sessionmaker(engine)
-    start = time.perf_counter()
-    rows, now = [], dt.datetime.now(dt.timezone.utc)
-    for household in stream_households(n):
-        village = household["village"]
-        rows.append({"household_id": household["id"], "version": household["version"],
-                     "region_code": household["region_code"], "village_code": village["code"],
-                     "township_code": village["township_code"], "status": household["status"],
-                     "snapshot": household, "updated_at": now})
-        if len(rows) == CHUNK:
-            async with transaction(sessionmaker) as session:
-                await session.execute(insert(household_snapshots), rows)
-            rows = []
-    if rows:
-        async with transaction(sessionmaker) as session:
-            await session.execute(insert(household_snapshots), rows)
-    return time.perf_counter() - start
+    return await store_snapshots(engine, stream_households(n), CHUNK)
 
 
 async def count_leads(engine) -> int:

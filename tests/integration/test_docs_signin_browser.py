@@ -22,7 +22,6 @@ import asyncio
 import json
 import os
 import re
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -38,8 +37,9 @@ from services.registry.app import create_app as create_registry
 from shared.auth import mint_token
 from shared.config import AuditSettings, BenefitsSettings, RegistrySettings
 from tests.helpers import household_body
+from shared.broker import free_port
 from tests.integration.test_oidc_signin import (AREA_A, AREA_B, CLIENT_ID, PASSWORD, PROVIDER_DIR, VILLAGE_A,
-                                                _free_port, _unavailable)
+                                                _unavailable, install_provider)
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -50,15 +50,6 @@ SERVICES = ("registry", "benefits", "audit")
 
 
 # -- the stack: the provider and the three services on free loopback ports ----------------------------------
-
-def _install_provider() -> None:
-    if shutil.which("node") is None:
-        _unavailable("Node.js is not installed: the development OIDC provider cannot run")
-    if not (PROVIDER_DIR / "node_modules" / "oidc-provider").is_dir():
-        install = subprocess.run([str(PROVIDER_DIR / "install.sh")], capture_output=True, text=True, timeout=300)
-        if not (PROVIDER_DIR / "node_modules" / "oidc-provider").is_dir():
-            _unavailable(f"npm could not install deploy/oidc-dev: {install.stdout.strip()} {install.stderr.strip()}")
-
 
 def _start_provider(port: int, redirect_uris: list[str]) -> subprocess.Popen:
     """Like test_oidc_signin's fixture, but the docs client may return to each service's /docs/oauth2-redirect."""
@@ -83,9 +74,9 @@ def _start_provider(port: int, redirect_uris: list[str]) -> subprocess.Popen:
 @pytest.fixture
 async def stack(tmp_path):
     """``{"issuer", "registry": url, "benefits": url, "audit": url, "households": (own, other)}``."""
-    _install_provider()
-    provider_port = _free_port()
-    ports = {service: _free_port() for service in SERVICES}
+    install_provider()
+    provider_port = free_port()
+    ports = {service: free_port() for service in SERVICES}
     issuer = f"http://127.0.0.1:{provider_port}"
     provider = _start_provider(provider_port, [f"http://127.0.0.1:{port}/docs/oauth2-redirect"
                                                for port in ports.values()])

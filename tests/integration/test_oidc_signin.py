@@ -18,7 +18,6 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -32,6 +31,7 @@ from services.audit.app import create_app as create_audit
 from services.benefits.app import create_app as create_benefits
 from services.registry.app import create_app as create_registry
 from shared.auth import mint_token
+from shared.broker import free_port
 from shared.config import AuditSettings, BenefitsSettings, RegistrySettings
 from tests.helpers import household_body, running_app
 
@@ -43,30 +43,29 @@ AREA_A, AREA_B = "360703102", "360703105"  # the township officer's township, an
 VILLAGE_A = "360703102201"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _unavailable(reason: str):
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
         pytest.fail(f"CI must run the OIDC sign-in: {reason}")
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
-def provider():
-    """The development provider on a free port: ``{"issuer", "redirect_uri", "log"}``."""
+def install_provider() -> None:
+    """deploy/oidc-dev's packages, installed once (skip outside CI, fail under CI when they cannot be had)."""
     if shutil.which("node") is None:
         _unavailable("Node.js is not installed: the development OIDC provider cannot run")
     if not (PROVIDER_DIR / "node_modules" / "oidc-provider").is_dir():
         install = subprocess.run([str(PROVIDER_DIR / "install.sh")], capture_output=True, text=True, timeout=300)
         if not (PROVIDER_DIR / "node_modules" / "oidc-provider").is_dir():
             _unavailable(f"npm could not install deploy/oidc-dev: {install.stdout.strip()} {install.stderr.strip()}")
-    port = _free_port()
+
+
+@pytest.fixture(scope="session")
+def provider():
+    """The development provider on a free port: ``{"issuer", "redirect_uri", "log"}``."""
+    install_provider()
+    port = free_port()
     issuer = f"http://127.0.0.1:{port}"
-    redirect_uri = f"http://127.0.0.1:{_free_port()}/docs/oauth2-redirect"  # the code is read off the redirect
+    redirect_uri = f"http://127.0.0.1:{free_port()}/docs/oauth2-redirect"  # the code is read off the redirect
     env = {**os.environ, "OIDC_DEV_PORT": str(port), "OIDC_DEV_ISSUER": issuer, "OIDC_DEV_AUDIENCE": "jingzhun",
            "OIDC_DEV_REDIRECT_URIS": redirect_uri}
     process = subprocess.Popen(["node", str(PROVIDER_DIR / "server.js")], env=env, stdout=subprocess.PIPE,
