@@ -282,7 +282,6 @@ class ProblemLanguageMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        lang = negotiate(_header(scope, b"accept-language"))
         held: dict = {}
         chunks: list[bytes] = []
 
@@ -296,6 +295,8 @@ class ProblemLanguageMiddleware:
                 chunks.append(message.get("body", b""))
                 if message.get("more_body", False):
                     return
+                # negotiated only for a problem: every other response passes without parsing the header
+                lang = negotiate(_header(scope, b"accept-language"))
                 await self._answer(send, held.pop("start"), b"".join(chunks), lang)
                 return
             await send(message)
