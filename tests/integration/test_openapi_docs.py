@@ -44,7 +44,9 @@ RECORD = os.environ.get("JZ_RECORD_OPENAPI_EXAMPLES") == "1"
 VOLATILE = {"created_at", "updated_at", "recorded_at", "received_at", "time", "at", "event_id", "record_id",
             "hash", "prev_hash", "signature", "signer", "decided_at", "computed_at", "started_at", "finished_at",
             "generated_at", "checked_at", "ingested_at", "occurred_at", "etag", "decision_id", "id_number_hash",
-            "ledger_signature"}
+            "ledger_signature",
+            # keyed by the machine's own identity key (var/identity.key on a fresh clone): another machine, another ref
+            "person_ref"}
 JSON_MEDIA = ("application/json", "application/problem+json")
 TEXT_LINES = 6  # a text answer's example: its first lines
 
