@@ -208,6 +208,19 @@ class RegistrySettings(ServiceSettings):
     # monitoring.risk_detected on jz.benefits.v1 that records platform leads (off: no automatic leads).
     monitoring_notice_days: int = Field(5, ge=0)
     monitoring_consumer: bool = True
+    # The DCI Social Registry API v1.0.0 (services/registry/dci/, docs/dci.md): this registry's receiver_id,
+    # the background worker that calls senders back (on-search, on-subscribe, …, notify) with retries, and the
+    # consumer of jz.registry.v1 that turns household changes into notifications for subscribers.
+    dci_receiver_id: str = "registry.jingzhun.local"
+    dci_worker: bool = True
+    dci_consumer: bool = True
+    dci_callback_timeout_s: float = Field(10.0, gt=0)
+    dci_callback_max_attempts: int = Field(8, ge=1)
+    dci_callback_backoff_s: float = Field(1.0, gt=0)  # doubled per attempt, at most dci_callback_backoff_max_s
+    dci_callback_backoff_max_s: float = Field(300.0, gt=0)
+    dci_worker_poll_s: float = Field(0.5, gt=0)
+    dci_max_page_size: int = Field(1000, ge=1)
+    dci_message_ts_skew_s: float = Field(300.0, ge=0)  # how far in the future a message_ts may be
 
 
 class BenefitsSettings(ServiceSettings):

@@ -7,6 +7,8 @@ from fastapi import FastAPI
 from services.registry.benefits_client import BenefitsClient
 from services.registry.cadres.views import router as cadres_router
 from services.registry.case_file.views import router as case_file_router
+from services.registry.dci.token import router as dci_token_router
+from services.registry.dci.views import router as dci_router
 from services.registry.common import china_now
 from services.registry.households.member_views import router as members_router
 from services.registry.households.views import router as households_router
@@ -51,7 +53,7 @@ def create_app(settings: RegistrySettings | None = None, *,
         # Unknown query parameters on any GET are a 422 (shared/query_params.py).
         routers=[strict_query_parameters(households_router, members_router, workflows_router, visits_router,
                                          cadres_router, villages_router, imports_router, case_file_router,
-                                         monitoring_router)],
+                                         monitoring_router, dci_router, dci_token_router)],
         idempotent_posts=IDEMPOTENT_POSTS,
         on_shutdown=[shutdown_import_jobs],  # queued imports are dropped and say so; none is left "running"
         # monitoring.risk_detected from benefits → platform leads (JZ_REGISTRY_MONITORING_CONSUMER)
