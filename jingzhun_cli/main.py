@@ -493,13 +493,17 @@ def audit_verify() -> None:
 
 
 
-partner_app = typer.Typer(help="Partner (bank, insurer) OAuth2 clients of the benefits service.", no_args_is_help=True)
+partner_app = typer.Typer(help="Partner (bank, insurer, DCI consumer) OAuth2 clients of the benefits service.",
+                          no_args_is_help=True)
 app.add_typer(partner_app, name="partner")
 
 
 @partner_app.command("create")
 def partner_create(name: str = typer.Option(..., help="Partner name, e.g. the bank's"),
-                   scope: list[str] = typer.Option(..., help="credit (bank) or settlement (insurer); repeatable"),
+                   scope: list[str] = typer.Option(..., help="credit (bank), settlement (insurer) or dci (DCI "
+                                                             "Social Registry consumer); repeatable"),
+                   area: Optional[str] = typer.Option(None, help="Administrative code prefix (2-12 digits, e.g. "
+                                                                 "360703) the client's tokens are limited to"),
                    output: str = typer.Option("json", "--format", help='json, or env: CLIENT_ID=… and CLIENT_SECRET=… '
                                                                         'lines for `eval "$(…)"` in a shell')) -> None:
     """Register a partner client in the benefits database; prints the client id and the secret (shown once)."""
@@ -516,7 +520,7 @@ def partner_create(name: str = typer.Option(..., help="Partner name, e.g. the ba
         try:
             await upgrade_to_head("benefits", engine)
             async with transaction(make_sessionmaker(engine)) as session:
-                return await create_client(session, name, [s for item in scope for s in item.split()])
+                return await create_client(session, name, [s for item in scope for s in item.split()], area)
         finally:
             await engine.dispose()
 
@@ -529,7 +533,7 @@ def partner_create(name: str = typer.Option(..., help="Partner name, e.g. the ba
         print(f"CLIENT_ID={shlex.quote(client['client_id'])}\nCLIENT_SECRET={shlex.quote(client['client_secret'])}")
         return
     console.print_json(json.dumps({"client_id": client["client_id"], "client_secret": client["client_secret"],
-                                   "scopes": client["scopes"], "name": client["name"]}))
+                                   "scopes": client["scopes"], "area": client["area"], "name": client["name"]}))
 
 def _audit_run(work):
     """Run ``work(settings, sessionmaker)`` against the audit database (migrated first)."""

@@ -42,9 +42,10 @@ from shared.problems import Problem
 log = logging.getLogger("auth")
 
 ALL_SCOPES = ("registry:read", "registry:write", "visits:write", "benefits:read", "benefits:evaluate",
-              "credit", "settlement", "audit:read", "admin")
-#: What a token signed with the partner key may carry; anything else is refused.
-PARTNER_TOKEN_SCOPES = frozenset({"credit", "settlement"})
+              "credit", "settlement", "dci", "audit:read", "admin")
+#: What a token signed with the partner key may carry; anything else is refused. ``dci``: the DCI Social
+#: Registry API on the registry (search and subscribe), limited by the token's ``area`` claim.
+PARTNER_TOKEN_SCOPES = frozenset({"credit", "settlement", "dci"})
 UNAUTHORIZED = "https://jingzhun.dev/problems/unauthorized"
 KEYS_UNAVAILABLE = "https://jingzhun.dev/problems/token-keys-unavailable"
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -16,7 +17,10 @@ from shared.config import BenefitsSettings
 from shared.events import as_aware, utcnow
 from shared.problems import Problem
 
-PARTNER_SCOPES = tuple(sorted(PARTNER_TOKEN_SCOPES))  # ("credit", "settlement")
+PARTNER_SCOPES = tuple(sorted(PARTNER_TOKEN_SCOPES))  # ("credit", "dci", "settlement")
+#: A partner client's area: an administrative code prefix (province 2 digits ... village 12).
+AREA = re.compile(r"[0-9]{2,12}")
+AREA_PATTERN = f"^{AREA.pattern}$"  # the same, as a schema pattern
 
 
 def check_scopes(scopes: list[str]) -> list[str]:
@@ -24,25 +28,36 @@ def check_scopes(scopes: list[str]) -> list[str]:
     bad = [s for s in wanted if s not in PARTNER_SCOPES]
     if not wanted or bad:
         raise Problem(422, "Invalid partner scopes",
-                      f"A partner client holds one or both of: {', '.join(PARTNER_SCOPES)}.",
+                      f"A partner client holds one or more of: {', '.join(PARTNER_SCOPES)}.",
                       type_="https://jingzhun.dev/problems/validation",
-                      errors=[{"loc": ["body", "scopes"], "msg": "allowed: credit, settlement"}])
+                      errors=[{"loc": ["body", "scopes"], "msg": f"allowed: {', '.join(PARTNER_SCOPES)}"}])
     return wanted
 
 
+def check_area(area: str | None) -> str | None:
+    """None (no limit) or 2 to 12 ASCII digits: the prefix its tokens carry as their ``area`` claim."""
+    if area is not None and not AREA.fullmatch(area):
+        raise Problem(422, "Invalid partner area",
+                      "A partner client's area is an administrative code prefix of 2 to 12 digits, e.g. 360703.",
+                      type_="https://jingzhun.dev/problems/validation",
+                      errors=[{"loc": ["body", "area"], "msg": "2 to 12 digits"}])
+    return area
+
+
 def client_view(row) -> dict:
-    return {"client_id": row.client_id, "name": row.name, "scopes": row.scopes.split(), "status": row.status,
-            "created_at": row.created_at, "rotated_at": row.rotated_at, "disabled_at": row.disabled_at}
+    return {"client_id": row.client_id, "name": row.name, "scopes": row.scopes.split(), "area": row.area,
+            "status": row.status, "created_at": row.created_at, "rotated_at": row.rotated_at,
+            "disabled_at": row.disabled_at}
 
 
-async def create_client(session: AsyncSession, name: str, scopes: list[str]) -> dict:
-    scopes = check_scopes(scopes)
+async def create_client(session: AsyncSession, name: str, scopes: list[str], area: str | None = None) -> dict:
+    scopes, area = check_scopes(scopes), check_area(area)
     client_id, secret = new_client_id(), new_secret()
     secret_hash = await asyncio.to_thread(hash_secret, secret)
     now = utcnow()
     await session.execute(insert(partner_clients).values(
         client_id=client_id, name=name, scopes=" ".join(scopes), secret_hash=secret_hash, status="active",
-        created_at=now))
+        created_at=now, area=area))
     row = (await session.execute(select(partner_clients).where(partner_clients.c.client_id == client_id))).one()
     return {**client_view(row), "client_secret": secret}
 
@@ -120,8 +135,10 @@ def issue_token(signer: PartnerSigner, settings: BenefitsSettings, authenticated
     if not set(scopes) <= set(held):
         raise _oauth_error(400, "invalid_scope", f"This client may request: {' '.join(held)}.")
     until = authenticated.previous_secret_until
-    token, ttl = signer.mint(scopes, subject=row.client_id, ttl_s=settings.partner_token_ttl_s,
-                             extra={"client_id": row.client_id},
+    extra = {"client_id": row.client_id}
+    if row.area:  # Principal.area on every service: the partner sees this prefix only
+        extra["area"] = row.area
+    token, ttl = signer.mint(scopes, subject=row.client_id, ttl_s=settings.partner_token_ttl_s, extra=extra,
                              not_after=until.timestamp() if until is not None else None)
     return {"access_token": token, "token_type": "Bearer", "expires_in": ttl, "scope": " ".join(scopes)}
 

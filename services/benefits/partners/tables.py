@@ -18,7 +18,7 @@ partner_clients = Table(
     "partner_clients", metadata,
     Column("client_id", String(64), primary_key=True),
     Column("name", String(200), nullable=False),
-    Column("scopes", String(200), nullable=False),  # space-separated: credit | settlement
+    Column("scopes", String(200), nullable=False),  # space-separated: credit | settlement | dci
     Column("secret_hash", String(300), nullable=False),
     Column("previous_secret_hash", String(300), nullable=True),  # still accepted until the grace ends
     Column("previous_valid_until", DateTime(timezone=True), nullable=True),
@@ -26,6 +26,8 @@ partner_clients = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("rotated_at", DateTime(timezone=True), nullable=True),
     Column("disabled_at", DateTime(timezone=True), nullable=True),
+    # Administrative code prefix its tokens are limited to (their ``area`` claim); null: no limit.
+    Column("area", String(12), nullable=True),  # migration 0011
 )
 
 # Counters whose increments are serialised by a row lock, so a polling reader never

@@ -96,15 +96,24 @@ async def jwks(request: Request) -> dict:
     return request.app.state.partner_signer.jwks()
 
 
+AREA_DESCRIPTION = ("区划代码前缀（2–12 位，如 360703 南康区）：该客户端的令牌只看此辖区；不设为不限 · "
+                    "administrative code prefix (2–12 digits, e.g. 360703 Nankang): the client's tokens see this "
+                    "area only; none = no limit")
+
+
 class ClientCreate(BaseModel):
     name: str = Field(min_length=1, max_length=200, examples=["Nankang Rural Commercial Bank"])
-    scopes: list[str] = Field(min_length=1, examples=[["credit"]], description="`credit` and/or `settlement`")
+    scopes: list[str] = Field(min_length=1, examples=[["credit"]],
+                              description="`credit` (bank), `settlement` (insurer) and/or `dci` (DCI Social "
+                                          "Registry consumer)")
+    area: str | None = Field(None, pattern=service.AREA_PATTERN, examples=["360703"], description=AREA_DESCRIPTION)
 
 
 class ClientView(BaseModel):
     client_id: str
     name: str
     scopes: list[str]
+    area: str | None = Field(None, description=AREA_DESCRIPTION)
     status: str
     created_at: UtcDatetime
     rotated_at: UtcDatetime | None = None
@@ -122,11 +131,12 @@ class Rotate(BaseModel):
 
 
 @router.post("/v1/partners/clients", status_code=201, response_model=ClientWithSecret,
-             summary="Register a partner client (bank: scope credit; insurer: scope settlement)")
+             summary="Register a partner client (bank: scope credit; insurer: scope settlement; "
+                     "DCI consumer: scope dci, with an area)")
 async def create_client(request: Request, body: ClientCreate,
                         principal: Principal = Depends(require_scopes("admin"))) -> dict:
     async with transaction(request.app.state.sessionmaker) as session:
-        return await service.create_client(session, body.name, body.scopes)
+        return await service.create_client(session, body.name, body.scopes, body.area)
 
 
 @router.get("/v1/partners/clients", summary="List partner clients (no secrets)")
