@@ -1,5 +1,6 @@
-"""The registry's calls to benefits: ``POST /v1/evaluate`` for the exit-readiness assessment, and
-``GET /v1/households/{id}/monitoring/elimination`` for the risk-elimination criteria of a monitoring object.
+"""The registry's calls to benefits: ``POST /v1/evaluate`` for the exit-readiness assessment,
+``GET /v1/households/{id}/monitoring/elimination`` for the risk-elimination criteria of a monitoring object,
+and ``POST /oauth/token`` for the DCI token API (a partner's own client credentials, passed on).
 
 The HTTP transport is injectable (``httpx.MockTransport`` in tests, ``httpx.ASGITransport`` to run
 against the real benefits app in-process); the registry authenticates with a service token, scope
@@ -120,3 +121,17 @@ class BenefitsClient:
             raise Problem(502, "Benefits evaluation failed", "benefits' elimination answer has no boolean "
                           "eligible; nothing was changed.", type_=UNAVAILABLE, upstream_status=200)
         return body
+
+    async def partner_token(self, form: dict[str, str], authorization: str | None = None) -> httpx.Response:
+        """Benefits' answer to ``POST /oauth/token`` with a partner's form (and its HTTP Basic credentials), as
+        it came: the partner client registry is benefits'. No service token: the partner authenticates itself.
+        Nothing of the request is logged here (it holds the client secret). Benefits unreachable is 503."""
+        headers = {"Authorization": authorization} if authorization else {}
+        try:
+            async with httpx.AsyncClient(base_url=self.settings.benefits_url, transport=self.transport,
+                                         timeout=self.timeout_s) as client:
+                return await client.post("/oauth/token", data=form, headers=headers)
+        except httpx.HTTPError as exc:
+            raise Problem(503, "Benefits service unavailable",
+                          f"Could not reach benefits, which holds the partner clients, to issue the token "
+                          f"({type(exc).__name__}); retry later.", type_=UNAVAILABLE) from exc
