@@ -22,7 +22,7 @@ TOPIC_BENEFITS = "jz.benefits.v1"
 TOPIC_ACCESS = "jz.access.v1"
 TOPICS = (TOPIC_REGISTRY, TOPIC_BENEFITS, TOPIC_ACCESS)
 #: Which service's outbox publishes which topics (one writer per topic keeps per-key order in one relay).
-OUTBOX_TOPICS = {"registry": (TOPIC_REGISTRY,), "benefits": (TOPIC_BENEFITS, TOPIC_ACCESS)}
+OUTBOX_TOPICS = {"registry": (TOPIC_REGISTRY, TOPIC_ACCESS), "benefits": (TOPIC_BENEFITS, TOPIC_ACCESS)}
 
 
 def dlq_topic(topic: str) -> str:
@@ -121,7 +121,7 @@ class CommonSettings(BaseSettings):
     relay_sweep_interval_s: float = Field(1.0, gt=0)
     # Who must have applied a row before a fresh broker may do without it (shared/outbox_relay.py).
     topic_consumer_groups: dict[str, list[str]] = Field(default_factory=lambda: {
-        TOPIC_REGISTRY: ["benefits", "audit"], TOPIC_BENEFITS: ["audit", "registry"], TOPIC_ACCESS: ["audit"]})
+        TOPIC_REGISTRY: ["benefits", "audit", "registry-dci"], TOPIC_BENEFITS: ["audit", "registry"], TOPIC_ACCESS: ["audit"]})
     # A consumer's offset commit that takes longer fails (the consumer reconnects and takes its positions
     # anew); below the launcher's broker restart delay, so no commit of an old log lands in a fresh broker.
     consumer_commit_timeout_s: float = Field(1.0, gt=0)
@@ -212,6 +212,7 @@ class RegistrySettings(ServiceSettings):
     # the background worker that calls senders back (on-search, on-subscribe, …, notify) with retries, and the
     # consumer of jz.registry.v1 that turns household changes into notifications for subscribers.
     dci_receiver_id: str = "registry.jingzhun.local"
+    dci_signing_key_file: Path | None = None  # Ed25519 PEM; embedded: var/keys/registry-dci.pem
     dci_worker: bool = True
     dci_consumer: bool = True
     dci_callback_timeout_s: float = Field(10.0, gt=0)

@@ -7,8 +7,10 @@ from fastapi import FastAPI
 from services.registry.benefits_client import BenefitsClient
 from services.registry.cadres.views import router as cadres_router
 from services.registry.case_file.views import router as case_file_router
+from services.registry.dci.consumer import run_dci_consumer
 from services.registry.dci.token import router as dci_token_router
 from services.registry.dci.views import router as dci_router
+from services.registry.dci.worker import dci_signer, run_dci_worker
 from services.registry.common import china_now
 from services.registry.households.member_views import router as members_router
 from services.registry.households.views import router as households_router
@@ -43,7 +45,8 @@ IDEMPOTENT_POSTS = (
 
 def create_app(settings: RegistrySettings | None = None, *,
                benefits_transport: httpx.AsyncBaseTransport | None = None,
-               audit_transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
+               audit_transport: httpx.AsyncBaseTransport | None = None,
+               dci_transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
     settings = settings or service_settings("registry")
     identity_key(settings)  # production without JZ_IDENTITY_KEY refuses to start, naming it
     spec = ServiceSpec(
@@ -57,10 +60,14 @@ def create_app(settings: RegistrySettings | None = None, *,
         idempotent_posts=IDEMPOTENT_POSTS,
         on_shutdown=[shutdown_import_jobs],  # queued imports are dropped and say so; none is left "running"
         # monitoring.risk_detected from benefits → platform leads (JZ_REGISTRY_MONITORING_CONSUMER)
-        background=[run_monitoring_consumer],
+        background=[run_monitoring_consumer,
+                    # DCI (docs/dci.md): callbacks and notifications out; household changes → notifications
+                    run_dci_worker, run_dci_consumer],
     )
     app = create_service_app(spec, settings)
     app.state.clock = china_now
     app.state.benefits = BenefitsClient(settings, transport=benefits_transport)
+    app.state.dci_signer = dci_signer(settings)  # None in production without its key file: DCI answers 503
+    app.state.dci_transport = dci_transport  # tests: the senders' callback receivers, in process
     app.state.peers = Peers(settings, benefits_transport=benefits_transport, audit_transport=audit_transport)
     return app

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from sqlalchemy import (BigInteger, Boolean, Column, Date, DateTime, Index, Integer, JSON, MetaData, String, Table,
-                        Text)
+                        Text, UniqueConstraint)
 
 from shared.dead_letters import define_dead_letters
 from shared.idempotency_table import define_idempotency_keys
@@ -313,3 +313,93 @@ monitoring_measures = Table(
 
 # Messages the registry's consumer (monitoring.risk_detected from benefits) gave up on (shared/dead_letters.py).
 dead_letters = define_dead_letters(metadata)
+
+
+# ------------------------------------------------------------------ DCI Social Registry API (0008, docs/dci.md)
+
+# Systems allowed to call /registry/...: onboarded by an administrator (the spec leaves onboarding to the
+# deployment). ``client_id`` is the token's client (or subject) that may speak for this sender_id; callbacks
+# go only under ``callback_uri``; a sender with ``public_key`` (Ed25519, PEM) must sign every request.
+dci_senders = Table(
+    "dci_senders", metadata,
+    Column("sender_id", String(99), primary_key=True),
+    Column("client_id", String(128), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("callback_uri", String(500), nullable=False),
+    Column("public_key", Text, nullable=True),
+    Column("status", String(16), nullable=False),  # active | disabled
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(128), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=True),
+)
+
+# Every accepted message: its answer is replayed for a resend with the same (sender_id, message_id), and
+# refused for a different body under the same id. One row per transaction the registry answers.
+dci_transactions = Table(
+    "dci_transactions", metadata,
+    Column("correlation_id", String(40), primary_key=True),
+    Column("sender_id", String(99), nullable=False),
+    Column("message_id", String(99), nullable=False),
+    Column("body_hash", String(64), nullable=False),  # sha256 of the canonical {header, message}
+    Column("transaction_id", String(99), nullable=False),
+    Column("action", String(16), nullable=False),  # search | subscribe | unsubscribe | txn-status
+    Column("mode", String(8), nullable=False),  # async | sync
+    Column("caller", JSON, nullable=False),  # {subject, client_id, scopes, area}: whose rights the answer uses
+    Column("header", JSON, nullable=False),
+    Column("message", JSON, nullable=False),
+    Column("status", String(8), nullable=False),  # pdng | succ | rjct (the callback header's status)
+    Column("response", JSON, nullable=True),  # the answer's message (SearchResponse, …) once computed
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("completed_at", DateTime(timezone=True), nullable=True),
+    UniqueConstraint("sender_id", "message_id", name="uq_dci_transactions_message"),
+    Index("ix_dci_transactions_txn", "sender_id", "transaction_id"),
+)
+
+# Subscriptions to household changes; notifications are staged by the consumer of jz.registry.v1.
+dci_subscriptions = Table(
+    "dci_subscriptions", metadata,
+    Column("code", String(40), primary_key=True),
+    Column("sender_id", String(99), nullable=False),
+    Column("correlation_id", String(40), nullable=False),
+    Column("reference_id", String(99), nullable=False),
+    Column("caller", JSON, nullable=False),
+    Column("reg_event_type", String(64), nullable=False),
+    Column("filter_type", String(16), nullable=False),
+    Column("filter", JSON, nullable=False),
+    Column("response_entity", String(16), nullable=False),
+    Column("notify_uri", String(600), nullable=False),
+    Column("frequency", JSON, nullable=True),
+    Column("start_time", DateTime(timezone=True), nullable=True),
+    Column("end_time", DateTime(timezone=True), nullable=True),
+    Column("locale", String(3), nullable=True),
+    Column("status", String(16), nullable=False),  # subscribe | unsubscribe
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("unsubscribed_at", DateTime(timezone=True), nullable=True),
+    Index("ix_dci_subscriptions_status", "status"),
+)
+
+# What the registry sends out: callbacks (on-search, on-subscribe, on-unsubscribe, txn/on-status) and
+# notifications, delivered by the worker with retries; ``dead`` after the last attempt (the dead-letter list,
+# redriven by an administrator). ``dedup_key`` makes staging idempotent (a redelivered event, a re-run step).
+dci_deliveries = Table(
+    "dci_deliveries", metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("dedup_key", String(200), nullable=False, unique=True),
+    Column("kind", String(8), nullable=False),  # callback | notify
+    Column("sender_id", String(99), nullable=False),
+    Column("correlation_id", String(40), nullable=True),
+    Column("subscription_code", String(40), nullable=True),
+    Column("url", String(600), nullable=False),
+    Column("action", String(16), nullable=False),  # on-search | on-subscribe | on-unsubscribe | txn-on-status | notify
+    Column("header", JSON, nullable=True),  # null until the worker computed the answer (callbacks)
+    Column("message", JSON, nullable=True),
+    Column("status", String(16), nullable=False),  # pending | delivered | dead
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("delivered_at", DateTime(timezone=True), nullable=True),
+    Column("redriven_at", DateTime(timezone=True), nullable=True),
+    Column("redriven_by", String(128), nullable=True),
+    Index("ix_dci_deliveries_due", "status", "next_attempt_at"),
+)

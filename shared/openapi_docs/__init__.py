@@ -39,6 +39,9 @@ JSON_MEDIA = ("application/json", PROBLEM_MEDIA_TYPE)
 METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
 SERVICES = ("registry", "benefits", "audit")
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+#: An operation marked so (``openapi_extra``) answers errors in the named standard's shape, not problem+json:
+#: ``dci`` (the DCI Social Registry API's ERR acknowledgement and HttpErrorResponse), ``rfc6749`` (OAuth2).
+ERROR_FORMAT = "x-error-format"
 CJK = re.compile(r"[\u3400-\u9fff]")
 LATIN = re.compile(r"[A-Za-z]{2,}")
 
@@ -145,6 +148,8 @@ def _document_parameters(op: dict, entry: dict) -> None:
 
 
 def _document_problems(op: dict, entry: dict) -> None:
+    if op.get(ERROR_FORMAT):
+        return  # its errors follow another standard's shapes (DCI, RFC 6749), documented by the route itself
     responses = op.setdefault("responses", {})
     statuses = {int(s) for s in responses if s.isdigit() and int(s) >= 400}
     if 401 in statuses:

@@ -13,7 +13,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from shared.openapi_docs import (JSON_MEDIA, PROBLEM_MEDIA_TYPE, SERVICES, bilingual, catalogue, enum_for, enums,
+from shared.openapi_docs import (ERROR_FORMAT, JSON_MEDIA, PROBLEM_MEDIA_TYPE, SERVICES, bilingual, catalogue, enum_for, enums,
                                  examples, operations, problems)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -175,6 +175,11 @@ def test_every_problem_type_in_the_code_is_listed_in_the_problem_schema():
 def test_every_error_response_is_a_documented_problem_with_an_example():
     for service, key, op in all_operations():
         statuses = [s for s in op["responses"] if s.isdigit() and int(s) >= 400]
+        if op.get(ERROR_FORMAT):  # another standard's error shapes: each documented with its JSON schema
+            assert op[ERROR_FORMAT] in ("dci", "rfc6749") and statuses, (service, key)
+            for status in statuses:
+                assert op["responses"][status]["content"]["application/json"]["schema"], (service, key, status)
+            continue
         if "Authorization" in str(op.get("security")) or "401" in op["responses"]:
             assert {"401", "403", "422"} <= set(statuses), (service, key, statuses)
         for status in statuses:
