@@ -119,9 +119,9 @@ def by_id_number(number: str) -> tuple[str, dict]:
 async def dci_registry(databases, tmp_path, **settings_changes):
     """A registry with the worker on, its callbacks going to a Receiver in process, and two households:
     钟大山's in 南康区 (360703) and 刘秀英's in 南康区's neighbour 360782."""
-    settings = RegistrySettings(var_dir=tmp_path, database_url=await databases.url("registry"),
-                                kafka_bootstrap="127.0.0.1:1", log_json=False, run_consumer=False,
-                                dci_worker_poll_s=0.05, **settings_changes)
+    options = {"kafka_bootstrap": "127.0.0.1:1", "log_json": False, "run_consumer": False, "dci_worker_poll_s": 0.05,
+               **settings_changes}
+    settings = RegistrySettings(var_dir=tmp_path, database_url=await databases.url("registry"), **options)
     receiver = Receiver()
     app = create_app(settings, dci_transport=httpx.ASGITransport(app=receiver.app))
     admin = mint_token(settings, "admin", subject="admin-1")
