@@ -765,7 +765,7 @@ async def search(session: AsyncSession, principal: Principal, criteria: Criteria
     total count (households for entity Household / Family, members for Member). ``sort`` comes from
     ``parse_sort``; ``clear`` decides clear ID numbers and birth dates (docs/security.md: admins only).
     More than ``max_matches`` matches is ``rjct.search.too_many_records_found``."""
-    resolved = _entity(entity, SEARCH_CRITERIA_INVALID)
+    resolved, sort = _entity(entity, SEARCH_CRITERIA_INVALID), sort or []
     if resolved != criteria.entity:
         criteria = replace(criteria, entity=resolved)
     if resolved == "Household" and any(ATTRIBUTES[name].scope == "person" for name, _ in sort):
