@@ -36,10 +36,11 @@ class OAuth2ClientTokenRequest(BaseModel):
     """The DCI authz ``OAuth2ClientTokenRequest`` (the body's schema in the OpenAPI document)."""
     grant_type: str = Field(description="授权方式，固定为 client_credentials · grant type, always client_credentials",
                             examples=["client_credentials"])
-    client_id: str = Field(description="合作机构客户端编号（由管理员登记，权限 dci）· partner client id "
-                                       "(registered by the administrator, scope dci)")
-    client_secret: str = Field(description="客户端密钥；也可改用 HTTP Basic 发送编号与密钥 · client secret; "
-                                           "the id and secret may come in HTTP Basic instead")
+    client_id: str = Field(description="合作机构客户端编号（由管理员登记，权限 dci）；用 HTTP Basic 时可不传 · "
+                                       "partner client id (registered by the administrator, scope dci); "
+                                       "not needed with HTTP Basic")
+    client_secret: str = Field(description="客户端密钥；用 HTTP Basic 时可不传 · client secret; not needed with "
+                                           "HTTP Basic")
     scope: str | None = Field(None, description="申请的权限（空格分隔），须为该客户端所持有；不传为全部 · scopes "
                                                 "asked for (space-separated), among the client's; omitted = all")
 
@@ -53,16 +54,11 @@ class OAuth2ClientTokenResponse(BaseModel):
     scope: str = Field(description="令牌所含权限（空格分隔）· the token's scopes (space-separated)")
 
 
-def _schema(model: type[BaseModel], required: list[str]) -> dict:
-    schema = model.model_json_schema()
-    schema["required"] = required
-    return schema
-
-
+# The DCI specification requires client_id and client_secret in the body; like RFC 6749 (2.3.1) this route
+# also takes them from HTTP Basic, so the documented schema requires grant_type only.
+_REQUEST_SCHEMA = {**OAuth2ClientTokenRequest.model_json_schema(), "required": ["grant_type"]}
 REQUEST_BODY = {"requestBody": {"required": True, "content": {
-    "application/json": {"schema": _schema(OAuth2ClientTokenRequest, ["grant_type", "client_id", "client_secret"])},
-    # RFC 6749 2.3.1: the client id and secret in the form or in HTTP Basic
-    FORM: {"schema": _schema(OAuth2ClientTokenRequest, ["grant_type"])}}}}
+    "application/json": {"schema": _REQUEST_SCHEMA}, FORM: {"schema": _REQUEST_SCHEMA}}}}
 
 
 def _oauth_error(status: int, error: str, description: str) -> Problem:
