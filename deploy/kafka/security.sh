@@ -27,12 +27,17 @@ user registry "${KAFKA_REGISTRY_PASSWORD:?}"
 user benefits "${KAFKA_BENEFITS_PASSWORD:?}"
 user audit "${KAFKA_AUDIT_PASSWORD:?}"
 
-# registry publishes its own topic only (through its outbox relay).
+# registry publishes its own topic (through its outbox relay) and the access records of DCI partner searches.
 acl registry Write topic jz.registry.v1
+acl registry Write topic jz.access.v1
 # registry reads benefits' topic for monitoring.risk_detected (automatic leads), dead-letters to its twin.
 acl registry Read topic jz.benefits.v1
 acl registry Write topic jz.benefits.v1.dlq
 acl registry Read group registry
+# registry reads its own topic for DCI subscriptions (notifications), group registry-dci.
+acl registry Read topic jz.registry.v1
+acl registry Write topic jz.registry.v1.dlq
+acl registry Read group registry-dci
 # benefits publishes decisions and partner access, reads the registry, dead-letters to its twin.
 acl benefits Write topic jz.benefits.v1
 acl benefits Write topic jz.access.v1
@@ -57,6 +62,7 @@ acl audit Read topic jz.epochs.v1
 acl audit Write topic jz.epochs.v1
 acl registry Describe group benefits
 acl registry Describe group audit
+acl registry Describe group registry-dci
 acl benefits Describe group audit
 acl benefits Describe group registry
 

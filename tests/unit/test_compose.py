@@ -439,9 +439,12 @@ def expected_acls() -> set[tuple[str, str, str, str]]:
     may write the broker epoch markers, and a relay may see what the groups consuming its topics committed."""
     from shared.broker_epoch import EPOCH_TOPIC
     from shared.config import CommonSettings, TOPIC_ACCESS, TOPIC_BENEFITS, TOPIC_REGISTRY, dlq_topic
-    produces = {"registry": [TOPIC_REGISTRY], "benefits": [TOPIC_BENEFITS, TOPIC_ACCESS], "audit": []}
-    # registry consumes benefits' topic for monitoring.risk_detected (automatic leads, docs/monitoring.md)
-    consumes = {"registry": [TOPIC_BENEFITS], "benefits": [TOPIC_REGISTRY], "audit": list(TOPICS)}
+    # registry also writes the access records of DCI partner searches (docs/dci.md)
+    produces = {"registry": [TOPIC_REGISTRY, TOPIC_ACCESS], "benefits": [TOPIC_BENEFITS, TOPIC_ACCESS], "audit": []}
+    # registry consumes benefits' topic for monitoring.risk_detected (automatic leads, docs/monitoring.md) and
+    # its own for DCI subscriptions (group registry-dci)
+    consumes = {"registry": [TOPIC_BENEFITS, TOPIC_REGISTRY], "benefits": [TOPIC_REGISTRY], "audit": list(TOPICS)}
+    extra_groups = {"registry": ["registry-dci"]}
     acls = set()
     for principal in SERVICES:
         acls |= {(principal, "Write", "topic", t) for t in produces[principal]}
@@ -449,6 +452,7 @@ def expected_acls() -> set[tuple[str, str, str, str]]:
             acls |= {(principal, "Read", "topic", topic), (principal, "Write", "topic", dlq_topic(topic))}
         if consumes[principal]:
             acls.add((principal, "Read", "group", principal))
+        acls |= {(principal, "Read", "group", group) for group in extra_groups.get(principal, [])}
         acls |= {(principal, "Read", "topic", EPOCH_TOPIC), (principal, "Write", "topic", EPOCH_TOPIC)}
         for topic in produces[principal]:
             acls |= {(principal, "Describe", "group", group)
@@ -489,7 +493,8 @@ def test_acl_set_per_principal_is_exactly_the_contract():
     assert set(USER_LINE.findall(script)) == set(SERVICES)
     writers = {(p, name) for p, op, kind, name in acls
                if op == "Write" and not name.endswith(".dlq") and name != "jz.epochs.v1"}
-    assert writers == {("registry", "jz.registry.v1"), ("benefits", "jz.benefits.v1"), ("benefits", "jz.access.v1")}
+    assert writers == {("registry", "jz.registry.v1"), ("registry", "jz.access.v1"), ("benefits", "jz.benefits.v1"),
+                       ("benefits", "jz.access.v1")}
     assert "--allow-principal" in script and "--deny-principal" not in script
 
 

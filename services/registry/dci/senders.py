@@ -99,8 +99,9 @@ def present(row) -> dict:
 
 
 async def create_sender(session: AsyncSession, body: SenderCreate, principal: Principal) -> dict:
-    if await session.scalar(select(dci_senders.c.sender_id).where(dci_senders.c.sender_id == body.sender_id)):
-        raise Problem(409, "Sender already registered", f"Sender {body.sender_id} is already registered; change it "
+    sender_id = body.sender_id
+    if await session.scalar(select(dci_senders.c.sender_id).where(dci_senders.c.sender_id == sender_id)):
+        raise Problem(409, "Sender already registered", f"Sender {sender_id} is already registered; change it "
                       "with PATCH.", type_="https://jingzhun.dev/problems/conflict")
     await session.execute(insert(dci_senders).values(**body.model_dump(), status="active", created_at=now_utc(),
                                                      created_by=principal.subject))

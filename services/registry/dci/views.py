@@ -224,8 +224,9 @@ async def redrive(request: Request, delivery_id: int, principal: Principal = Adm
         if row is None:
             raise Problem(404, "No such delivery", f"No DCI delivery {delivery_id}.",
                           type_="https://jingzhun.dev/problems/not-found")
-        if row.status != "dead":
-            raise Problem(409, "Delivery is not dead", f"Delivery {delivery_id} is {row.status}; only a dead delivery "
+        status = row.status
+        if status != "dead":
+            raise Problem(409, "Delivery is not dead", f"Delivery {delivery_id} is {status}; only a dead delivery "
                           "is redriven.", type_="https://jingzhun.dev/problems/conflict")
         now = now_utc()
         await session.execute(update(dci_deliveries).where(dci_deliveries.c.id == delivery_id).values(
