@@ -37,6 +37,8 @@ from services.benefits.app import create_app as create_benefits
 from services.benefits.consumer import apply_registry_event
 from services.benefits.tables import outbox as benefits_outbox
 from services.registry.app import create_app as create_registry
+from services.registry.dci.consumer import stage_notifications
+from services.registry.dci.worker import DciWorker
 from services.registry.tables import outbox as registry_outbox
 from shared.auth import mint_token
 from shared.config import AuditSettings, BenefitsSettings, RegistrySettings
@@ -83,6 +85,13 @@ NO_PERSONS = {
     ("audit", "GET", "/metrics"): "counters",
     ("audit", "POST", "/v1/audit/checkpoints"): "a checkpoint (admin only)",
     ("audit", "GET", "/v1/audit/verify"): "chain heads and counts (walked anyway)",
+    ("registry", "POST", "/registry/unsubscribe"): "an ACK (its callback names codes only)",
+    ("registry", "POST", "/oauth2/client/token"): "a token (DCI token API over benefits' partner clients)",
+    # DCI administration, admin only: senders, delivery metadata (no bodies), subscriptions and their filters
+    **{("registry", method, path): "DCI administration (admin only)" for method, path in (
+        ("GET", "/v1/admin/dci/senders"), ("POST", "/v1/admin/dci/senders"), ("GET", "/v1/admin/dci/senders/{sender_id}"),
+        ("PATCH", "/v1/admin/dci/senders/{sender_id}"), ("GET", "/v1/admin/dci/deliveries"),
+        ("POST", "/v1/admin/dci/deliveries/{delivery_id}/redrive"), ("GET", "/v1/admin/dci/subscriptions"))},
     # admin only; a shown message is in its ledger form (masked numbers, birth year), see shared/dead_letters.py
     **{(service, method, path): "dead letters (admin only)" for service in ("benefits", "audit")
        for method, path in (("GET", "/v1/admin/dead-letters"), ("GET", "/v1/admin/dead-letters/{dead_letter_id}"),
@@ -252,8 +261,8 @@ async def test_no_non_admin_output_lets_an_id_number_be_rebuilt(databases, tmp_p
     common = dict(var_dir=tmp_path, kafka_bootstrap="127.0.0.1:1", log_json=False, run_consumer=False)
     benefits = create_benefits(BenefitsSettings(database_url=await databases.url("benefits"), evaluation_date=AS_OF,
                                                 partner_rate_per_s=1000.0, partner_burst=1000, **common))
-    registry = create_registry(RegistrySettings(database_url=await databases.url("registry"), **common),
-                               benefits_transport=httpx.ASGITransport(app=benefits))
+    registry = create_registry(RegistrySettings(database_url=await databases.url("registry"), dci_worker=False,
+                                                **common), benefits_transport=httpx.ASGITransport(app=benefits))
     audit = create_audit(AuditSettings(database_url=await databases.url("audit"), evaluation_date=AS_OF, **common),
                          checkpoint_schedule=False)
     settings = RegistrySettings(**common)
@@ -400,6 +409,64 @@ async def test_no_non_admin_output_lets_an_id_number_be_rebuilt(databases, tmp_p
         keep("registry", "GET", "/v1/monitoring/objects/{object_id}", await reg.get(f"/v1/monitoring/objects/{object_id}"))
         keep("registry", "GET", "/v1/monitoring/objects/{object_id}/plan",
              await reg.get(f"/v1/monitoring/objects/{object_id}/plan"))
+
+        # --- DCI Social Registry API: a partner of 南康区 searches, asks for status, subscribes (docs/dci.md);
+        # the worker's callbacks and a notification are walked too
+        partner = mint_token(settings, "dci", subject="jzc_mca", area="360703")
+        await reg_admin.post("/v1/admin/dci/senders", json={"sender_id": "mca.example.cn", "client_id": "jzc_mca",
+                                                            "name": "民政", "callback_uri": "https://mca.example.cn"})
+        head_number = next(m["id_number"] for m in (await reg_admin.get(f"/v1/households/{hid}")).json()["members"]
+                           if m["relation"] == "head")
+
+        def dci_header(action: str, total: int = 1) -> dict:
+            return {"message_id": uuid.uuid4().hex, "message_ts": dt.datetime.now(dt.timezone.utc).isoformat(),
+                    "action": action, "sender_id": "mca.example.cn", "total_count": total}
+        searches = [{"reference_id": f"r{index}", "search_criteria": {"query_type": query_type, "query": query,
+                                                                       "response_entity": entity}}
+                    for index, (query_type, query, entity) in enumerate([
+                        ("idtype-value", {"type": "NID", "value": head_number}, "Household"),
+                        ("idtype-value", {"type": "NID", "value": head_number}, "Member"),
+                        ("expression", {"value": {"expression": {"collection": "Member",
+                                                                 "query": {"birth_year": {"$gte": 1900}}}}}, "Member"),
+                        ("predicate", [{"seq_num": 1, "expression1": {"attribute_name": "region_code",
+                                                                       "operator": "eq", "attribute_value": "360703"}}],
+                         "Household")])]
+        dci_headers = {"Authorization": f"Bearer {partner}"}
+        search_message = {"transaction_id": "t-dci-1", "search_request": searches}
+        keep("registry", "POST", "/registry/sync/search", await reg.post("/registry/sync/search", headers=dci_headers, json={
+            "header": dci_header("search", len(searches)), "message": search_message}))
+        keep("registry", "POST", "/registry/search", await reg.post("/registry/search", headers=dci_headers, json={
+            "header": dci_header("search", len(searches)), "message": {**search_message, "transaction_id": "t-dci-2"}}))
+        status = {"transaction_id": "t-dci-3", "txnstatus_request": {"reference_id": "s1", "txn_type": "search",
+                                                                      "attribute_type": "transaction_id",
+                                                                      "attribute_value": "t-dci-1"}}
+        for path in ("/registry/sync/txn/status", "/registry/txn/status"):
+            keep("registry", "POST", path, await reg.post(path, headers=dci_headers, json={
+                "header": dci_header("txn-status"), "message": {**status, "transaction_id": uuid.uuid4().hex}}))
+        subscribe = {"transaction_id": "t-dci-4", "subscribe_request": [{"reference_id": "s1", "subscribe_criteria": {
+            "reg_event_type": "UPDATE", "filter_type": "idtype-value", "response_entity": "Member",
+            "filter": {"type": "HOUSEHOLD_ID", "value": hid}}}]}
+        keep("registry", "POST", "/registry/subscribe", await reg.post("/registry/subscribe", headers=dci_headers, json={
+            "header": dci_header("subscribe"), "message": subscribe}))
+        callbacks: list[dict] = []
+        worker = DciWorker(registry.state.sessionmaker, registry.state.settings, registry.state.dci_signer,
+                           transport=httpx.MockTransport(lambda r: callbacks.append(json.loads(r.content))
+                                                         or httpx.Response(200, json={})))
+        while await worker.deliver_due():
+            pass
+        current = (await reg_admin.get(f"/v1/households/{hid}")).json()
+        async with registry.state.sessionmaker() as session:
+            assert await stage_notifications(session, "household.updated", hid, current["version"], event_id="e-1",
+                                             event_time=dt.datetime.now(dt.timezone.utc),
+                                             registry_id="registry.jingzhun.local") == 1
+            await session.commit()
+        while await worker.deliver_due():
+            pass
+        await worker.close()
+        assert {c["header"]["action"] for c in callbacks} == {"on-search", "txn-on-status", "on-subscribe", "notify"}
+        for callback in callbacks:
+            responses.append((f"registry DCI callback {callback['header']['action']}", callback))
+        keep("registry", "GET", "/registry/.well-known/dci-keys", await reg.get("/registry/.well-known/dci-keys"))
 
         # --- registry events → benefits and audit
         async def deliver(after_registry: int, after_benefits: int) -> tuple[int, int]:

@@ -182,6 +182,10 @@ EXEMPT: dict[tuple[str, str, str], str] = {
        for service in ("benefits", "audit")
        for method, path in (("GET", "/v1/admin/dead-letters/{dead_letter_id}"),
                             ("POST", "/v1/admin/dead-letters/{dead_letter_id}:redrive"))},
+    # DCI administration, admin only (tests/integration/registry/dci/test_dci_api.py checks the 403s)
+    **{("registry", method, path): "DCI administration (admin only, never area-limited)"
+       for method, path in (("GET", "/v1/admin/dci/senders/{sender_id}"), ("PATCH", "/v1/admin/dci/senders/{sender_id}"),
+                            ("POST", "/v1/admin/dci/deliveries/{delivery_id}/redrive"))},
 }
 
 

@@ -357,3 +357,22 @@ async def test_a_worker_killed_after_claiming_loses_nothing(databases, tmp_path)
         assert len(dci.receiver.at("/registry/on-search")) == 1 and dci.receiver.problems == []
         assert await second.deliver_due(now=now + 2 * second.lease) == 0
         await first.close(), await second.close()
+
+
+ADMIN_ROUTES = [("GET", "/v1/admin/dci/senders"), ("POST", "/v1/admin/dci/senders"),
+                ("GET", "/v1/admin/dci/senders/mca.nankang.example.cn"),
+                ("PATCH", "/v1/admin/dci/senders/mca.nankang.example.cn"), ("GET", "/v1/admin/dci/deliveries"),
+                ("POST", "/v1/admin/dci/deliveries/1/redrive"), ("GET", "/v1/admin/dci/subscriptions")]
+
+
+async def test_dci_administration_is_for_administrators_only(dci):
+    partner = Partner(dci, dci.settings)
+    await register(dci, partner)
+    for scopes in (["dci"], ["registry:read", "registry:write"]):
+        headers = {"Authorization": f"Bearer {mint_token(dci.settings, scopes, subject=CLIENT, area='360703')}"}
+        for method, path in ADMIN_ROUTES:
+            response = await dci.request(method, path, headers=headers, json={} if method != "GET" else None)
+            assert response.status_code == 403, (scopes, method, path, response.text)
+            assert response.json()["type"] == "https://jingzhun.dev/problems/forbidden"
+    listed = (await dci.get("/v1/admin/dci/senders")).json()["items"]
+    assert [s["sender_id"] for s in listed] == [partner.sender_id] and listed[0]["signs"] is False
