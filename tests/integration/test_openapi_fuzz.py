@@ -16,6 +16,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
@@ -34,8 +35,10 @@ COLLECT_ONLY = os.environ.get("JZ_FUZZ_COLLECT") == "1"
 _VAR = Path(tempfile.mkdtemp(prefix="jz-fuzz-"))
 _COMMON = {"var_dir": _VAR, "kafka_bootstrap": "127.0.0.1:1", "log_json": False, "log_level": "WARNING",
            "run_consumer": False}
-_REGISTRY = create_registry(RegistrySettings(database_url=f"sqlite+aiosqlite:///{_VAR}/registry.db", **_COMMON))
 _BENEFITS = create_benefits(BenefitsSettings(database_url=f"sqlite+aiosqlite:///{_VAR}/benefits.db", **_COMMON))
+# The registry's DCI token route asks benefits (its partner clients): wired in process, as in production over HTTP.
+_REGISTRY = create_registry(RegistrySettings(database_url=f"sqlite+aiosqlite:///{_VAR}/registry.db", **_COMMON),
+                            benefits_transport=httpx.ASGITransport(app=_BENEFITS))
 _AUDIT = create_audit(AuditSettings(database_url=f"sqlite+aiosqlite:///{_VAR}/audit.db", **_COMMON))
 _TOKEN = mint_token(RegistrySettings(**_COMMON), "admin")
 _HEADERS = {"Authorization": f"Bearer {_TOKEN}"}

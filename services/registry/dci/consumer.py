@@ -28,7 +28,7 @@ from services.registry.dci import queries, records
 from services.registry.dci.envelope import callback_header, now_utc, timestamp
 from services.registry.dci.service import NOTIFY_RECORD_TYPE, REG_TYPE, Caller
 from services.registry.households.service import area_code_of
-from services.registry.tables import dci_deliveries, dci_subscriptions, dead_letters, household_versions
+from services.registry.tables import dci_deliveries, dci_subscriptions, dead_letters, household_versions, households
 from shared.bus import Consumer, PoisonMessage
 from shared.clock import china_now
 from shared.config import TOPIC_REGISTRY, RegistrySettings
@@ -55,22 +55,27 @@ def event_types(event_type: str, before: dict | None, after: dict) -> set[str]:
     return kinds
 
 
-async def _versions(session: AsyncSession, household_id: str, version: int) -> tuple[dict | None, dict | None]:
-    rows = (await session.execute(select(household_versions.c.version, household_versions.c.snapshot).where(
+async def _versions(session: AsyncSession, household_id: str, version: int) -> tuple[dict | None, dict | None, dict]:
+    """The version before, this version, and the times a record shows (registered, this version's change)."""
+    rows = (await session.execute(select(household_versions.c.version, household_versions.c.snapshot,
+                                         household_versions.c.at).where(
         household_versions.c.household_id == household_id,
         household_versions.c.version.in_([version - 1, version])))).all()
-    found = {row.version: row.snapshot for row in rows}
-    return found.get(version - 1), found.get(version)
+    found = {row.version: row for row in rows}
+    created = await session.scalar(select(households.c.created_at).where(households.c.id == household_id))
+    times = {"created_at": created, "updated_at": found[version].at if version in found else None}
+    before, after = found.get(version - 1), found.get(version)
+    return (before.snapshot if before else None), (after.snapshot if after else None), times
 
 
 def _notification(subscription, snapshot: dict, kind: str, *, registry_id: str, members: list[dict] | None,
-                  event_id: str) -> tuple[dict, dict]:
+                  event_id: str, times: dict) -> tuple[dict, dict]:
     caller = Caller(**subscription.caller).principal()
     clear = caller.is_admin
     if subscription.response_entity == "Member":
         found = [records.person_record(member, snapshot, clear=clear) for member in members or []]
     else:
-        found = [records.household_record(snapshot, clear=clear)]
+        found = [records.household_record(snapshot, clear=clear, **times)]
     reference = f"{snapshot['id']}@{snapshot['version']}"
     items = [{"reference_id": reference if len(found) == 1 else f"{reference}#{index + 1}", "timestamp": timestamp(),
               "data": {"version": "1.0.0", "reg_type": REG_TYPE, "reg_event_type": kind,
@@ -90,7 +95,7 @@ def _notification(subscription, snapshot: dict, kind: str, *, registry_id: str, 
 async def stage_notifications(session: AsyncSession, event_type: str, household_id: str, version: int, *,
                               event_id: str, event_time: datetime, registry_id: str) -> int:
     """Stage the notifications one household version owes its subscribers (the caller commits)."""
-    before, after = await _versions(session, household_id, version)
+    before, after, times = await _versions(session, household_id, version)
     if after is None:
         raise PoisonMessage(f"{event_type} for {household_id} version {version}, which the registry does not hold")
     kinds = event_types(event_type, before, after)
@@ -115,7 +120,8 @@ async def stage_notifications(session: AsyncSession, event_type: str, household_
         if await session.scalar(select(dci_deliveries.c.id).where(dci_deliveries.c.dedup_key == key)):
             continue  # a redelivered event: notified already
         header, message = _notification(subscription, after, subscription.reg_event_type, registry_id=registry_id,
-                                        members=matched if isinstance(matched, list) else None, event_id=event_id)
+                                        members=matched if isinstance(matched, list) else None, event_id=event_id,
+                                        times=times)
         now = now_utc()
         await session.execute(insert(dci_deliveries).values(
             dedup_key=key, kind="notify", sender_id=subscription.sender_id, subscription_code=subscription.code,

@@ -302,6 +302,7 @@ async def test_subscribe_notify_unsubscribe(dci):
     [event] = notify["message"]["notify_event"]
     assert event["data"]["reg_event_type"] == "NewHouseHoldMember"
     assert event["data"]["reg_records"]["household_identifier"] == household["id"]
+    assert event["data"]["reg_records"]["registration_date"] and event["data"]["reg_records"]["last_update"]
     assert not CLEAR_NUMBER.search(json.dumps(notify, ensure_ascii=False))
     assert dci.receiver.problems == []
 
