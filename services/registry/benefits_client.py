@@ -122,11 +122,21 @@ class BenefitsClient:
                           "eligible; nothing was changed.", type_=UNAVAILABLE, upstream_status=200)
         return body
 
-    async def partner_token(self, form: dict[str, str], authorization: str | None = None) -> httpx.Response:
+    async def partner_token(self, form: dict[str, str], authorization: str | None = None, *,
+                            caller_address: str | None = None) -> httpx.Response:
         """Benefits' answer to ``POST /oauth/token`` with a partner's form (and its HTTP Basic credentials), as
-        it came: the partner client registry is benefits'. No service token: the partner authenticates itself.
-        Nothing of the request is logged here (it holds the client secret). Benefits unreachable is 503."""
+        it came: the partner client registry is benefits'. The partner authenticates itself; the registry's
+        service token only vouches for the partner's address (``caller_address``), so benefits counts failed
+        attempts per partner address and not all under the registry's. Nothing of the request is logged here
+        (it holds the client secret). Benefits unreachable is 503."""
         headers = {"Authorization": authorization} if authorization else {}
+        if caller_address:
+            try:
+                vouch = await self._service_token()
+            except Problem:  # no service credentials (production, unset): counted under the registry's address
+                vouch = None
+            if vouch:
+                headers.update({"X-Jingzhun-Client-Address": caller_address, "X-Jingzhun-Forwarder": f"Bearer {vouch}"})
         try:
             async with httpx.AsyncClient(base_url=self.settings.benefits_url, transport=self.transport,
                                          timeout=self.timeout_s) as client:

@@ -59,7 +59,7 @@ async def token(request: Request, grant_type: Annotated[str, Form()],
     if not client_id or not client_secret:
         raise service._oauth_error(401, "invalid_client", "Send client_id and client_secret (form or Basic).")
     by_client, by_address = _throttles(request)
-    keys = ((by_client, client_id), (by_address, request.client.host if request.client else "unknown"))
+    keys = ((by_client, client_id), (by_address, await _caller_address(request)))
     wait = max(throttle.wait_s(key) for throttle, key in keys)
     if wait > 0:
         problem = Problem(429, "登录失败次数过多 / Too many failed attempts",
@@ -87,6 +87,28 @@ def _throttles(request: Request) -> tuple[FailureThrottle, FailureThrottle]:
         state.oauth_throttles = (FailureThrottle(settings.oauth_failures_per_client, settings.oauth_failure_window_s),
                                  FailureThrottle(settings.oauth_failures_per_address, settings.oauth_failure_window_s))
     return state.oauth_throttles
+
+
+FORWARDED_ADDRESS = "x-jingzhun-client-address"
+FORWARDER = "x-jingzhun-forwarder"
+
+
+async def _caller_address(request: Request) -> str:
+    """The address failed attempts are counted under: the connection's, or, for a token request the registry
+    forwards for a DCI partner (``POST /oauth2/client/token``), the partner's own address, which the registry
+    names in ``X-Jingzhun-Client-Address`` and vouches for with its service token (scope benefits:evaluate) in
+    ``X-Jingzhun-Forwarder``. Otherwise every DCI partner would share the registry's address, and anyone's wrong
+    secrets would lock all of them out. An address without a valid service token is ignored."""
+    own = request.client.host if request.client else "unknown"
+    forwarded, forwarder = request.headers.get(FORWARDED_ADDRESS), request.headers.get(FORWARDER, "")
+    scheme, _, token = forwarder.partition(" ")
+    if not forwarded or scheme.lower() != "bearer" or not token:
+        return own
+    try:
+        principal = await request.app.state.token_verifier.averify(token.strip())
+    except Problem:
+        return own
+    return f"{own}>{forwarded.strip()[:64]}" if principal.has("benefits:evaluate") else own
 
 
 @router.get("/.well-known/jwks.json", summary="Public keys that sign partner tokens (JWKS, RFC 7517)",

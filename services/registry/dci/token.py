@@ -132,7 +132,8 @@ async def _token(request: Request) -> Response:
     if missing:
         raise _oauth_error(400, "invalid_request", f"Missing: {', '.join(missing)} (client_id and client_secret "
                                                    "may come in HTTP Basic instead).")
-    answer = await request.app.state.benefits.partner_token(parameters, basic)
+    answer = await request.app.state.benefits.partner_token(
+        parameters, basic, caller_address=request.client.host if request.client else None)
     if answer.status_code in PASSED_ON:
         headers = {name: answer.headers[name] for name in PASSED_HEADERS if name in answer.headers}
         return Response(answer.content, status_code=answer.status_code, headers={**headers, **NO_STORE},

@@ -191,3 +191,38 @@ async def test_the_secret_is_in_no_log_line_and_no_answer(apps, caplog):
     encoded = base64.b64encode(f"{apps.client_id}:{apps.secret}".encode()).decode()
     for text in [logged, caplog.text] + [a.text for a in answers]:
         assert apps.secret not in text and encoded not in text
+
+
+async def test_wrong_secrets_from_one_address_do_not_lock_out_other_dci_partners(databases, tmp_path):
+    """Every DCI token request reaches benefits from the registry's address: the registry names the partner's
+    address and vouches for it with its service token, so benefits counts failures per partner address. An
+    address header without that token (a partner talking to benefits directly) changes nothing."""
+    common = dict(var_dir=tmp_path, kafka_bootstrap="127.0.0.1:1", log_json=False)
+    benefits_settings = BenefitsSettings(database_url=await databases.url("benefits"), run_consumer=False,
+                                         oauth_failures_per_address=3, oauth_failures_per_client=100, **common)
+    benefits = create_benefits(benefits_settings)
+    settings = RegistrySettings(database_url=await databases.url("registry"), benefits_url="http://benefits",
+                                partner_jwks_url="http://benefits/.well-known/jwks.json", **common)
+    registry = create_registry(settings, benefits_transport=httpx.ASGITransport(app=benefits))
+    async with running_app(benefits, mint_token(benefits_settings, "admin", subject="ops-admin")) as admin, \
+            running_app(registry):
+        client = (await admin.post("/v1/partners/clients", json={"name": "南康区民政局", "scopes": ["dci"],
+                                                                  "area": "360703"})).json()
+        good = {"grant_type": GRANT, "client_id": client["client_id"], "client_secret": client["client_secret"]}
+
+        def from_address(address: str) -> httpx.AsyncClient:
+            return httpx.AsyncClient(transport=httpx.ASGITransport(app=registry, client=(address, 40000)),
+                                     base_url="http://registry")
+        async with from_address("10.0.0.66") as attacker, from_address("10.0.0.7") as partner:
+            for guess in range(3):
+                wrong = await attacker.post(TOKEN, json={**good, "client_id": f"jzc_guess{guess}"})
+                assert wrong.status_code == 401, wrong.text
+            assert (await attacker.post(TOKEN, json=good)).status_code == 429, "the guessing address is held back"
+            assert (await partner.post(TOKEN, json=good)).status_code == 200, "another partner is not"
+        direct = await admin.post("/oauth/token", data=good, headers={"X-Jingzhun-Client-Address": "10.9.9.9"})
+        assert direct.status_code == 200  # admin's own (loopback) address: no failures counted there
+        for guess in range(3):
+            await admin.post("/oauth/token", data={**good, "client_id": f"jzc_x{guess}"},
+                             headers={"X-Jingzhun-Client-Address": f"10.9.9.{guess}"})
+        held = await admin.post("/oauth/token", data=good, headers={"X-Jingzhun-Client-Address": "10.1.1.1"})
+        assert held.status_code == 429, "an address header nobody vouches for does not escape the throttle"
