@@ -377,3 +377,24 @@ async def test_dci_administration_is_for_administrators_only(dci):
             assert response.json()["type"] == "https://jingzhun.dev/problems/forbidden"
     listed = (await dci.get("/v1/admin/dci/senders")).json()["items"]
     assert [s["sender_id"] for s in listed] == [partner.sender_id] and listed[0]["signs"] is False
+
+
+async def test_without_a_signing_key_the_dci_paths_say_so_and_nothing_is_taken(dci, tmp_path):
+    """Production without JZ_REGISTRY_DCI_SIGNING_KEY_FILE: dci_signer gives None (logged) and the paths answer
+    503 err.service.unavailable naming the setting; the key file, once set, signs."""
+    from services.registry.dci.worker import dci_signer
+    from shared.signing import new_private_key_pem
+    production = dci.settings.model_copy(update={"profile": "production", "dci_signing_key_file": None})
+    assert dci_signer(production) is None
+    key = tmp_path / "dci.pem"
+    key.write_bytes(new_private_key_pem())
+    assert dci_signer(production.model_copy(update={"dci_signing_key_file": key})).key_id.endswith("|ed25519")
+    partner = Partner(dci, dci.settings)
+    await register(dci, partner)
+    dci.app.state.dci_signer = None
+    response = await partner.post("/registry/sync/search", partner.header("search"),
+                                  search_message(by_id_number(HEAD_NUMBER)))
+    assert response.status_code == 503
+    assert response.json()["errors"][0]["code"] == "err.service.unavailable"
+    assert "JZ_REGISTRY_DCI_SIGNING_KEY_FILE" in response.json()["errors"][0]["message"]
+    assert (await dci.get("/registry/.well-known/dci-keys")).json() == {"keys": []}
