@@ -27,8 +27,8 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.registry.dci import service
-from services.registry.dci.envelope import now_utc, sign
-from services.registry.tables import dci_deliveries, dci_transactions
+from services.registry.dci.envelope import now_utc, sign, under
+from services.registry.tables import dci_deliveries, dci_senders, dci_transactions
 from shared.config import RegistrySettings
 from shared.personal_data import write_private_file
 from shared.signing import load_private_key, new_private_key_pem, raw_public_bytes
@@ -36,6 +36,7 @@ from shared.signing import load_private_key, new_private_key_pem, raw_public_byt
 log = logging.getLogger("registry.dci.worker")
 
 BATCH = 20
+FINAL = "not sent: "  # a refusal no retry can change
 
 
 @dataclass(frozen=True)
@@ -134,14 +135,14 @@ class DciWorker:
                 await session.execute(update(dci_deliveries).where(dci_deliveries.c.id == row_id)
                                       .values(header=header, message=message))
                 await session.commit()
-        error = await self._send(row.url, header, message)
+        error = await self._refusal(row) or await self._send(row.url, header, message)
         async with self.sessionmaker() as session:
             if error is None:
                 values = {"status": "delivered", "delivered_at": now_utc(), "last_error": None,
                           "attempts": row.attempts + 1}
             else:
                 attempts = row.attempts + 1
-                dead = attempts >= self.settings.dci_callback_max_attempts
+                dead = attempts >= self.settings.dci_callback_max_attempts or error.startswith(FINAL)
                 wait = min(self.settings.dci_callback_backoff_s * 2 ** (attempts - 1),
                            self.settings.dci_callback_backoff_max_s)
                 values = {"attempts": attempts, "last_error": error[:2000], "status": "dead" if dead else "pending",
@@ -150,6 +151,18 @@ class DciWorker:
                             ", dead-lettered" if dead else "", error)
             await session.execute(update(dci_deliveries).where(dci_deliveries.c.id == row_id).values(**values))
             await session.commit()
+
+    async def _refusal(self, row) -> str | None:
+        """A delivery the sender's registration no longer allows (disabled, or its callback URI changed since the
+        request or subscription named this URL): not sent, and dead at once (an administrator sees why)."""
+        async with self.sessionmaker() as session:
+            sender = (await session.execute(select(dci_senders.c.status, dci_senders.c.callback_uri).where(
+                dci_senders.c.sender_id == row.sender_id))).first()
+        if sender is None or sender.status != "active":
+            return FINAL + "the sender is no longer registered and active"
+        if not under(row.url, sender.callback_uri):
+            return FINAL + "the URL is no longer under the sender's registered callback URI"
+        return None
 
     async def _send(self, url: str, header: dict, message: dict) -> str | None:
         body = {"signature": self.signer.sign(header, message), "header": header, "message": message}

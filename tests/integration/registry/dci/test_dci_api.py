@@ -398,3 +398,31 @@ async def test_without_a_signing_key_the_dci_paths_say_so_and_nothing_is_taken(d
     assert response.json()["errors"][0]["code"] == "err.service.unavailable"
     assert "JZ_REGISTRY_DCI_SIGNING_KEY_FILE" in response.json()["errors"][0]["message"]
     assert (await dci.get("/registry/.well-known/dci-keys")).json() == {"keys": []}
+
+
+async def test_a_sender_disabled_or_moved_gets_nothing_more(databases, tmp_path):
+    """Pending deliveries follow the sender's registration: disabled, or its callback URI changed, they are not
+    sent but dead at once with the reason (a redrive after the sender is fixed sends them)."""
+    from services.registry.dci.worker import DciWorker
+    async with dci_registry(databases, tmp_path, dci_worker=False) as dci:
+        partner = Partner(dci, dci.settings)
+        await register(dci, partner)
+        for _ in range(2):
+            await partner.post("/registry/search", partner.header("search"), search_message(by_id_number(HEAD_NUMBER)))
+        worker = DciWorker(dci.app.state.sessionmaker, dci.settings, dci.app.state.dci_signer,
+                           transport=httpx.ASGITransport(app=dci.receiver.app))
+        await dci.patch(f"/v1/admin/dci/senders/{partner.sender_id}", json={"callback_uri": "https://elsewhere.example.cn"})
+        assert await worker.deliver_due() == 2
+        dead = (await dci.get("/v1/admin/dci/deliveries", params={"status": "dead"})).json()["items"]
+        assert len(dead) == 2 and all("no longer under" in d["last_error"] and d["attempts"] == 1 for d in dead)
+        assert dci.receiver.calls == []
+        await dci.patch(f"/v1/admin/dci/senders/{partner.sender_id}", json={"callback_uri": CALLBACK_BASE,
+                                                                         "status": "disabled"})
+        await dci.post(f"/v1/admin/dci/deliveries/{dead[0]['id']}/redrive")
+        assert await worker.deliver_due() == 1 and dci.receiver.calls == []
+        await dci.patch(f"/v1/admin/dci/senders/{partner.sender_id}", json={"status": "active"})
+        for row in (await dci.get("/v1/admin/dci/deliveries", params={"status": "dead"})).json()["items"]:
+            await dci.post(f"/v1/admin/dci/deliveries/{row['id']}/redrive")
+        assert await worker.deliver_due() == 2
+        assert len(dci.receiver.at("/registry/on-search")) == 2 and dci.receiver.problems == []
+        await worker.close()
