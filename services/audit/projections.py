@@ -367,8 +367,8 @@ async def _project_assessment(session: AsyncSession, record: dict, data: dict) -
 
 def access_kind(endpoint: str) -> str:
     endpoint = endpoint.lower()
-    if "eligibility" in endpoint:
-        return "lookup"
+    if "eligibility" in endpoint or (endpoint.startswith("/registry/") and endpoint.endswith("search")):
+        return "lookup"  # a bank's eligibility question, or a DCI partner's search of the registry
     if any(word in endpoint for word in ("loans", "one-stop", "interest-claims", "settlements/one")):
         return "delivery"
     return "other"
