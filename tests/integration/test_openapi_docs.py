@@ -14,7 +14,9 @@ consumers would). Here the demo is loaded into fresh databases and:
    steps (`capture`: variable → field path), a later step puts them into its request (`bind`: slot → variable,
    e.g. `"path.client_id": "bank_id"`), and `"auth": "bearer:<variable>"` sends a captured token instead of a
    development one (partners call with their own OAuth2 token). `setup` names a preparation below (a dead
-   letter kept the way the consumer keeps one), `poll` repeats a read until a background job has finished.
+   letter kept the way the consumer keeps one; a pass of the registry's DCI worker calling a partner back),
+   `poll` repeats a read until a background job has finished. A step may also say whose token it sends:
+   `scopes`, `area` and `subject` of a development token (a DCI partner: scope dci, area 360703, its client id).
 
 To record the examples again after a change of shapes:
     JZ_RECORD_OPENAPI_EXAMPLES=1 .venv/bin/pytest -q tests/integration/test_openapi_docs.py -k sqlite
@@ -27,6 +29,7 @@ import copy
 import json
 import os
 import re
+from datetime import timedelta
 
 import pytest
 from aiokafka.structs import ConsumerRecord
@@ -46,7 +49,10 @@ VOLATILE = {"created_at", "updated_at", "recorded_at", "received_at", "time", "a
             "generated_at", "checked_at", "ingested_at", "occurred_at", "etag", "decision_id", "id_number_hash",
             "ledger_signature",
             # keyed by the machine's own identity key (var/identity.key on a fresh clone): another machine, another ref
-            "person_ref"}
+            "person_ref",
+            # DCI envelopes (services/registry/dci/): every acknowledgement, answer and callback header is made
+            # afresh: its correlation and message ids (UUID hex) and its instants
+            "correlation_id", "message_id", "message_ts", "timestamp"}
 JSON_MEDIA = ("application/json", "application/problem+json")
 TEXT_LINES = 6  # a text answer's example: its first lines
 
@@ -86,7 +92,9 @@ async def demo(databases, tmp_path):
     broker = await asyncio.start_server(lambda reader, writer: writer.close(), "127.0.0.1", 0)
     bootstrap = "127.0.0.1:%d" % broker.sockets[0].getsockname()[1]
     common = dict(var_dir=tmp_path, kafka_bootstrap=bootstrap, log_json=False, run_consumer=False)
-    registry_settings = RegistrySettings(database_url=await databases.url("registry"), **common)
+    # The DCI worker (callbacks to partners) does not run on its own here: the `dci_*` setups below run its passes
+    # at set points, against the partner's endpoints in process, so every answer is the same on every run.
+    registry_settings = RegistrySettings(database_url=await databases.url("registry"), dci_worker=False, **common)
     from services.audit.app import create_app as create_audit
     from services.benefits.app import create_app as create_benefits
     from services.registry.app import create_app as create_registry
@@ -205,8 +213,40 @@ async def _dead_letter(demo, context: dict, service: str) -> None:
         context["dead_letter_id"] = await session.scalar(select(func.max(table.c.id)))
 
 
+#: The DCI partner of the examples (南康区民政局's social assistance system): where its endpoints are, and what
+#: they answer to every callback when they are up (the spec's acknowledgement) and when they are down.
+DCI_PARTNER_ACK = {"message": {"ack_status": "ACK", "timestamp": "2026-12-07T10:20:09+08:00",
+                               "correlation_id": "partner-ack-1"}}
+DCI_PARTNER_DOWN = {"errors": [{"code": "err.service.unavailable", "message": "社会救助系统维护中 / under maintenance"}]}
+
+
+async def _dci_worker(demo, context: dict, *, up: bool) -> None:
+    """Passes of the registry's DCI worker (services/registry/dci/worker.py) until nothing is due: each pending
+    callback is answered, signed and POSTed to the partner. `up`: its endpoints ACK; else they answer 503 and
+    every attempt fails, the clock moved past each backoff, until the last attempt leaves the delivery dead."""
+    import httpx
+
+    from services.registry.dci.envelope import now_utc
+    from services.registry.dci.worker import DciWorker
+
+    def partner(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=DCI_PARTNER_ACK) if up else httpx.Response(503, json=DCI_PARTNER_DOWN)
+
+    app, settings = demo["apps"]["registry"], demo["settings"]
+    worker = DciWorker(app.state.sessionmaker, settings, app.state.dci_signer, transport=httpx.MockTransport(partner))
+    try:
+        for _ in range(4 * settings.dci_callback_max_attempts):
+            if not await worker.deliver_due(now=now_utc() + timedelta(seconds=settings.dci_callback_backoff_max_s + 1)):
+                return
+        raise AssertionError("the DCI worker still has deliveries due")
+    finally:
+        await worker.close()
+
+
 SETUPS = {"dead_letter_benefits": lambda demo, context: _dead_letter(demo, context, "benefits"),
-          "dead_letter_audit": lambda demo, context: _dead_letter(demo, context, "audit")}
+          "dead_letter_audit": lambda demo, context: _dead_letter(demo, context, "audit"),
+          "dci_callbacks": lambda demo, context: _dci_worker(demo, context, up=True),
+          "dci_partner_down": lambda demo, context: _dci_worker(demo, context, up=False)}
 
 
 # ------------------------------------------------------------------------------------------ the test
