@@ -143,7 +143,9 @@ def _json(schema: dict, description: str) -> dict:
 
 _AUTH = {401: _json(HTTP_ERROR, "No or bad token, or a bad signature (err.request.unauthorized, "
                                 "err.signature.missing, err.signature.invalid)"),
-         403: _json(HTTP_ERROR, "The token lacks scope dci or may not speak for this sender_id (err.request.forbidden)")}
+         403: _json(HTTP_ERROR, "The token lacks scope dci or may not speak for this sender_id (err.request.forbidden)"),
+         503: _json(HTTP_ERROR, "err.service.unavailable: no DCI signing key (JZ_REGISTRY_DCI_SIGNING_KEY_FILE) or the "
+                                "token's signing keys cannot be fetched right now")}
 ACK_RESPONSES: dict = {200: _json(ACK, "ACK (callback follows) or NACK (a resend already called back)"),
                        400: _json(ACK, "ERR: the message cannot be taken; error.code and a reason"), **_AUTH}
 SYNC_RESPONSES: dict = {

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.registry.dci.envelope import EnvelopeError, now_utc
 from services.registry.tables import dci_senders
 from shared.auth import Principal
+from shared.events import as_aware
 from shared.problems import Problem
 
 SENDER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,98}$")
@@ -94,8 +95,8 @@ class SenderChange(BaseModel):
 def present(row) -> dict:
     return {"sender_id": row.sender_id, "client_id": row.client_id, "name": row.name,
             "callback_uri": row.callback_uri, "signs": row.public_key is not None, "public_key": row.public_key,
-            "status": row.status, "created_at": row.created_at, "created_by": row.created_by,
-            "updated_at": row.updated_at}
+            "status": row.status, "created_at": as_aware(row.created_at), "created_by": row.created_by,
+            "updated_at": as_aware(row.updated_at)}
 
 
 async def create_sender(session: AsyncSession, body: SenderCreate, principal: Principal) -> dict:

@@ -25,7 +25,8 @@ from services.registry.dci.schemas import (ACK_RESPONSES, SYNC_RESPONSES, reques
 from services.registry.dci.senders import SenderChange, SenderCreate, parse_public_key
 from services.registry.tables import dci_deliveries, dci_subscriptions
 from shared.auth import Principal, require_scopes
-from shared.problems import Problem
+from shared.events import as_aware
+from shared.problems import PROBLEM_RESPONSES, Problem
 
 router = APIRouter()
 Admin = Depends(require_scopes("admin"))
@@ -167,25 +168,25 @@ async def dci_keys(request: Request) -> dict:
 # ---------------------------------------------------------------- administration
 
 
-@router.post("/v1/admin/dci/senders", status_code=201, summary="Register a DCI sender")
+@router.post("/v1/admin/dci/senders", status_code=201, responses=PROBLEM_RESPONSES, summary="Register a DCI sender")
 async def create_sender(request: Request, body: SenderCreate, principal: Principal = Admin) -> dict:
     async with request.app.state.sessionmaker() as session:
         return await senders.create_sender(session, body, principal)
 
 
-@router.get("/v1/admin/dci/senders", summary="The registered DCI senders")
+@router.get("/v1/admin/dci/senders", responses=PROBLEM_RESPONSES, summary="The registered DCI senders")
 async def list_senders(request: Request, principal: Principal = Admin) -> dict:
     async with request.app.state.sessionmaker() as session:
         return {"items": await senders.list_senders(session)}
 
 
-@router.get("/v1/admin/dci/senders/{sender_id}", summary="One DCI sender")
+@router.get("/v1/admin/dci/senders/{sender_id}", responses=PROBLEM_RESPONSES, summary="One DCI sender")
 async def get_sender(request: Request, sender_id: str, principal: Principal = Admin) -> dict:
     async with request.app.state.sessionmaker() as session:
         return await senders.get_sender(session, sender_id)
 
 
-@router.patch("/v1/admin/dci/senders/{sender_id}", summary="Change or disable a DCI sender")
+@router.patch("/v1/admin/dci/senders/{sender_id}", responses=PROBLEM_RESPONSES, summary="Change or disable a DCI sender")
 async def change_sender(request: Request, sender_id: str, body: SenderChange, principal: Principal = Admin) -> dict:
     async with request.app.state.sessionmaker() as session:
         return await senders.change_sender(session, sender_id, body)
@@ -194,12 +195,12 @@ async def change_sender(request: Request, sender_id: str, body: SenderChange, pr
 def _delivery(row) -> dict:
     return {"id": row.id, "kind": row.kind, "sender_id": row.sender_id, "correlation_id": row.correlation_id,
             "subscription_code": row.subscription_code, "url": row.url, "action": row.action, "status": row.status,
-            "attempts": row.attempts, "next_attempt_at": row.next_attempt_at, "last_error": row.last_error,
-            "created_at": row.created_at, "delivered_at": row.delivered_at, "redriven_at": row.redriven_at,
-            "redriven_by": row.redriven_by}
+            "attempts": row.attempts, "next_attempt_at": as_aware(row.next_attempt_at), "last_error": row.last_error,
+            "created_at": as_aware(row.created_at), "delivered_at": as_aware(row.delivered_at),
+            "redriven_at": as_aware(row.redriven_at), "redriven_by": row.redriven_by}
 
 
-@router.get("/v1/admin/dci/deliveries", summary="Callbacks and notifications: pending, delivered or dead")
+@router.get("/v1/admin/dci/deliveries", responses=PROBLEM_RESPONSES, summary="Callbacks and notifications: pending, delivered or dead")
 async def list_deliveries(request: Request, status: str | None = Query(None, pattern="^(pending|delivered|dead)$"),
                           sender_id: str | None = None, limit: int = Query(100, ge=1, le=1000),
                           principal: Principal = Admin) -> dict:
@@ -217,7 +218,7 @@ async def list_deliveries(request: Request, status: str | None = Query(None, pat
             "counts": {name: totals.get(name, 0) for name in ("pending", "delivered", "dead")}}
 
 
-@router.post("/v1/admin/dci/deliveries/{delivery_id}/redrive", summary="Send a dead delivery again")
+@router.post("/v1/admin/dci/deliveries/{delivery_id}/redrive", responses=PROBLEM_RESPONSES, summary="Send a dead delivery again")
 async def redrive(request: Request, delivery_id: int, principal: Principal = Admin) -> dict:
     async with request.app.state.sessionmaker() as session:
         row = (await session.execute(select(dci_deliveries).where(dci_deliveries.c.id == delivery_id))).first()
@@ -239,7 +240,7 @@ async def redrive(request: Request, delivery_id: int, principal: Principal = Adm
     return _delivery(row)
 
 
-@router.get("/v1/admin/dci/subscriptions", summary="DCI subscriptions")
+@router.get("/v1/admin/dci/subscriptions", responses=PROBLEM_RESPONSES, summary="DCI subscriptions")
 async def list_subscriptions(request: Request, sender_id: str | None = None,
                              status: str | None = Query(None, pattern="^(subscribe|unsubscribe)$"),
                              limit: int = Query(100, ge=1, le=1000), principal: Principal = Admin) -> dict:
@@ -252,5 +253,6 @@ async def list_subscriptions(request: Request, sender_id: str | None = None,
         rows = (await session.execute(query)).all()
     return {"items": [{"code": r.code, "sender_id": r.sender_id, "reg_event_type": r.reg_event_type,
                        "filter_type": r.filter_type, "filter": r.filter, "response_entity": r.response_entity,
-                       "notify_uri": r.notify_uri, "status": r.status, "created_at": r.created_at,
-                       "unsubscribed_at": r.unsubscribed_at, "caller_area": r.caller.get("area")} for r in rows]}
+                       "notify_uri": r.notify_uri, "status": r.status, "created_at": as_aware(r.created_at),
+                       "unsubscribed_at": as_aware(r.unsubscribed_at), "caller_area": r.caller.get("area")}
+                      for r in rows]}
