@@ -9,11 +9,13 @@ out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
 # Half A carries a PostgreSQL-parametrized folder (audit) so that each half's JZ_REQUIRE_POSTGRES check
 # (tests/conftest.py: some [postgres] test must pass) has something to count.
-# The chaos suite and the broker-epoch tests (about 140 s together) go with A to keep the halves even.
+# The chaos suite, the broker-epoch tests (about 140 s together) and the DCI API (about 5 minutes with its
+# fuzz) go with A to keep the halves even.
 HALF_A=(tests/unit tests/e2e tests/integration/test_openapi_fuzz.py tests/integration/audit
-        tests/integration/test_chaos.py tests/integration/test_broker_epochs.py)
+        tests/integration/test_chaos.py tests/integration/test_broker_epochs.py tests/integration/registry/dci)
 HALF_B=(tests/integration --ignore=tests/integration/test_openapi_fuzz.py --ignore=tests/integration/audit
-        --ignore=tests/integration/test_chaos.py --ignore=tests/integration/test_broker_epochs.py)
+        --ignore=tests/integration/test_chaos.py --ignore=tests/integration/test_broker_epochs.py
+        --ignore=tests/integration/registry/dci)
 "$BIN/pytest" -q -rs --durations=15 -p no:cacheprovider "${HALF_A[@]}" "$@" >"$out/a" 2>&1 &
 a=$!
 "$BIN/pytest" -q -rs --durations=15 -p no:cacheprovider "${HALF_B[@]}" "$@" >"$out/b" 2>&1 &
