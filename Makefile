@@ -33,6 +33,7 @@ test-postgres: install
 
 bench: install
 	$(BIN)/python -m bench.bench_engine
+	$(BIN)/python -m bench.bench_http
 
 clean:
 	rm -rf var .pytest_cache test-artifacts

@@ -6,6 +6,7 @@ import json
 import os
 import shlex
 import signal
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -159,6 +160,7 @@ def run(registry_port: int = typer.Option(8001), benefits_port: int = typer.Opti
     config = LaunchConfig(var_dir=var_dir, ports={"registry": registry_port, "benefits": benefits_port,
                                                   "audit": audit_port},
                           broker_port=broker_port, external_bootstrap=external_kafka, log_sink=sink,
+                          child_stream=sys.stdout,  # children's lines pass straight through (issue 15)
                           database_urls={s: u for s in SERVICES
                                          if (u := os.environ.get(f"JZ_{s.upper()}_DATABASE_URL"))},
                           max_start_failures=max_start_failures, broker_restart_delay_s=broker_restart_delay,

@@ -21,6 +21,7 @@ from shared.db import make_engine, make_sessionmaker, ping
 from shared.http_headers import SecurityHeadersMiddleware
 from shared.idempotency import install_idempotency
 from shared.logs import RequestIdMiddleware, configure_logging
+from shared.metrics import RequestMetrics
 from shared.migrate import upgrade_to_head
 from shared.openapi_docs import install_openapi_docs
 from shared.problems import PROBLEM_MEDIA_TYPE, install_problem_handlers
@@ -171,8 +172,10 @@ def create_service_app(spec: ServiceSpec, settings: ServiceSettings, *, configur
     metrics_registry = CollectorRegistry()
     for collector in (ProcessCollector, PlatformCollector, GCCollector):
         collector(registry=metrics_registry)
-    Instrumentator(excluded_handlers=["/metrics"], registry=metrics_registry).instrument(app).expose(
-        app, include_in_schema=True, tags=["operations"])
+    # Request series: shared.metrics (the instrumentator's default series at a fraction of its per-request cost);
+    # the instrumentator only serves /metrics.
+    app.add_middleware(RequestMetrics, registry=metrics_registry, excluded_handlers=("/metrics",))
+    Instrumentator(registry=metrics_registry).expose(app, include_in_schema=True, tags=["operations"])
     return app
 
 

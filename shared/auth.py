@@ -14,6 +14,12 @@ Two issuers are trusted, each for its own kind of token:
 
 JWKS documents are fetched asynchronously and cached (``JwksCache``): a slow key server delays only
 the requests whose key is not cached yet, and at most one fetch per URL is in flight.
+
+Verified tokens are cached until they expire (``VerifiedTokens``): a token seen again is not decoded nor
+its signature checked again. Only the signature and claims check is cached: what a service checks after it
+(benefits: a disabled partner client, a rotated secret) runs on every request, a refused token is never
+cached, an entry is never served at or past the token's ``exp``, and an entry stops counting as soon as the
+key that verified it is no longer the one its issuer and ``kid`` resolve to (a JWKS refresh dropped it).
 """
 from __future__ import annotations
 
@@ -24,6 +30,7 @@ import json
 import logging
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -308,12 +315,66 @@ def _keys_unavailable(detail: str) -> Problem:
     return problem
 
 
+@dataclass(frozen=True)
+class _Verified:
+    principal: Principal
+    expires_at: float  # the token's exp (Unix time): never served at or after it
+    kind: str
+    kid: str | None
+    key: object  # the key that verified it: a hit counts only while the same key is still the one in use
+
+
+class VerifiedTokens:
+    """Principals of tokens whose signature and claims verified, until their ``exp``; at most ``max_entries``
+    (the least recently used go first). Keyed by the token's SHA-256, so no bearer token is kept in memory."""
+
+    def __init__(self, max_entries: int = 10_000, clock=time.time) -> None:
+        self.max_entries, self.clock = max_entries, clock
+        self._entries: OrderedDict[bytes, _Verified] = OrderedDict()
+        self.hits = self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @staticmethod
+    def key(token: str) -> bytes:
+        return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+
+    def get(self, key: bytes) -> _Verified | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            self.misses += 1
+            return None
+        if self.clock() >= entry.expires_at:  # expired: PyJWT would refuse it now, so must we
+            del self._entries[key]
+            self.misses += 1
+            return None
+        self._entries.move_to_end(key)
+        self.hits += 1
+        return entry
+
+    def put(self, key: bytes, entry: _Verified) -> None:
+        if self.max_entries <= 0 or self.clock() >= entry.expires_at:
+            return
+        self._entries[key] = entry
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+    def drop(self, key: bytes) -> None:
+        self._entries.pop(key, None)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
 class TokenVerifier:
     """Verifies staff and partner tokens (see the module docstring for which key checks which)."""
 
     def __init__(self, settings: CommonSettings, *, partner_signer: PartnerSigner | None = None,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 transport: httpx.AsyncBaseTransport | None = None, cache_size: int = 10_000) -> None:
         self.settings = settings
+        self.verified = VerifiedTokens(cache_size)
         self.partner_signer = partner_signer
         cache = dict(ttl_s=settings.jwks_cache_ttl_s, timeout_s=settings.jwks_fetch_timeout_s,
                      min_refresh_s=settings.jwks_refresh_min_interval_s, transport=transport)
@@ -400,21 +461,50 @@ class TokenVerifier:
         return Principal(subject=str(claims["sub"]), scopes=scopes, area=area,
                          client_id=claims.get("client_id"), claims=claims)
 
+    def _remembered(self, cache_key: bytes) -> Principal | None:
+        """The principal of a token verified before, if it has not expired and its key is still in use."""
+        entry = self.verified.get(cache_key)
+        if entry is None:
+            return None
+        try:
+            current = self._cached_key(entry.kind, entry.kid)
+        except Problem:
+            current = None
+        if current is not entry.key:  # the key set changed: verify again with whatever is there now
+            self.verified.drop(cache_key)
+            return None
+        return entry.principal
+
+    def _checked(self, token: str, cache_key: bytes, kind: str, kid: str | None, key) -> Principal:
+        principal = self._check(token, kind, key)  # raises on refusal: nothing refused is cached
+        exp = principal.claims.get("exp")
+        if isinstance(exp, (int, float)) and not isinstance(exp, bool):
+            self.verified.put(cache_key, _Verified(principal, float(exp), kind, kid, key))
+        return principal
+
     def verify(self, token: str) -> Principal:
         """Verify with keys at hand (no network); 503 problem if the key set is not loaded yet."""
+        cache_key = VerifiedTokens.key(token)
+        principal = self._remembered(cache_key)
+        if principal is not None:
+            return principal
         kind, kid = self._route(token)
         key = self._cached_key(kind, kid)
         if key is None:
             raise _keys_unavailable("key set not loaded yet")
-        return self._check(token, kind, key)
+        return self._checked(token, cache_key, kind, kid, key)
 
     async def averify(self, token: str) -> Principal:
         """Verify, fetching the issuer's JWKS first when the key is not cached."""
+        cache_key = VerifiedTokens.key(token)
+        principal = self._remembered(cache_key)
+        if principal is not None:
+            return principal
         kind, kid = self._route(token)
         key = self._cached_key(kind, kid)
         if key is None:
             key = await self._fetched_key(kind, kid)
-        return self._check(token, kind, key)
+        return self._checked(token, cache_key, kind, kid, key)
 
 
 _bearer = HTTPBearer(auto_error=False)

@@ -15,10 +15,16 @@ consumer that dies while the others wait for it is restarted and the drain can f
 
 ``launcher.json`` (``LaunchConfig.state_file``) lists each child's pid, restarts and start time,
 rewritten on every (re)start, so tools (the chaos suite) can find and kill children.
+
+Children's output (one JSON line per request at INFO) is read in chunks, not line by line. With
+``LaunchConfig.child_stream`` set (``jingzhun run``: the terminal) it is passed through as it comes, each line
+prefixed with the child's name, control characters dropped, no per-line Python call; otherwise each line goes
+to ``log_sink`` (tests). Either way the last lines are kept to quote when a child cannot start.
 """
 from __future__ import annotations
 
 import asyncio
+import codecs
 import collections
 import json
 import os
@@ -28,6 +34,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 from unittest import mock
 
 import httpx
@@ -41,6 +48,11 @@ from shared.migrate import upgrade_to_head
 
 LogSink = Callable[[str, str], None]
 OUTPUT_LINES_KEPT = 20  # a child's last output lines, quoted when it cannot start
+READ_CHUNK = 256 * 1024  # a child's output is read in chunks of up to this many bytes
+#: ANSI colours of the children's name prefixes on a terminal (as ``jingzhun run`` colours its own lines).
+PREFIX_COLOURS = {"registry": "36", "benefits": "32", "audit": "35", "relay": "33", "broker": "34", "signin": "37"}
+#: What a passed-through line may not carry to a terminal: control characters but tab (escape sequences).
+_CONTROL = {code: None for code in (*range(0, 9), *range(11, 32), 127)}
 
 
 class LaunchError(RuntimeError):
@@ -57,6 +69,9 @@ class LaunchConfig:
     extra_env: dict[str, str] = field(default_factory=dict)
     evaluation_date: str | None = "2020-06-30"
     log_sink: LogSink | None = None
+    # Children's output passed straight through here (prefixed, no per-line parsing): ``jingzhun run`` gives its
+    # stdout. None: each child line goes to ``log_sink``.
+    child_stream: TextIO | None = None
     start_timeout_s: float = 60.0
     # -- supervision
     backoff_initial_s: float = 0.5
@@ -250,12 +265,51 @@ class SystemLauncher:
         self._write_state()
 
     async def _pump(self, child: Child, process: asyncio.subprocess.Process) -> None:
+        """A child's output, a chunk at a time: kept (last lines), and passed through or given to the sink."""
         assert process.stdout is not None
-        async for raw in process.stdout:
-            line = raw.decode(errors="replace").rstrip()
-            child.output.append(line)
-            if self.config.log_sink:
-                self.config.log_sink(child.name, line)
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        stream, sink = self.config.child_stream, self.config.log_sink
+        prefix = self._prefix(child.name, stream) if stream is not None else ""
+        partial = ""  # the last line of the chunks so far, until its newline comes
+        while True:
+            data = await process.stdout.read(READ_CHUNK)
+            text = partial + decoder.decode(data, final=not data)
+            cut = text.rfind("\n") + 1
+            if not data or (not cut and len(text) >= READ_CHUNK):  # the end, or one overlong line: out as it is
+                if text and not text.endswith("\n"):
+                    text += "\n"
+                cut = len(text)
+            complete, partial = text[:cut], text[cut:]
+            if complete:
+                self._output(child, complete, stream, sink, prefix)
+            if not data:
+                return
+
+    @staticmethod
+    def _output(child: Child, complete: str, stream: TextIO | None, sink: LogSink | None, prefix: str) -> None:
+        """Whole lines (``complete`` ends with a newline) of a child's output."""
+        last = complete.rsplit("\n", OUTPUT_LINES_KEPT + 1)[-OUTPUT_LINES_KEPT - 1:-1]
+        child.output.extend(line.rstrip() for line in last)
+        if stream is not None:
+            clean = complete.translate(_CONTROL)
+            try:
+                stream.write(prefix + clean[:-1].replace("\n", "\n" + prefix) + "\n")
+                stream.flush()
+            except (OSError, ValueError):  # the terminal went away: keep draining the pipe
+                pass
+        elif sink is not None:
+            for line in complete[:-1].split("\n"):
+                sink(child.name, line.rstrip())
+
+    @staticmethod
+    def _prefix(name: str, stream: TextIO) -> str:
+        label = f"{name:<9}│ "
+        try:
+            coloured = stream.isatty() and "NO_COLOR" not in os.environ
+        except (AttributeError, ValueError):
+            coloured = False
+        colour = PREFIX_COLOURS.get(name)
+        return f"\x1b[{colour}m{label}\x1b[0m" if coloured and colour else label
 
     async def _probe_health(self, child: Child, process: asyncio.subprocess.Process) -> None:
         """A service's run is healthy once its /healthz answered 200."""
