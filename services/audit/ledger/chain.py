@@ -5,10 +5,15 @@ and no spaces, and ``prev_hash`` is the previous record's hex digest (64 zeros f
 A signed record's ``signer`` and ``signature`` (the source's ``ledger_signature``) are part of the
 hashed content; they are left out when absent, so hashes of records written before signing
 are unchanged.
+
+The ledger stores a record's ``data`` as its canonical JSON text (``canonical_order``), so ``verify`` can
+hash the stored text as it is (``stored_hashed_bytes``) instead of decoding and re-encoding it; a record
+stored before that (or whose text is not canonical) is decoded and hashed as before.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Any, Callable, Literal
 
 from shared.personal_data import IdHasher, keyed_id_hasher, ledger_form  # noqa: F401 - re-exported
@@ -38,6 +43,51 @@ def hashed_content(record: dict) -> dict:
 
 def record_hash(prev_hash: str, record: dict, algorithm: Algorithm = "sha256") -> str:
     return _digest(prev_hash.encode("ascii") + canonical_json(hashed_content(record)), algorithm)
+
+
+# ---------------------------------------------------------------- hashing the stored text
+
+def canonical_order(value: Any) -> Any:
+    """``value`` with every object's keys in sorted order: the shared JSON serializer (compact, UTF-8,
+    insertion order) then writes exactly ``canonical_json(value)``, which is what the ledger stores.
+    (Decoding the canonical text: C code both ways, faster than sorting in Python.)"""
+    return json.loads(canonical_json(value))
+
+
+_string = json.encoder.encode_basestring  # a JSON string as canonical_json writes it (ensure_ascii=False)
+
+
+def _scalar(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return _string(value)
+    return json.dumps(value, ensure_ascii=False)
+
+
+def stored_hashed_bytes(record: dict, data_json: str) -> bytes:
+    """``canonical_json(hashed_content(record))`` with ``data_json`` (the stored text) as the data, not
+    decoded. Equal to it when ``data_json`` is canonical; a non-canonical text gives other bytes (and a
+    hash mismatch the caller settles by decoding). Every other value is written as a JSON scalar, whose
+    delimiters no stored text can imitate, so no change to any column can give the same bytes.
+    """
+    signed = [(",\"signature\":", record["signature"])] if record.get("signature") is not None else []
+    signed += [(",\"signer\":", record["signer"])] if record.get("signer") is not None else []
+    return "".join((
+        '{"actor":', _scalar(record.get("actor")), ',"chain_id":', _scalar(record["chain_id"]),
+        ',"data":', data_json, ',"event_id":', _scalar(record["event_id"]), ',"seq":', _scalar(record["seq"]),
+        *(part for key, value in signed for part in (key, _scalar(value))),
+        ',"source":', _scalar(record["source"]), ',"subject":', _scalar(record["subject"]),
+        ',"time":', _scalar(record["time"]), ',"type":', _scalar(record["type"]), "}")).encode("utf-8")
+
+
+def stored_signed_bytes(record: dict, data_json: str) -> bytes:
+    """``shared.signing.ledger_signed_bytes(record)`` with ``data_json`` (canonical, as stored) as the data."""
+    return "".join((
+        '{"actor":', _scalar(record.get("actor")), ',"data":', data_json,
+        ',"event_id":', _scalar(record["event_id"]), ',"signer":', _scalar(record.get("signer")),
+        ',"source":', _scalar(record["source"]), ',"subject":', _scalar(record["subject"]),
+        ',"time":', _scalar(record["time"]), ',"type":', _scalar(record["type"]), "}")).encode("utf-8")
 
 
 # The ledger form of event data lives in shared.personal_data (sources sign it); kept under the old
@@ -96,7 +146,7 @@ class ChainVerifier:
             problem = f"expected seq {self.expected_seq}, found {record['seq']} (a record is missing or moved)"
         elif record["prev_hash"] != self.prev_hash:
             problem = "prev_hash does not match the previous record's hash (records reordered or replaced)"
-        elif record_hash(record["prev_hash"], record, self.algorithm) != record["hash"]:
+        elif not self._content_matches(record):
             problem = "content does not match its hash (record altered)"
             if self.check_signature is not None and (signature_problem := self.check_signature(record)):
                 problem += f"; signature: {signature_problem}"
@@ -111,3 +161,22 @@ class ChainVerifier:
         self.expected_seq += 1
         self.prev_hash = record["hash"]
         return True
+
+    def _content_matches(self, record: dict) -> bool:
+        """Does the record's content give its hash? A record read with its data as stored (``data_json``,
+        no ``data``) is hashed as stored when that text is canonical; otherwise (a record stored before
+        the ledger kept canonical text, or altered) its data is decoded and hashed as ``record_hash``
+        does, so the verdict is the same either way. On a match by the stored text, ``signed_bytes``
+        (the bytes its signature covers) is set from the same text."""
+        if "data" not in record:
+            data_json = record["data_json"]
+            if _digest(record["prev_hash"].encode("ascii") + stored_hashed_bytes(record, data_json),
+                       self.algorithm) == record["hash"]:
+                record["signed_bytes"] = stored_signed_bytes(record, data_json)
+                return True
+            try:
+                record["data"] = json.loads(data_json)
+            except (TypeError, ValueError):  # not JSON at all (SQLite does not check): altered
+                record["data"] = None
+                return False
+        return record_hash(record["prev_hash"], record, self.algorithm) == record["hash"]

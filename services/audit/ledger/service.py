@@ -6,10 +6,11 @@ import uuid
 from datetime import datetime
 from typing import Any, Iterable
 
-from sqlalchemy import and_, insert, or_, select
+from sqlalchemy import Text, and_, cast, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.audit.ledger.chain import Algorithm, ChainVerifier, GENESIS_HASH, heads_merkle_root, record_hash
+from services.audit.ledger.chain import (Algorithm, ChainVerifier, GENESIS_HASH, canonical_order, heads_merkle_root,
+                                         record_hash)
 from services.audit.tables import audit_record_households, ledger_records
 from shared.events import Envelope, utcnow
 from shared.problems import Problem
@@ -71,12 +72,14 @@ async def append_records(session: AsyncSession, records: list[dict], chain_id: s
     if not fresh:
         return []
     # The unique (chain_id, seq) constraint turns a concurrent append into an error and a retry,
-    # never a fork of the chain.
+    # never a fork of the chain. ``data`` is stored as its canonical JSON text (keys in sorted order),
+    # the very bytes the hash covers: verify hashes that text as it is stored.
+    rows = [{**r, "data": canonical_order(r["data"]), "recorded_at": now} for r in fresh]
     if len(fresh) == 1:
-        result = await session.execute(insert(ledger_records).values(recorded_at=now, **fresh[0]))
+        result = await session.execute(insert(ledger_records).values(**rows[0]))
         fresh[0]["id"] = result.inserted_primary_key[0]
     else:
-        await session.execute(insert(ledger_records), [{**r, "recorded_at": now} for r in fresh])
+        await session.execute(insert(ledger_records), rows)
         ids = dict((await session.execute(select(ledger_records.c.seq, ledger_records.c.id).where(
             ledger_records.c.chain_id == chain_id, ledger_records.c.seq >= fresh[0]["seq"]))).all())
         for record in fresh:
@@ -95,6 +98,11 @@ async def append_events(session: AsyncSession, envelopes: Iterable[Envelope], ch
                         algorithm: Algorithm) -> list[dict]:
     """Batched ``append_event`` with identical chain semantics (used by bulk loads and the bench)."""
     return await append_records(session, [envelope_record(e, chain_id) for e in envelopes], chain_id, algorithm)
+
+
+#: What verify reads of a record: every column, with ``data`` as the stored text (not decoded).
+_VERIFY_COLUMNS = [*(column for column in ledger_records.c if column.name not in ("data", "recorded_at")),
+                   cast(ledger_records.c.data, Text).label("data_json")]
 
 
 def record_view(row) -> dict[str, Any]:
@@ -216,8 +224,8 @@ def signature_check(trusted: TrustedKeys):
     """Every record must carry its source's signature over its ledger content (this is a fresh
     product: nothing was ever written unsigned), by a key trusted for that source."""
     def check(record: dict) -> str | None:
-        return trusted.problem(record["source"], record.get("signer"), ledger_signed_bytes(record),
-                               record.get("signature"))
+        payload = record.get("signed_bytes") or ledger_signed_bytes(record)  # set by ChainVerifier, or rebuilt
+        return trusted.problem(record["source"], record.get("signer"), payload, record.get("signature"))
     return check
 
 
@@ -241,15 +249,15 @@ async def verify_ledger(sessionmaker: async_sessionmaker[AsyncSession], algorith
         last_seq = 0
         while verifier.first_bad is None:
             async with sessionmaker() as session:
-                rows = (await session.execute(select(ledger_records).where(
+                rows = (await session.execute(select(*_VERIFY_COLUMNS).where(
                     ledger_records.c.chain_id == chain_id, ledger_records.c.seq > last_seq)
-                    .order_by(ledger_records.c.seq).limit(page_size))).all()
+                    .order_by(ledger_records.c.seq).limit(page_size))).mappings().all()
             if not rows:
                 break
             for row in rows:
-                if not verifier.feed(record_view(row)):
+                if not verifier.feed(dict(row)):  # data as stored: hashed as it is when canonical
                     break
-            last_seq = rows[-1].seq
+            last_seq = rows[-1]["seq"]
         checked += verifier.checked
         heads[chain_id] = {"seq": verifier.expected_seq - 1, "hash": verifier.prev_hash}
         if verifier.first_bad and first_bad is None:

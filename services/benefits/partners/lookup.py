@@ -14,7 +14,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, insert, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.benefits.partners.tables import household_status_history, partner_sequences, person_lookup
@@ -101,6 +101,41 @@ async def next_sequence(session: AsyncSession, name: str, count: int = 1) -> int
     return value - count + 1
 
 
+#: ID hashes probed per statement (one ``UNION ALL`` branch each); a larger household takes more statements.
+PROBES_PER_STATEMENT = 50
+
+
+def stored_rows_queries(household_id: str, id_hashes: list[str]) -> list:
+    """The statements that read the stored look-up rows of a household's members and of the ID hashes
+    it now lists: the rows of ``household_id = ? OR id_hash IN (...)``, without that ``OR``.
+
+    Every branch is one index probe: the household's rows through ``ix_person_lookup_household_id``,
+    each listed hash through the primary key (``id_hash = ?``, one branch per hash), glued with
+    ``UNION ALL``. PostgreSQL planned the ``OR`` (and an ``IN`` list of two hashes or more) as a scan
+    of the whole table while the table was small and never analysed, and the generic plan it caches for
+    a prepared statement kept that scan as the table grew (nothing re-plans it until the table is
+    analysed): one full scan per stored household. In that state each single probe is still planned
+    on its index (tests/integration/test_lookup_plan.py). A row found by two branches comes back
+    twice, identical.
+    """
+    by_household = select(person_lookup).where(person_lookup.c.household_id == household_id)
+    by_hash = [select(person_lookup).where(person_lookup.c.id_hash == key) for key in dict.fromkeys(id_hashes)]
+    statements = []
+    for start in range(0, max(len(by_hash), 1), PROBES_PER_STATEMENT):
+        branches = ([by_household] if start == 0 else []) + by_hash[start:start + PROBES_PER_STATEMENT]
+        statements.append(union_all(*branches) if len(branches) > 1 else branches[0])
+    return statements
+
+
+async def stored_rows(session: AsyncSession, household_id: str, id_hashes: list[str]) -> dict[str, dict]:
+    """id_hash -> stored row, for every row ``stored_rows_queries`` finds."""
+    found: dict[str, dict] = {}
+    for statement in stored_rows_queries(household_id, id_hashes):
+        for row in (await session.execute(statement)).all():
+            found.setdefault(row.id_hash, dict(row._mapping))
+    return found
+
+
 async def index_persons(session: AsyncSession, snapshot: dict, observed_on: dt.date | None = None) -> None:
     """Refresh the look-up rows, status history and roster sequence of one household snapshot.
 
@@ -111,9 +146,7 @@ async def index_persons(session: AsyncSession, snapshot: dict, observed_on: dt.d
     observed_on = observed_on or now.date()
     status_since = await _record_status(session, snapshot, now, observed_on)
     new_rows = {row["id_hash"]: {**row, "status_since": status_since} for row in person_rows(snapshot)}
-    old_rows = {row.id_hash: dict(row._mapping) for row in (await session.execute(
-        select(person_lookup).where((person_lookup.c.household_id == snapshot["id"])
-                                    | person_lookup.c.id_hash.in_(list(new_rows))))).all()}
+    old_rows = await stored_rows(session, snapshot["id"], list(new_rows))
     changes: list[tuple[str, dict, bool]] = []  # (id_hash, values, insert?)
     for key, old in old_rows.items():
         if key not in new_rows and old["household_id"] == snapshot["id"] and old["in_household"]:

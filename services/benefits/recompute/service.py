@@ -26,6 +26,7 @@ from shared.policy import PackRegistry
 from services.benefits.recompute.scope import Scope
 from services.benefits.tables import household_snapshots, recompute_jobs
 from shared.db import transaction
+from shared.migrate import analyze_tables
 from shared.events import utcnow
 from shared.clock import today_in_china
 
@@ -108,6 +109,8 @@ async def run_job(sessionmaker: async_sessionmaker[AsyncSession], job_id: str, p
             async with transaction(sessionmaker) as session:
                 more = await run_batch(session, job_id, packs)
             if not more:
+                if batches:  # this run wrote the job's last batches: fresh statistics for what it filled
+                    await _analyze_after(sessionmaker, job_id)
                 break
             batches += 1
             if on_batch is not None:
@@ -123,6 +126,23 @@ async def run_job(sessionmaker: async_sessionmaker[AsyncSession], job_id: str, p
                 status="failed", error=f"{type(exc).__name__}: {exc}"[:4000], updated_at=utcnow()))
     async with sessionmaker() as session:
         return await get_job(session, job_id)
+
+
+#: What a recompute fills (the outbox is drained by the relay: its statistics would be stale at once).
+FILLED_TABLES = ("entitlements", "assessments", "entitlement_history")
+
+
+async def _analyze_after(sessionmaker: async_sessionmaker[AsyncSession], job_id: str) -> None:
+    """ANALYZE the tables a finished job filled (PostgreSQL; autovacuum's rule, so a job that changed
+    little analyses nothing): a bulk recompute can multiply their rows, and plans made on the old
+    statistics (or none) would scan them whole."""
+    async with sessionmaker() as session:
+        job = await get_job(session, job_id)
+    if job and job["status"] == "done":
+        try:
+            await analyze_tables(sessionmaker, FILLED_TABLES, changed_rows=job["decisions"])
+        except Exception:  # noqa: BLE001 - statistics are an optimisation: the job itself is done
+            log.warning("ANALYZE after recompute job %s failed", job_id, exc_info=True)
 
 
 async def resume_failed_job(session: AsyncSession, job_id: str) -> bool:

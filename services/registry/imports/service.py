@@ -16,6 +16,7 @@ unchanged / conflict. Columns the file does not have keep the registry's values.
 from __future__ import annotations
 
 import copy
+import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import timezone
@@ -35,8 +36,11 @@ from shared.auth import Principal
 from shared.db import transaction
 from shared.events import utcnow
 from shared.idcard import mask_id_number
+from shared.migrate import analyze_tables
 from shared.personal_data import birth_year
 from shared.problems import Problem
+
+log = logging.getLogger("registry.imports")
 
 CHUNK = 500
 MAX_REPORTED_ERRORS = 10_000
@@ -323,7 +327,22 @@ async def import_ledger(sessionmaker: async_sessionmaker[AsyncSession], data: by
             households=len(parse.households), written=len(writes), skipped=report["invalid_households"],
             report=stored | {"errors": report["errors"][:1000]}
             | ({"results": report["results"][:MAX_REPORTED_ERRORS]} if "results" in report else {})))
+    await _analyze_imported(sessionmaker, len(writes))
     return report
+
+
+#: What a ledger import fills (the outbox is drained by the relay: its statistics would be stale at once).
+IMPORTED_TABLES = ("households", "person_index", "household_versions")
+
+
+async def _analyze_imported(sessionmaker: async_sessionmaker[AsyncSession], written: int) -> None:
+    """ANALYZE what the committed import filled (PostgreSQL; autovacuum's rule, so a small import into a
+    large registry analyses nothing): a bulk import can multiply the rows of these tables, and plans made
+    on the old statistics (or none) would scan them whole."""
+    try:
+        await analyze_tables(sessionmaker, IMPORTED_TABLES, changed_rows=written)
+    except Exception:  # noqa: BLE001 - statistics are an optimisation: the import is committed
+        log.warning("ANALYZE after a ledger import failed", exc_info=True)
 
 
 def new_import_id() -> str:
