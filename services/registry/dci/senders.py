@@ -79,6 +79,13 @@ class SenderChange(BaseModel):
     public_key: str | None = Field(None, description="New Ed25519 public key (PEM); an empty string removes it.")
     status: str | None = Field(None, pattern="^(active|disabled)$", description="active or disabled.")
 
+    @field_validator("name", "callback_uri", "status", mode="before")
+    @classmethod
+    def _not_null(cls, value):
+        if value is None:  # only public_key may be cleared; the others are required columns
+            raise ValueError("may be changed but not set to null")
+        return value
+
     @field_validator("callback_uri")
     @classmethod
     def _uri(cls, value: str | None) -> str | None:

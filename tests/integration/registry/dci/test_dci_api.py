@@ -426,3 +426,14 @@ async def test_a_sender_disabled_or_moved_gets_nothing_more(databases, tmp_path)
         assert await worker.deliver_due() == 2
         assert len(dci.receiver.at("/registry/on-search")) == 2 and dci.receiver.problems == []
         await worker.close()
+
+
+async def test_a_sender_change_to_null_is_a_422_not_a_server_error(dci):
+    """Found by the whole-service fuzz: PATCH with "callback_uri": null reached the NOT NULL column (500)."""
+    partner = Partner(dci, dci.settings)
+    await register(dci, partner)
+    for field in ("callback_uri", "name", "status"):
+        response = await dci.patch(f"/v1/admin/dci/senders/{partner.sender_id}", json={field: None})
+        assert response.status_code == 422, (field, response.text)
+    cleared = await dci.patch(f"/v1/admin/dci/senders/{partner.sender_id}", json={"public_key": None})
+    assert cleared.status_code == 200 and cleared.json()["callback_uri"] == CALLBACK_BASE

@@ -24,7 +24,8 @@ from shared.config import RegistrySettings
 from tests.helpers import household_body, running_app
 from tests.integration.registry.dci.support import now_ts
 
-EXAMPLES = int(os.environ.get("JZ_FUZZ_EXAMPLES", "200"))
+# 100 here: the whole-service fuzz (test_openapi_fuzz.py) runs 200 per operation on the DCI paths as well.
+EXAMPLES = int(os.environ.get("JZ_FUZZ_EXAMPLES", "100"))
 _VAR = Path(tempfile.mkdtemp(prefix="jz-dci-fuzz-"))
 _SETTINGS = RegistrySettings(var_dir=_VAR, database_url=f"sqlite+aiosqlite:///{_VAR}/registry.db",
                              kafka_bootstrap="127.0.0.1:1", log_json=False, log_level="WARNING", run_consumer=False,
