@@ -14,6 +14,7 @@ import json
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Path as FastPath
 from fastapi.responses import JSONResponse
 from sqlalchemy import func, select, update
 
@@ -219,7 +220,8 @@ async def list_deliveries(request: Request, status: str | None = Query(None, pat
 
 
 @router.post("/v1/admin/dci/deliveries/{delivery_id}/redrive", responses=PROBLEM_RESPONSES, summary="Send a dead delivery again")
-async def redrive(request: Request, delivery_id: int, principal: Principal = Admin) -> dict:
+async def redrive(request: Request, delivery_id: int = FastPath(ge=1, le=2**63 - 1),
+                  principal: Principal = Admin) -> dict:
     async with request.app.state.sessionmaker() as session:
         row = (await session.execute(select(dci_deliveries).where(dci_deliveries.c.id == delivery_id))).first()
         if row is None:
