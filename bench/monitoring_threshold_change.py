@@ -37,6 +37,7 @@ from typing import Iterator
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
+from bench.backends import admin_sql
 from bench.bench_recompute import store_snapshots
 from bench.datagen import generate_household
 from services.benefits.engine import evaluate
@@ -158,16 +159,6 @@ async def run(url: str, n: int, *, batch_size: int = 500, table: Table | None = 
     return {"baseline": base, "initial": initial, "threshold": change, "expected_leads": expected}
 
 
-async def _admin(postgres_url: str, sql: str) -> None:
-    import asyncpg
-    url = make_url(postgres_url).set(drivername="postgresql")
-    conn = await asyncpg.connect(url.render_as_string(hide_password=False))
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 async def main(n: int, backend: str, postgres_url: str | None, batch_size: int) -> None:
     print(f"monitoring threshold change: {n} households, batch {batch_size}, as of {AS_OF}, "
           f"2021 range line {OLD_LINE} -> {NEW_LINE}, backend {backend}", flush=True)
@@ -181,12 +172,12 @@ async def main(n: int, backend: str, postgres_url: str | None, batch_size: int) 
         if not postgres_url:
             raise SystemExit("PostgreSQL: pass --postgres-url or set JZ_TEST_POSTGRES_URL")
         database = f"jz_bench_{uuid.uuid4().hex[:8]}"
-        await _admin(postgres_url, f'CREATE DATABASE "{database}"')
+        await admin_sql(postgres_url, f'CREATE DATABASE "{database}"')
         try:
             url = make_url(postgres_url).set(database=database).render_as_string(hide_password=False)
             result = await run(url, n, batch_size=batch_size, table=table)
         finally:
-            await _admin(postgres_url, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+            await admin_sql(postgres_url, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
     change, base = result["threshold"], result["baseline"]
     assert change["leads"] == result["expected_leads"], (change["leads"], result["expected_leads"])
     print(f"\nsummary ({n} households, {backend}):")

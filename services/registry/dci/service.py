@@ -253,10 +253,9 @@ class Context:
                 name: replies, **(extra or {})}
         return Answer(body, status, len(replies), len(replies), reason)
 
-    # -- search
-
-    async def search(self) -> Answer:
-        items = self.message["search_request"]
+    async def _each(self, items: list[dict], answer_one) -> list[dict]:
+        """Each request item's reply: a repeated reference_id or a zone-less timestamp is rejected, the rest
+        answered by ``answer_one``."""
         duplicates = _duplicates(items)
         replies = []
         for index, item in enumerate(items):
@@ -267,8 +266,13 @@ class Context:
                 replies.append(_item_reply(item, "rjct", "rjct.timestamp.invalid",
                                            "timestamp 须带时区 / timestamp must be ISO 8601 with its time zone"))
             else:
-                replies.append(await self._search_one(item))
-        return self._finish("search_response", replies)
+                replies.append(await answer_one(item))
+        return replies
+
+    # -- search
+
+    async def search(self) -> Answer:
+        return self._finish("search_response", await self._each(self.message["search_request"], self._search_one))
 
     async def _search_one(self, item: dict) -> dict:
         criteria = item["search_criteria"]
@@ -325,19 +329,8 @@ class Context:
     # -- subscribe / unsubscribe
 
     async def subscribe(self) -> Answer:
-        items = self.message["subscribe_request"]
-        duplicates = _duplicates(items)
-        replies = []
-        for index, item in enumerate(items):
-            if index in duplicates:
-                replies.append(_item_reply(item, "rjct", "rjct.reference_id.duplicate",
-                                           "reference_id 在本报文中重复 / reference_id repeats within this message"))
-            elif not _item_time_ok(item):
-                replies.append(_item_reply(item, "rjct", "rjct.timestamp.invalid",
-                                           "timestamp 须带时区 / timestamp must be ISO 8601 with its time zone"))
-            else:
-                replies.append(await self._subscribe_one(item))
-        return self._finish("subscribe_response", replies)
+        return self._finish("subscribe_response",
+                            await self._each(self.message["subscribe_request"], self._subscribe_one))
 
     async def _subscribe_one(self, item: dict) -> dict:
         criteria = item["subscribe_criteria"]
