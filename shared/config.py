@@ -6,6 +6,7 @@ can configure the whole system without name clashes.
 """
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from datetime import date
 from pathlib import Path
@@ -337,6 +338,29 @@ def service_settings(service: str) -> ServiceSettings:
 @lru_cache
 def common_settings() -> CommonSettings:
     return CommonSettings()
+
+
+#: Settings built from one environment, for hot paths that have no settings object at hand.
+_by_environment: dict[tuple, BaseSettings] = {}
+
+
+def _environment_key(which: str) -> tuple:
+    # Settings read only JZ_* variables (no .env file); var_dir may be relative, so the directory counts.
+    return (which, os.getcwd(), tuple(sorted(item for item in os.environ.items() if item[0].startswith("JZ_"))))
+
+
+def current_settings(service: str | None = None) -> BaseSettings:
+    """What ``service_settings(service)`` (or ``CommonSettings()`` without a service) gives now, built once
+    per environment: a pydantic settings object costs about 25 ms to build, and the registry's outbox and
+    benefits' partner look-up needed one per event or per look-up. A changed ``JZ_*`` variable or working
+    directory gives a new object. Treat it as read-only: it is shared."""
+    key = _environment_key(service or "")
+    found = _by_environment.get(key)
+    if found is None:
+        if len(_by_environment) >= 64:  # tests change the environment often; keep a few
+            _by_environment.clear()
+        found = _by_environment[key] = service_settings(service) if service else CommonSettings()
+    return found
 
 
 def all_env_names() -> set[str]:

@@ -116,8 +116,8 @@ def identity_key(settings: Any = None) -> bytes:
     hashes no other service can match, and a partner look-up would silently find nobody.
     """
     if settings is None:
-        from shared.config import CommonSettings
-        settings = CommonSettings()
+        from shared.config import current_settings
+        settings = current_settings()
     configured = getattr(settings, "identity_key", None)
     if configured:
         return configured.encode()
@@ -130,8 +130,8 @@ def identity_key(settings: Any = None) -> bytes:
 def identity_hasher(settings: Any = None) -> IdHasher:
     """``keyed_id_hasher(identity_key(settings))``, built once per key source."""
     if settings is None:
-        from shared.config import CommonSettings
-        settings = CommonSettings()
+        from shared.config import current_settings
+        settings = current_settings()
     source = (getattr(settings, "identity_key", None), getattr(settings, "profile", "embedded"),
               str(Path(getattr(settings, "var_dir", "var")).resolve()))
     hasher = _hashers.get(source)

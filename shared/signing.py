@@ -474,10 +474,10 @@ def signer_for(session: Any, source: str) -> EventSigner:
         found = _engine_signers.get(_sync_engine(bind))
         if found is not None and found.source == source:
             return found
-    from shared.config import SETTINGS_CLASSES, service_settings
+    from shared.config import SETTINGS_CLASSES, current_settings
     if source not in SETTINGS_CLASSES:
         raise SigningConfigError(f"no signing key for source {source!r}")
-    return event_signer(service_settings(source))
+    return event_signer(current_settings(source))
 
 
 def event_key_refusals(settings: Any) -> list[str]:
