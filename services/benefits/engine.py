@@ -16,7 +16,9 @@ from shared.snapshot import Household
 from shared.policy import PackRegistry, ResolvedPolicy, default_registry
 from shared.policy.coverage import CoverageResult, coverage
 from services.benefits.rules import assessments, credit, education, employment, health, housing, industry, safety_net
-from services.benefits.rules.common import Assessment, Entitlement, RuleContext
+from services.benefits.rules.common import (
+    Assessment, Entitlement, RuleContext, assessment_json, entitlement_json, light_results,
+)
 
 ENTITLEMENT_FAMILIES = (industry, employment, health, housing, education, safety_net, credit)
 
@@ -73,23 +75,33 @@ def as_household(household: Household | dict) -> Household:
     return household if isinstance(household, Household) else Household.model_validate(household)
 
 
+def _policy_ref(policy: ResolvedPolicy, as_of: dt.date, covered: CoverageResult | None) -> PolicyRef:
+    if covered is None:
+        covered = {"coverage": "local" if policy.spec.region else "national_only", "lapsed": None}
+    return PolicyRef(pack=policy.pack, version=policy.version, chain=list(policy.chain), as_of=as_of,
+                     coverage=covered["coverage"], lapsed=covered["lapsed"])
+
+
+def _judge(household: Household, policy: ResolvedPolicy, as_of: dt.date, income_history) -> tuple[list, list]:
+    """Every family's entitlements and the assessments, in the engine's order (pure)."""
+    ctx = RuleContext(household, policy, as_of, income_history)
+    found: list = []
+    for family in ENTITLEMENT_FAMILIES:
+        found.extend(family.evaluate(ctx))
+    found.sort(key=_sort_key)
+    judged = sorted(assessments.evaluate(ctx), key=lambda a: a.kind)
+    return found, judged
+
+
 def evaluate_with_policy(household: Household, policy: ResolvedPolicy, as_of: dt.date,
                          covered: CoverageResult | None = None, income_history=None) -> Evaluation:
     """``covered`` comes from the registry (``evaluate`` passes it); without one, only whether the
     resolved pack is local is known, and a national one is reported without its lapsed pack.
     ``income_history``: the household's dated income observations (risk elimination), if known."""
-    if covered is None:
-        covered = {"coverage": "local" if policy.spec.region else "national_only", "lapsed": None}
-    reference = PolicyRef(pack=policy.pack, version=policy.version, chain=list(policy.chain), as_of=as_of,
-                          coverage=covered["coverage"], lapsed=covered["lapsed"])
+    reference = _policy_ref(policy, as_of, covered)
     if household.status == "removed":
         return Evaluation(as_of=as_of, policy=reference)
-    ctx = RuleContext(household, policy, as_of, income_history)
-    found: list[Entitlement] = []
-    for family in ENTITLEMENT_FAMILIES:
-        found.extend(family.evaluate(ctx))
-    found.sort(key=_sort_key)
-    judged = sorted(assessments.evaluate(ctx), key=lambda a: a.kind)
+    found, judged = _judge(household, policy, as_of, income_history)
     return Evaluation(as_of=as_of, policy=reference, entitlements=found, assessments=judged)
 
 
@@ -100,6 +112,29 @@ def evaluate(household: Household | dict, as_of: dt.date, packs: PackRegistry | 
     policy = registry.resolve(snapshot.region_code, as_of)
     return evaluate_with_policy(snapshot, policy, as_of, coverage(registry, snapshot.region_code, as_of),
                                 income_history)
+
+
+def evaluate_json(household: Household | dict, as_of: dt.date, packs: PackRegistry | None = None,
+                  income_history=None) -> dict[str, Any]:
+    """Exactly ``evaluate(...).model_dump(mode="json")`` (same keys in the same order, money as "0.00"
+    text), without a pydantic object per condition: the rules build plain slotted objects while
+    ``light_results`` is on and they are serialised once, here. tests/unit/benefits/test_evaluate_json.py
+    compares the two over generated, demo and seed households."""
+    snapshot = as_household(household)
+    registry = packs or default_registry()
+    policy = registry.resolve(snapshot.region_code, as_of)
+    reference = _policy_ref(policy, as_of, coverage(registry, snapshot.region_code, as_of)).model_dump(mode="json")
+    if snapshot.status == "removed":
+        return {"as_of": as_of.isoformat(), "policy": reference, "entitlements": [], "assessments": []}
+    switch = light_results()
+    token = switch.set(True)
+    try:
+        found, judged = _judge(snapshot, policy, as_of, income_history)
+    finally:
+        switch.reset(token)
+    return {"as_of": as_of.isoformat(), "policy": reference,
+            "entitlements": [entitlement_json(item) for item in found],
+            "assessments": [assessment_json(item) for item in judged]}
 
 
 def evaluate_many(households: Iterable[Household | dict], as_of: dt.date,

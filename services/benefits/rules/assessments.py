@@ -11,9 +11,10 @@ from typing import Iterable
 from shared.money import ZERO
 from shared.snapshot import Household
 from services.benefits.rules.common import (
-    Assessment, Citation, Condition, DocumentCitation, RuleContext, cite, citation_of, citation_span, cond,
-    is_exited_household, is_marginal_household,
+    Assessment, Citation, Condition, DocumentCitation, RuleContext, cite, citation_of, citation_span,
+    cond, document_citation, is_exited_household, is_marginal_household,
 )
+from services.benefits.rules.common import assessment as make_assessment
 
 LABOUR = ("full", "skilled", "weak")
 
@@ -48,7 +49,7 @@ def _income(household: Household) -> tuple[Decimal | None, int | None]:
 
 def _assessment(kind: str, checks: list[tuple[str, Condition]], source: Citation | None) -> Assessment:
     unmet = [criterion for criterion, check in checks if not check.passed]
-    return Assessment(kind=kind, result=not unmet, unmet=unmet, explanation=[check for _, check in checks], source=source)
+    return make_assessment(kind, result=not unmet, unmet=unmet, explanation=[check for _, check in checks], source=source)
 
 
 def _guarantee_checks(ctx: RuleContext) -> list[tuple[str, Condition]]:
@@ -137,7 +138,7 @@ def monitoring_risk(ctx: RuleContext) -> Assessment:
         ("lost_only_earner", cond("lost the only wage earner", lost_only_earner(household), not lost_only_earner(household))),
     ]
     raised = [name for name, check in flags if not check.passed]
-    return Assessment(kind="monitoring_risk", result=bool(raised), unmet=raised,
+    return make_assessment("monitoring_risk", result=bool(raised), unmet=raised,
                       explanation=[check for _, check in flags],
                       source=citation_of(ctx.policy, "monitoring.medical_oop_threshold"))
 
@@ -199,7 +200,7 @@ def monitoring_source(policy, *parameters: str) -> Citation | DocumentCitation |
     if not present:
         return None
     parameter = policy.parameter(present[0])
-    return DocumentCitation(document=GUIDELINE, origin=parameter.origin, note=parameter.note)
+    return document_citation(GUIDELINE, origin=parameter.origin, note=parameter.note)
 
 
 def range_line(policy, income_year: int | None) -> tuple[Decimal | None, int | None]:
@@ -254,7 +255,7 @@ def monitoring_range(ctx: RuleContext) -> Assessment:
                     not below)),
               _rigid_check(ctx)]
     inside = [name for name, check in checks if not check.passed]
-    return Assessment(kind="monitoring_range", result=bool(inside), unmet=inside,
+    return make_assessment("monitoring_range", result=bool(inside), unmet=inside,
                       explanation=[check for _, check in checks],
                       source=monitoring_source(ctx.policy, *RANGE_PARAMETERS))
 

@@ -10,12 +10,14 @@ not in are omitted. Removed households get nothing at all.
 from __future__ import annotations
 
 import datetime as dt
+from contextvars import ContextVar
 from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic_core import to_jsonable_python
 
-from shared.money import ZERO, Money, yuan
+from shared.money import ZERO, Money, format_yuan, yuan
 from shared.policy.citations import span
 from shared.policy.programs import KNOWN_PROGRAMS  # noqa: F401 - re-exported for the rule families
 from shared.snapshot import Household, Person
@@ -68,8 +70,13 @@ class Assessment(BaseModel):
     source: Citation | DocumentCitation | None = None
 
 
+_SCALARS = frozenset((str, int, bool, type(None)))
+
+
 def plain(value: Any) -> Any:
     """Explanation values in JSON-friendly form (Decimal as text, never float)."""
+    if type(value) in _SCALARS:
+        return value
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, (dt.date,)):
@@ -81,23 +88,155 @@ def plain(value: Any) -> Any:
     return value
 
 
+# --- plain results for the engine's hot path -------------------------------------------------
+#
+# The pydantic models above are the API's schema. Building one per condition (about 80 per household)
+# and dumping them again was a third of the engine's time, so while ``light_results()`` is on (the
+# engine's ``evaluate_json``) the helpers below build plain slotted objects with the same attributes
+# instead, and ``*_json`` turns them into exactly what ``model_dump(mode="json")`` of the models gives
+# (same keys, same order, money as "0.00" text). Every other caller of the rules (credit, one-stop
+# settlement, monitoring, tests) still gets the pydantic models.
+
+_LIGHT: ContextVar[bool] = ContextVar("jz_engine_light_results", default=False)
+
+
+def light_results() -> ContextVar[bool]:
+    """The switch: ``token = light_results().set(True)`` ... ``light_results().reset(token)``."""
+    return _LIGHT
+
+
+def _json_value(value: Any) -> Any:
+    """``value`` as pydantic's JSON mode serialises an ``Any`` field."""
+    if type(value) in _SCALARS:
+        return value
+    if type(value) is list and all(type(item) in _SCALARS for item in value):
+        return list(value)
+    return to_jsonable_python(value)
+
+
+class PlainCitation:
+    __slots__ = ("seed", "lines")
+
+    def __init__(self, seed: str, lines: str) -> None:
+        self.seed, self.lines = seed, lines
+
+
+class PlainDocumentCitation:
+    __slots__ = ("document", "default_not_in_seeds", "origin", "note")
+
+    def __init__(self, document: str, default_not_in_seeds: bool = True, origin: str | None = None,
+                 note: str | None = None) -> None:
+        self.document, self.default_not_in_seeds, self.origin, self.note = document, default_not_in_seeds, origin, note
+
+
+class PlainCondition:
+    __slots__ = ("condition", "value", "passed")
+
+    def __init__(self, condition: str, value: Any, passed: bool) -> None:
+        self.condition, self.value, self.passed = condition, value, passed
+
+
+class PlainEntitlement:
+    __slots__ = ("program", "person_id", "eligible", "amount", "unit", "period", "explanation", "source")
+
+    def __init__(self, program, person_id, eligible, amount, unit, period, explanation, source) -> None:
+        self.program, self.person_id, self.eligible, self.amount = program, person_id, eligible, amount
+        self.unit, self.period, self.explanation, self.source = unit, period, explanation, source
+
+
+class PlainAssessment:
+    __slots__ = ("kind", "result", "unmet", "explanation", "source")
+
+    def __init__(self, kind, result, unmet, explanation, source) -> None:
+        self.kind, self.result, self.unmet, self.explanation, self.source = kind, result, unmet, explanation, source
+
+
+def source_json(source: Any) -> dict[str, Any] | None:
+    if source is None:
+        return None
+    if isinstance(source, (PlainDocumentCitation, DocumentCitation)):
+        return {"document": source.document, "default_not_in_seeds": source.default_not_in_seeds,
+                "origin": source.origin, "note": source.note}
+    return {"seed": source.seed, "lines": source.lines}
+
+
+def conditions_json(conditions) -> list[dict[str, Any]]:
+    return [{"condition": item.condition, "value": _json_value(item.value), "passed": item.passed}
+            for item in conditions]
+
+
+def entitlement_json(item) -> dict[str, Any]:
+    return {"program": item.program, "person_id": item.person_id, "eligible": item.eligible,
+            "amount": format_yuan(item.amount), "unit": item.unit, "period": item.period,
+            "explanation": conditions_json(item.explanation), "source": source_json(item.source)}
+
+
+def assessment_json(item) -> dict[str, Any]:
+    return {"kind": item.kind, "result": item.result, "unmet": list(item.unmet),
+            "explanation": conditions_json(item.explanation), "source": source_json(item.source)}
+
+
 def cond(condition: str, value: Any, passed: bool) -> Condition:
+    if _LIGHT.get():
+        return PlainCondition(condition, plain(value), bool(passed))
     return Condition(condition=condition, value=plain(value), passed=bool(passed))
 
 
 def cite(seed: str, lines: str) -> Citation:
+    if _LIGHT.get():
+        return PlainCitation(seed, lines)
     return Citation(seed=seed, lines=lines)
 
 
+def document_citation(document: str, *, origin: str | None = None, note: str | None = None) -> DocumentCitation:
+    if _LIGHT.get():
+        return PlainDocumentCitation(document, True, origin, note)
+    return DocumentCitation(document=document, origin=origin, note=note)
+
+
+def _citation(source: dict | None, fallback):
+    if not source:
+        return fallback
+    if _LIGHT.get():
+        return PlainCitation(source["seed"], source["lines"])
+    return Citation(**source)
+
+
+#: (id(policy), parameters) -> (policy, joined citation): a resolved pack is immutable and a registry
+#: keeps its resolved packs, so each pack's citations are joined once, not per household.
+_SPANS: dict[tuple, tuple[Any, dict | None]] = {}
+_SPANS_MAX = 20_000
+
+
+def _span(policy, parameters: tuple[str, ...], joined: bool = True) -> dict | None:
+    key = (id(policy), parameters, joined)
+    found = _SPANS.get(key)
+    if found is not None and found[0] is policy:
+        return found[1]
+    if len(_SPANS) >= _SPANS_MAX:
+        _SPANS.clear()
+    if joined:
+        source = span(policy, *parameters)
+    else:
+        source = policy.source(parameters[0]) if policy.has(parameters[0]) else None
+    _SPANS[key] = (policy, source)
+    return source
+
+
 def citation_of(policy, parameter: str, fallback: Citation | None = None) -> Citation | None:
-    source = policy.source(parameter) if policy.has(parameter) else None
-    return Citation(**source) if source else fallback
+    return _citation(_span(policy, (parameter,), joined=False), fallback)
 
 
 def citation_span(policy, *parameters: str, fallback: Citation | None = None) -> Citation | None:
     """One citation covering the lines of every parameter an amount uses (same seed, ranges merged)."""
-    source = span(policy, *parameters)
-    return Citation(**source) if source else fallback
+    return _citation(_span(policy, parameters), fallback)
+
+
+def assessment(kind: str, *, result: bool, unmet: list[str], explanation: list[Condition],
+               source: Citation | DocumentCitation | None) -> Assessment:
+    if _LIGHT.get():
+        return PlainAssessment(kind, bool(result), list(unmet), list(explanation), source)
+    return Assessment(kind=kind, result=result, unmet=unmet, explanation=explanation, source=source)
 
 
 def entitlement(program: str, *, conditions: list[Condition], amount: Decimal, unit: Unit, period: str,
@@ -105,6 +244,8 @@ def entitlement(program: str, *, conditions: list[Condition], amount: Decimal, u
     """Eligible iff every condition passed; an ineligible entitlement always carries 0."""
     eligible = all(item.passed for item in conditions)
     paid = yuan(max(amount, ZERO)) if eligible else ZERO
+    if _LIGHT.get():
+        return PlainEntitlement(program, person_id, eligible, paid, unit, period, list(conditions), source)
     return Entitlement(program=program, person_id=person_id, eligible=eligible, amount=paid, unit=unit,
                        period=period, explanation=conditions, source=source)
 
