@@ -476,8 +476,9 @@ def export_sample_ledger(file: Path = typer.Argument(..., dir_okay=False, help="
 
 
 @audit_app.command("verify")
-def audit_verify() -> None:
-    """Recompute every hash chain of the audit ledger."""
+def audit_verify(full: bool = typer.Option(False, "--full", help="Check every record's signature again, also "
+                                           "those a verified checkpoint attests")) -> None:
+    """Recompute every hash chain of the audit ledger, check every checkpoint and every record's origin."""
     from services.audit.ledger.service import verify_ledger
     from shared.db import make_engine, make_sessionmaker
 
@@ -485,7 +486,7 @@ def audit_verify() -> None:
         settings = service_settings("audit")
         engine = make_engine(settings.resolved_database_url())
         try:
-            return await verify_ledger(make_sessionmaker(engine), settings.hash_algorithm)
+            return await verify_ledger(make_sessionmaker(engine), settings.hash_algorithm, full=full)
         finally:
             await engine.dispose()
 

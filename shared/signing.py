@@ -377,8 +377,9 @@ class TrustedKeys:
     def keys(self) -> list[TrustedKey]:
         return list(self._keys.values())
 
-    def problem(self, source: Any, signer: Any, payload: bytes, signature: Any) -> str | None:
-        """Why ``signature`` does not establish that ``source`` sent ``payload``; None when it does."""
+    def refusal(self, source: Any, signer: Any, signature: Any) -> str | None:
+        """Why a signature by ``signer`` could not establish that ``source`` sent anything, before looking at
+        the bytes (unsigned, malformed, an unknown key, another source's key); None when it could."""
         if not signature or not signer:
             return "unsigned: no signature or no signer"
         if not isinstance(signer, str) or not isinstance(signature, str):
@@ -388,6 +389,14 @@ class TrustedKeys:
             return f"unknown signer {signer!r}: not a trusted key"
         if key.source != source:
             return f"signer {signer!r} is a key of {key.source!r} and may not sign {source!r} events"
+        return None
+
+    def problem(self, source: Any, signer: Any, payload: bytes, signature: Any) -> str | None:
+        """Why ``signature`` does not establish that ``source`` sent ``payload``; None when it does."""
+        refused = self.refusal(source, signer, signature)
+        if refused is not None:
+            return refused
+        key = self.get(signer)
         try:
             key.public_key.verify(b64url_decode(signature), payload)
         except (InvalidSignature, binascii.Error, ValueError):

@@ -108,6 +108,7 @@ async def checkpoint_if_due(sessionmaker: async_sessionmaker[AsyncSession], sett
         if not heads:
             return None  # an empty ledger: an all-zero checkpoint would commit to nothing
         return await create_checkpoint(session, settings.hash_algorithm, now=now, trigger="daily", heads=heads,
+                                       trusted=trusted_keys(settings),
                                        event_id=daily_checkpoint_id(now.astimezone(CHINA).date())
                                        if interval_s >= 86400 else None)
 

@@ -62,6 +62,8 @@ def _scalar(value: Any) -> str:
         return "null"
     if isinstance(value, str):
         return _string(value)
+    if type(value) is int:  # seq: what json.dumps writes for an int, without its call
+        return str(value)
     return json.dumps(value, ensure_ascii=False)
 
 
@@ -126,53 +128,94 @@ def heads_merkle_root(heads: dict[str, dict], algorithm: Algorithm = "sha256") -
                        algorithm)
 
 
+class AttestationBroken(Exception):
+    """An attested prefix is not what the checkpoint attested: verify that chain again in full."""
+
+
 class ChainVerifier:
-    """Feeds records of one chain in seq order; remembers the first one that does not fit."""
+    """Feeds records of one chain in seq order; remembers the first one that does not fit.
+
+    ``attested=(seq, hash)``: a checkpoint attests that every signature up to ``seq`` was checked when the
+    chain had ``hash`` there. Up to that seq only ``admit`` runs (is the signer still trusted for the
+    source?), not the signature check; a record there that does not fit, or another hash at ``seq``, raises
+    ``AttestationBroken`` (the caller verifies the chain in full, so the verdict is a full run's).
+    ``on_checkpoint``: the checkpoint chain itself; ``attestation`` is then its newest attestation."""
 
     def __init__(self, chain_id: str, algorithm: Algorithm = "sha256",
-                 check_signature: SignatureCheck | None = None) -> None:
+                 check_signature: SignatureCheck | None = None, *, attested: tuple[int, str] | None = None,
+                 admit: SignatureCheck | None = None, on_checkpoint: bool = False) -> None:
         self.chain_id, self.algorithm = chain_id, algorithm
         self.check_signature = check_signature
         self.expected_seq, self.prev_hash = 1, GENESIS_HASH
         self.checked = 0
         self.first_bad: dict | None = None
+        self.attested, self.admit, self.attested_checked = attested, admit, 0
+        self.on_checkpoint = on_checkpoint
+        self.attestation: tuple[dict, dict[str, dict]] | None = None
 
     def feed(self, record: dict) -> bool:
         if self.first_bad is not None:
             return False
         self.checked += 1
+        seq = record["seq"]
+        in_attested = self.attested is not None and seq <= self.attested[0]
+        signature_check = self.admit if in_attested else self.check_signature
         problem = None
-        if record["seq"] != self.expected_seq:
-            problem = f"expected seq {self.expected_seq}, found {record['seq']} (a record is missing or moved)"
+        if seq != self.expected_seq:
+            problem = f"expected seq {self.expected_seq}, found {seq} (a record is missing or moved)"
         elif record["prev_hash"] != self.prev_hash:
             problem = "prev_hash does not match the previous record's hash (records reordered or replaced)"
         elif not self._content_matches(record):
             problem = "content does not match its hash (record altered)"
-            if self.check_signature is not None and (signature_problem := self.check_signature(record)):
+            if signature_check is not None and (signature_problem := self._signature_problem(record, signature_check)):
                 problem += f"; signature: {signature_problem}"
-        elif self.check_signature is not None and (signature_problem := self.check_signature(record)):
+        elif signature_check is not None and (signature_problem := self._signature_problem(record, signature_check)):
             # Hash and links fit, so whoever changed the record rebuilt the chain: only the source's
             # signature shows the record is not what the source sent.
             problem = f"signature: {signature_problem}"
+        if in_attested:
+            if problem or (seq == self.attested[0] and record["hash"] != self.attested[1]):
+                raise AttestationBroken(f"{self.chain_id} seq {seq}: {problem or 'not the attested hash'}")
+            self.attested_checked += 1
         if problem:
-            self.first_bad = {"id": record.get("id"), "chain_id": self.chain_id, "seq": record["seq"],
+            self.first_bad = {"id": record.get("id"), "chain_id": self.chain_id, "seq": seq,
                               "event_id": record.get("event_id"), "reason": problem}
             return False
         self.expected_seq += 1
         self.prev_hash = record["hash"]
+        if self.on_checkpoint and '"signatures_checked"' in (record.get("data_json") or ""):
+            self._note_attestation(record)
         return True
+
+    @staticmethod
+    def _signature_problem(record: dict, check: SignatureCheck) -> str | None:
+        if record.pop("_stored_text_hashed", False):  # the signed bytes from the same stored text
+            record["signed_bytes"] = stored_signed_bytes(record, record["data_json"])
+        return check(record)
+
+    def _note_attestation(self, record: dict) -> None:
+        try:
+            data = json.loads(record["data_json"])
+        except ValueError:
+            return
+        attested = data.get("signatures_checked") if isinstance(data, dict) else None
+        if isinstance(attested, dict):
+            self.attestation = (
+                {"id": record.get("id"), "seq": record["seq"], "event_id": record.get("event_id")},
+                {chain: {"seq": head["seq"], "hash": head["hash"]} for chain, head in attested.items()
+                 if isinstance(head, dict) and isinstance(head.get("seq"), int) and isinstance(head.get("hash"), str)})
 
     def _content_matches(self, record: dict) -> bool:
         """Does the record's content give its hash? A record read with its data as stored (``data_json``,
         no ``data``) is hashed as stored when that text is canonical; otherwise (a record stored before
         the ledger kept canonical text, or altered) its data is decoded and hashed as ``record_hash``
-        does, so the verdict is the same either way. On a match by the stored text, ``signed_bytes``
-        (the bytes its signature covers) is set from the same text."""
+        does, so the verdict is the same either way. On a match by the stored text, the bytes its
+        signature covers are built from the same text when a signature is checked."""
         if "data" not in record:
             data_json = record["data_json"]
             if _digest(record["prev_hash"].encode("ascii") + stored_hashed_bytes(record, data_json),
                        self.algorithm) == record["hash"]:
-                record["signed_bytes"] = stored_signed_bytes(record, data_json)
+                record["_stored_text_hashed"] = True
                 return True
             try:
                 record["data"] = json.loads(data_json)

@@ -9,15 +9,15 @@ from typing import Any, Iterable
 from sqlalchemy import Text, and_, cast, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.audit.ledger.chain import (Algorithm, ChainVerifier, GENESIS_HASH, canonical_order, heads_merkle_root,
-                                         record_hash)
+from services.audit.ledger.chain import Algorithm, GENESIS_HASH, canonical_order, heads_merkle_root, record_hash
+from services.audit.ledger.verify import (ATTESTATION, CHECKPOINT_CHAIN, attest_signatures,  # noqa: F401 - re-exported
+                                          signature_check, verify_ledger)
 from services.audit.tables import audit_record_households, ledger_records
 from shared.events import Envelope, utcnow
 from shared.problems import Problem
 from shared.signing import (TrustedKeys, ledger_content, ledger_signed_bytes, rfc3339, signer_for,  # noqa: F401
                             trusted_keys)
 
-CHECKPOINT_CHAIN = "checkpoints"
 CHECKPOINT_TYPE = "ledger.checkpoint"
 
 
@@ -100,11 +100,6 @@ async def append_events(session: AsyncSession, envelopes: Iterable[Envelope], ch
     return await append_records(session, [envelope_record(e, chain_id) for e in envelopes], chain_id, algorithm)
 
 
-#: What verify reads of a record: every column, with ``data`` as the stored text (not decoded).
-_VERIFY_COLUMNS = [*(column for column in ledger_records.c if column.name not in ("data", "recorded_at")),
-                   cast(ledger_records.c.data, Text).label("data_json")]
-
-
 def record_view(row) -> dict[str, Any]:
     return {"id": row.id, "chain_id": row.chain_id, "seq": row.seq, "event_id": row.event_id,
             "source": row.source, "type": row.type, "subject": row.subject, "time": row.time,
@@ -152,12 +147,16 @@ async def chain_heads(session: AsyncSession, *, exclude: Iterable[str] = ()) -> 
 
 async def create_checkpoint(session: AsyncSession, algorithm: Algorithm, *, actor: str = "audit-checkpointer",
                             event_id: str | None = None, now: datetime | None = None,
-                            trigger: str | None = None, heads: dict[str, dict] | None = None) -> dict | None:
+                            trigger: str | None = None, heads: dict[str, dict] | None = None,
+                            trusted: TrustedKeys | None = None) -> dict | None:
     """Append a ``ledger.checkpoint`` record committing to every chain head (Merkle root).
 
     ``event_id`` makes it idempotent (the daily scheduler uses one id per day); None if
     that checkpoint already exists. ``trigger`` (startup | shutdown | daily | manual) is kept in
-    the record so a reader knows why it was taken.
+    the record so a reader knows why it was taken. Daily, manual and CLI checkpoints (not the quick ones
+    taken at start-up and shutdown) also check every signature since the previous attestation and attest
+    how far they checked (``signatures_checked``: see services/audit/ledger/verify.py), with ``trusted``
+    (default: the audit settings' keys, and audit's own).
     """
     now = now or utcnow()
     heads = heads if heads is not None else await chain_heads(session, exclude=[CHECKPOINT_CHAIN])
@@ -165,6 +164,12 @@ async def create_checkpoint(session: AsyncSession, algorithm: Algorithm, *, acto
             "records": sum(h["seq"] for h in heads.values()), "merkle_root": heads_merkle_root(heads, algorithm),
             "created_at": rfc3339(now), **({"trigger": trigger} if trigger else {})}
     signer = signer_for(session, "audit")  # audit vouches for its own checkpoints like any source
+    if trigger not in ("startup", "shutdown"):
+        if trusted is None:
+            from shared.config import current_settings
+            trusted = trusted_keys(current_settings("audit"))
+            trusted.trust_own(signer)
+        data[ATTESTATION] = await attest_signatures(session, algorithm, heads, trusted)
     record = {"event_id": event_id or f"checkpoint-{uuid.uuid4()}", "source": "audit", "type": CHECKPOINT_TYPE,
               "subject": "ledger", "time": rfc3339(now), "actor": actor, "data": data, "signer": signer.signer}
     record["signature"] = signer.sign(ledger_signed_bytes(record))
@@ -217,103 +222,7 @@ async def latest_meaningful_checkpoint(session: AsyncSession, page: int = 50) ->
         before = rows[-1].seq
 
 
-# ---------------------------------------------------------------- verification
-
-
-def signature_check(trusted: TrustedKeys):
-    """Every record must carry its source's signature over its ledger content (this is a fresh
-    product: nothing was ever written unsigned), by a key trusted for that source."""
-    def check(record: dict) -> str | None:
-        payload = record.get("signed_bytes") or ledger_signed_bytes(record)  # set by ChainVerifier, or rebuilt
-        return trusted.problem(record["source"], record.get("signer"), payload, record.get("signature"))
-    return check
-
-
-async def verify_ledger(sessionmaker: async_sessionmaker[AsyncSession], algorithm: Algorithm,
-                        trusted: TrustedKeys | None = None, page_size: int = 5000) -> dict[str, Any]:
-    """Recompute every chain and check every record's signature, streaming page by page (never the
-    whole table in memory), then check every checkpoint's commitments: a chain shorter than a
-    checkpoint says, or whose record at the committed seq has another hash, has lost or rewritten
-    its tail. ``trusted``: the verification keys (default: those the audit settings configure)."""
-    if trusted is None:
-        from shared.config import service_settings
-        trusted = trusted_keys(service_settings("audit"))
-    trusted.refresh()  # a verification run uses the keys configured now (a removed key no longer counts)
-    check = signature_check(trusted)
-    async with sessionmaker() as session:
-        chain_ids = (await session.execute(select(ledger_records.c.chain_id).distinct()
-                                           .order_by(ledger_records.c.chain_id))).scalars().all()
-    checked, heads, first_bad = 0, {}, None
-    for chain_id in chain_ids:
-        verifier = ChainVerifier(chain_id, algorithm, check)
-        last_seq = 0
-        while verifier.first_bad is None:
-            async with sessionmaker() as session:
-                rows = (await session.execute(select(*_VERIFY_COLUMNS).where(
-                    ledger_records.c.chain_id == chain_id, ledger_records.c.seq > last_seq)
-                    .order_by(ledger_records.c.seq).limit(page_size))).mappings().all()
-            if not rows:
-                break
-            for row in rows:
-                if not verifier.feed(dict(row)):  # data as stored: hashed as it is when canonical
-                    break
-            last_seq = rows[-1]["seq"]
-        checked += verifier.checked
-        heads[chain_id] = {"seq": verifier.expected_seq - 1, "hash": verifier.prev_hash}
-        if verifier.first_bad and first_bad is None:
-            first_bad = verifier.first_bad
-    checkpoints_checked, latest = 0, None
-    if CHECKPOINT_CHAIN in heads:
-        checkpoints_checked, latest, problem = await _check_checkpoints(sessionmaker, heads, algorithm, page_size)
-        if problem and first_bad is None:
-            first_bad = problem
-    return {"ok": first_bad is None, "records_checked": checked,
-            "head_hash": heads_merkle_root(heads, algorithm),
-            "chain_heads": heads, "first_bad_record": first_bad, "algorithm": algorithm,
-            "checkpoints_checked": checkpoints_checked, "latest_checkpoint": latest}
-
-
-async def _check_checkpoints(sessionmaker, heads: dict[str, dict], algorithm: Algorithm,
-                             page_size: int) -> tuple[int, dict | None, dict | None]:
-    verified_upto = heads[CHECKPOINT_CHAIN]["seq"]  # only trust checkpoints whose own chain verified
-    last_seq, count, latest = 0, 0, None
-    committed_cache: dict[tuple[str, int], str | None] = {}
-    while True:
-        async with sessionmaker() as session:
-            rows = (await session.execute(select(ledger_records).where(
-                ledger_records.c.chain_id == CHECKPOINT_CHAIN, ledger_records.c.seq > last_seq,
-                ledger_records.c.seq <= verified_upto).order_by(ledger_records.c.seq).limit(page_size))).all()
-            if not rows:
-                return count, latest, None
-            for row in rows:
-                count += 1
-                data = row.data or {}
-                committed = data.get("chain_heads") or {}
-                latest = {"id": row.id, "seq": row.seq, "time": row.time, "merkle_root": data.get("merkle_root"),
-                          "hash": row.hash}
-                if heads_merkle_root(committed, data.get("algorithm", algorithm)) != data.get("merkle_root"):
-                    return count, latest, {"id": row.id, "chain_id": CHECKPOINT_CHAIN, "seq": row.seq,
-                                           "event_id": row.event_id,
-                                           "reason": "checkpoint's merkle_root does not match its chain heads"}
-                for chain_id, head in sorted(committed.items()):
-                    current = heads.get(chain_id, {"seq": 0})
-                    if current["seq"] < head["seq"]:
-                        return count, latest, {
-                            "id": None, "chain_id": chain_id, "seq": current["seq"] + 1, "event_id": None,
-                            "checkpoint_record_id": row.id,
-                            "reason": f"chain truncated: checkpoint {row.id} committed to seq {head['seq']} "
-                                      f"(hash {head['hash'][:16]}…) but the chain ends at seq {current['seq']}"}
-                    key = (chain_id, head["seq"])
-                    if key not in committed_cache:
-                        committed_cache[key] = await session.scalar(select(ledger_records.c.hash).where(
-                            ledger_records.c.chain_id == chain_id, ledger_records.c.seq == head["seq"]))
-                    if committed_cache[key] != head["hash"]:
-                        return count, latest, {
-                            "id": None, "chain_id": chain_id, "seq": head["seq"], "event_id": None,
-                            "checkpoint_record_id": row.id,
-                            "reason": f"chain rewritten: record seq {head['seq']} no longer has the hash "
-                                      f"checkpoint {row.id} committed to"}
-            last_seq = rows[-1].seq
+# ---------------------------------------------------------------- verification (services/audit/ledger/verify.py)
 
 
 # ---------------------------------------------------------------- household history

@@ -58,17 +58,21 @@ async def records(request: Request, subject: str | None = Query(None, examples=[
 
 @router.get("/verify", summary="Recompute every hash chain, check every record's source signature and every checkpoint; "
             "report the first bad record")
-async def verify(request: Request, principal: Principal = Depends(require_scopes("audit:read"))) -> dict:
+async def verify(request: Request, principal: Principal = Depends(require_scopes("audit:read")),
+                 full: bool = Query(False, description="Check every record's signature again, also those a verified "
+                                    "checkpoint attests (default: only records after the newest attestation; hashes "
+                                    "and links are always recomputed from the first record) / 重新核验全部签名")) -> dict:
     settings = request.app.state.settings
     return await service.verify_ledger(request.app.state.sessionmaker, settings.hash_algorithm,
-                                       service.trusted_keys(settings))
+                                       service.trusted_keys(settings), full=full)
 
 
 @router.post("/checkpoints", status_code=201, summary="Append a checkpoint committing to every chain head (admin)")
 async def create_checkpoint(request: Request, principal: Principal = Depends(require_scopes("admin"))) -> dict:
     async with transaction(request.app.state.sessionmaker) as session:
         record = await service.create_checkpoint(session, request.app.state.settings.hash_algorithm,
-                                                 actor=principal.subject)
+                                                 actor=principal.subject,
+                                                 trusted=service.trusted_keys(request.app.state.settings))
     record.pop("recorded_at", None)
     return record
 
