@@ -13,10 +13,25 @@ scope ``all``, timed end to end (the same code path as ``POST /v1/recompute``):
               for the households the cap now binds.
 
 Baseline, measured in the same run on the same households: the pure engine alone (parse,
-evaluate, serialise to JSON: what the job does per household before touching the database).
+evaluate, serialise to JSON: what the job does per household before touching the database), both
+as ``evaluate(...).model_dump(mode="json")`` and as ``evaluate_json`` (the same dict, faster).
 Households are generated in chunks before each timed stretch, for the baseline and for the seed
 alike: no timed figure includes making up test data (the jobs read the stored snapshots). Each job
 prints its ratio to the baseline (recompute households/s ÷ baseline households/s).
+
+Scale mode (PostgreSQL only), for the issue's target "a policy change over 1,000,000 households in
+<= 10 minutes, <= 512 MiB RSS per process, 1M costing <= 11 x 100k":
+
+    .venv/bin/python -m bench.bench_recompute --scale --sizes 100000,1000000 --workers 2 \
+        --postgres-url postgresql+asyncpg://postgres@127.0.0.1:5432/postgres
+
+For each size, on a fresh database: the snapshots seeded in bulk, an initial job, then a policy change
+(``double_rice_oil.household_cap`` 3000 -> 2400, which changes about a third of the households; the
+cap-5000 change of the default mode changes about 80 %), each run as ``--workers`` partitions in
+worker processes (recompute/partitions.py). Printed: households/s, wall time, the peak RSS of this
+process, of every worker and of every PostgreSQL backend serving the database (VmHWM from /proc,
+sampled every second), and the cost ratio of each size to the first (seconds per size ratio against
+the households ratio: 1.0 = linear).
 """
 from __future__ import annotations
 
@@ -28,16 +43,19 @@ import os
 import random
 import resource
 import time
+import uuid
 from decimal import Decimal
+from pathlib import Path
 
 from sqlalchemy import func, insert, select
 from sqlalchemy.engine import make_url
 
-from bench.backends import on_backends
+from bench.backends import admin_sql, on_backends
 from bench.datagen import generate_household
-from services.benefits.engine import evaluate
+from services.benefits.engine import evaluate, evaluate_json
 from shared.policy import default_registry
 from services.benefits.recompute.scope import Scope
+from services.benefits.recompute import partitions
 from services.benefits.recompute.service import create_job, run_job
 from services.benefits.tables import entitlement_history, entitlements, household_snapshots, outbox
 from shared.db import make_engine, make_sessionmaker, transaction
@@ -73,19 +91,25 @@ def line(label: str, count: int, seconds: float, extra: str = "") -> float:
     return rate
 
 
-def baseline(n: int) -> float:
+def baseline(n: int, which: str = "model_dump") -> float:
     """Households/s of the pure engine (evaluate + JSON) over the benchmark's households, generated
-    chunk by chunk before each timed stretch."""
+    chunk by chunk before each timed stretch. ``which``: ``model_dump`` (``evaluate(...).model_dump(
+    mode="json")``, what the job used) or ``evaluate_json`` (the same dict without pydantic per condition)."""
     registry = default_registry()
+    if which == "evaluate_json":
+        work, label = (lambda h: evaluate_json(h, AS_OF, registry)), "baseline: pure engine (evaluate_json)"
+    else:
+        work, label = (lambda h: evaluate(h, AS_OF, registry).model_dump(mode="json")), \
+            "baseline: pure engine (eval+json)"
     for household in stream_households(200, seed=SEED + 1):  # warm-up: pack resolution, serializers
-        evaluate(household, AS_OF, registry).model_dump(mode="json")
+        work(household)
     seconds, documents = 0.0, 0
     for households in household_chunks(n):
         start = time.perf_counter()
         for household in households:
-            documents += bool(evaluate(household, AS_OF, registry).model_dump(mode="json"))
+            documents += bool(work(household))
         seconds += time.perf_counter() - start
-    return line("baseline: pure engine (eval+json)", documents, seconds)
+    return line(label, documents, seconds)
 
 
 async def seed(engine, n: int) -> float:
@@ -110,12 +134,12 @@ async def store_snapshots(engine, households, chunk: int = CHUNK) -> float:
     return seconds
 
 
-async def timed_job(engine, label: str, packs, batch_size: int) -> dict:
+async def timed_job(engine, label: str, packs, batch_size: int, workers: int = 1) -> dict:
     sessionmaker = make_sessionmaker(engine)
     async with transaction(sessionmaker) as session:
         job = await create_job(session, Scope(kind="all"), AS_OF, batch_size=batch_size, requested_by="bench")
     start = time.perf_counter()
-    job = await run_job(sessionmaker, job["id"], packs)
+    job = await run_job(sessionmaker, job["id"], packs, workers=workers)
     seconds = time.perf_counter() - start
     assert job["status"] == "done", job
     job["seconds"] = seconds
@@ -162,6 +186,102 @@ async def main(n: int, backends: list[str], postgres_url: str | None, batch_size
             for label, job in jobs.items()))
 
 
+# --- scale mode ------------------------------------------------------------------------------------
+
+POLICY_CHANGE = ("nankang-2020", "double_rice_oil.household_cap", Decimal(2400))  # 3000 in the pack
+
+
+class BackendMemory:
+    """Peak RSS (VmHWM) of the PostgreSQL backends serving one database, sampled from /proc."""
+
+    def __init__(self, database: str) -> None:
+        self.database, self.peaks = database, {}
+
+    def sample(self) -> None:
+        for status in Path("/proc").glob("[0-9]*/status"):
+            try:
+                cmdline = (status.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                if not cmdline.startswith("postgres:") or f" {self.database} " not in cmdline:
+                    continue
+                text = status.read_text()
+            except OSError:
+                continue
+            for row in text.splitlines():
+                if row.startswith("VmHWM:"):
+                    pid = int(status.parent.name)
+                    self.peaks[pid] = max(self.peaks.get(pid, 0), int(row.split()[1]) / 1024)
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.to_thread(self.sample)
+            await asyncio.sleep(1)
+
+    def take(self) -> list[float]:
+        peaks, self.peaks = sorted(self.peaks.values(), reverse=True), {}
+        return peaks
+
+
+async def scale_job(engine, label: str, packs, batch_size: int, workers: int, memory: BackendMemory) -> dict:
+    memory.take()
+    job = await timed_job(engine, label, packs, batch_size, workers)
+    memory.sample()
+    job["worker_rss"] = [round(run["peak_rss_mb"]) for run in partitions.LAST_RUN] if workers > 1 else []
+    job["backend_rss"] = [round(mb) for mb in memory.take()]
+    print(f"    wall {job['seconds']:.1f}s; peak RSS: this process {peak_rss_mb():.0f} MB, workers "
+          f"{job['worker_rss'] or '-'} MB, PostgreSQL backends {job['backend_rss'][:6]} MB", flush=True)
+    partitions.LAST_RUN.clear()
+    return job
+
+
+async def scale_size(postgres_url: str, n: int, batch_size: int, workers: int) -> dict:
+    database = f"jz_bench_scale_{uuid.uuid4().hex[:8]}"
+    await admin_sql(postgres_url, f'CREATE DATABASE "{database}"')
+    memory = BackendMemory(database)
+    sampler = asyncio.create_task(memory.run())
+    engine = make_engine(make_url(postgres_url).set(database=database).render_as_string(hide_password=False))
+    try:
+        print(f"\n{n} households on PostgreSQL ({database}), {workers} worker(s), batch {batch_size}", flush=True)
+        await upgrade_to_head("benefits", engine)
+        await seed(engine, n)
+        packs = default_registry()
+        initial = await scale_job(engine, "initial (all new)", packs, batch_size, workers, memory)
+        pack, parameter, value = POLICY_CHANGE
+        changed = packs.with_overrides(pack, {parameter: value})
+        policy = await scale_job(engine, f"policy change ({parameter} {value})", changed, batch_size, workers, memory)
+        return {"n": n, "initial": initial, "policy": policy}
+    finally:
+        sampler.cancel()
+        await engine.dispose()
+        await admin_sql(postgres_url, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+async def scale(postgres_url: str, sizes: list[int], batch_size: int, workers: int, baseline_n: int) -> None:
+    print(f"bulk recompute at scale: sizes {sizes}, {workers} worker(s), batch {batch_size}, as of {AS_OF}",
+          flush=True)
+    base_old = baseline(baseline_n)
+    base_new = baseline(baseline_n, "evaluate_json")
+    results = []
+    for n in sizes:
+        results.append(await scale_size(postgres_url, n, batch_size, workers))
+    first = results[0]
+    print(f"\nsummary (PostgreSQL, {workers} worker(s); same-run pure engine: {base_old:.0f}/s eval+model_dump, "
+          f"{base_new:.0f}/s evaluate_json, one process):")
+    print(f"  {'households':>10} {'job':<14} {'seconds':>9} {'households/s':>13} {'decisions':>10} "
+          f"{'changed':>8} {'vs engine':>9} {'cost vs first':>14}")
+    for result in results:
+        for label in ("initial", "policy"):
+            job = result[label]
+            cost = (job["seconds"] / first[label]["seconds"]) / (result["n"] / first["n"])
+            print(f"  {result['n']:>10} {label:<14} {job['seconds']:>9.1f} {job['rate']:>13.0f} {job['decisions']:>10} "
+                  f"{job['households_changed']:>8} {job['rate'] / base_new:>9.2f} "
+                  f"{job['seconds'] / first[label]['seconds']:>6.2f}x ({cost:.2f})")
+    for result in results:
+        rss = [result[label]["worker_rss"] for label in ("initial", "policy")]
+        backends = [max(result[label]["backend_rss"] or [0]) for label in ("initial", "policy")]
+        print(f"  peak RSS at {result['n']}: bench process {peak_rss_mb():.0f} MB (whole run), workers {rss} MB, "
+              f"largest PostgreSQL backend {backends} MB")
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=100_000, help="households (default 100000)")
@@ -169,6 +289,16 @@ if __name__ == "__main__":
     parser.add_argument("--postgres-url", default=os.environ.get("JZ_BENCH_POSTGRES_URL")
                         or os.environ.get("JZ_TEST_POSTGRES_URL"))
     parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--scale", action="store_true", help="scale mode: --sizes on PostgreSQL, in partitions")
+    parser.add_argument("--sizes", default="100000,1000000", help="scale mode: households per run (comma-separated)")
+    parser.add_argument("--workers", type=int, default=2, help="scale mode: worker processes (partitions)")
+    parser.add_argument("--baseline-n", type=int, default=20_000, help="scale mode: households in the baseline")
     args = parser.parse_args()
-    chosen = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
-    asyncio.run(main(args.n, chosen, args.postgres_url, args.batch_size))
+    if args.scale:
+        if not args.postgres_url:
+            parser.error("--scale needs --postgres-url (or JZ_BENCH_POSTGRES_URL)")
+        asyncio.run(scale(args.postgres_url, [int(size) for size in args.sizes.split(",")], args.batch_size,
+                          args.workers, args.baseline_n))
+    else:
+        chosen = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
+        asyncio.run(main(args.n, chosen, args.postgres_url, args.batch_size))

@@ -9,6 +9,14 @@ never re-announces a decision: a re-run batch would find nothing changed anyway.
 
 Each batch begins by updating the job row, which takes its write lock on PostgreSQL and
 SQLite alike, so two processes resuming the same job take turns batch by batch.
+
+In parallel (PostgreSQL, ``workers`` > 1: ``JZ_RECOMPUTE_WORKERS`` or the ``workers`` argument), a
+fresh job is split into that many partitions of the household-id order, each a job row of its own
+(``scope`` carries ``parent``, ``after`` and ``upto``), run by a worker process with its own
+connections. A partition is an ordinary job over its key range: one transaction per batch, its
+progress committed with the batch, and the parent's counters added to in the same transaction, so
+the parent's ``processed``/``changed``/``decisions`` are exact at every commit. A killed run resumes
+each unfinished partition after its last committed batch (``partitions.py``).
 """
 from __future__ import annotations
 
@@ -34,11 +42,20 @@ log = logging.getLogger("benefits.recompute")
 
 DEFAULT_BATCH_SIZE = 500
 UNFINISHED = ("pending", "running")
+#: Keys a partition's stored scope adds to the job's scope: the parent job, and its key range
+#: (``after`` exclusive, ``upto`` inclusive; None = open).
+PARTITION_KEYS = ("parent", "after", "upto")
+
+
+def split_scope(stored: dict) -> tuple[Scope, dict[str, Any]]:
+    """The job's scope and, for a partition, its parent and key range (empty for a whole job)."""
+    return (Scope.model_validate({k: v for k, v in stored.items() if k not in PARTITION_KEYS}),
+            {k: stored[k] for k in PARTITION_KEYS if k in stored})
 
 
 def job_view(row) -> dict[str, Any]:
     return {
-        "id": row.id, "scope": row.scope, "as_of": row.as_of.isoformat() if row.as_of else None,
+        "id": row.id, "scope": {k: v for k, v in row.scope.items() if k not in PARTITION_KEYS}, "as_of": row.as_of.isoformat() if row.as_of else None,
         "status": row.status, "total": row.total, "processed": row.processed,
         "households_changed": row.changed, "decisions": row.decisions, "batch_size": row.batch_size,
         "last_household_id": row.last_household_id, "error": row.error, "requested_by": row.requested_by,
@@ -66,8 +83,11 @@ async def get_job(session: AsyncSession, job_id: str) -> dict[str, Any] | None:
 
 
 async def unfinished_jobs(session: AsyncSession) -> list[str]:
-    return list((await session.execute(select(recompute_jobs.c.id).where(recompute_jobs.c.status.in_(UNFINISHED))
-                                       .order_by(recompute_jobs.c.created_at))).scalars())
+    """Unfinished jobs as requested (a partition is resumed by its parent's run, never on its own)."""
+    rows = (await session.execute(select(recompute_jobs.c.id, recompute_jobs.c.scope)
+                                  .where(recompute_jobs.c.status.in_(UNFINISHED))
+                                  .order_by(recompute_jobs.c.created_at))).all()
+    return [row.id for row in rows if "parent" not in row.scope]
 
 
 async def run_batch(session: AsyncSession, job_id: str, packs: PackRegistry | None) -> bool:
@@ -77,11 +97,14 @@ async def run_batch(session: AsyncSession, job_id: str, packs: PackRegistry | No
     job = (await session.execute(select(recompute_jobs).where(recompute_jobs.c.id == job_id))).first()
     if job is None or job.status not in UNFINISHED:
         return False
-    scope = Scope.model_validate(job.scope)
+    scope, partition = split_scope(job.scope)
     query = (select(household_snapshots.c.household_id, household_snapshots.c.snapshot)
              .where(*scope.conditions()).order_by(household_snapshots.c.household_id).limit(job.batch_size))
-    if job.last_household_id is not None:
-        query = query.where(household_snapshots.c.household_id > job.last_household_id)
+    after = job.last_household_id if job.last_household_id is not None else partition.get("after")
+    if after is not None:
+        query = query.where(household_snapshots.c.household_id > after)
+    if partition.get("upto") is not None:
+        query = query.where(household_snapshots.c.household_id <= partition["upto"])
     # Locked until the batch commits: a registry event applied meanwhile would otherwise get its newer
     # decisions into the outbox before this batch's older ones (ledger order per household is version order).
     rows = (await session.execute(query.with_for_update())).all()
@@ -97,20 +120,33 @@ async def run_batch(session: AsyncSession, job_id: str, packs: PackRegistry | No
         status="running", started_at=job.started_at or now, processed=recompute_jobs.c.processed + len(rows),
         changed=recompute_jobs.c.changed + result.households_changed,
         decisions=recompute_jobs.c.decisions + result.decisions, last_household_id=rows[-1].household_id))
+    if partition.get("parent"):  # the parent's totals move with the batch, in its transaction
+        await session.execute(update(recompute_jobs).where(recompute_jobs.c.id == partition["parent"]).values(
+            updated_at=now, processed=recompute_jobs.c.processed + len(rows),
+            changed=recompute_jobs.c.changed + result.households_changed,
+            decisions=recompute_jobs.c.decisions + result.decisions))
     return True
 
 
 async def run_job(sessionmaker: async_sessionmaker[AsyncSession], job_id: str, packs: PackRegistry | None = None,
-                  *, max_batches: int | None = None, on_batch=None) -> dict[str, Any]:
-    """Run (or resume) a job until it is done; ``max_batches`` stops early, leaving it resumable."""
+                  *, max_batches: int | None = None, on_batch=None, workers: int | None = None,
+                  analyze: bool = True) -> dict[str, Any]:
+    """Run (or resume) a job until it is done; ``max_batches`` stops early, leaving it resumable.
+    ``workers`` > 1 (default ``JZ_RECOMPUTE_WORKERS``, else 1) runs it as that many partitions in worker
+    processes on PostgreSQL (``partitions.run_partitioned``); SQLite and ``max_batches`` run in process."""
+    from services.benefits.recompute import partitions
+    if max_batches is None and partitions.parallel(sessionmaker, workers):
+        done = await partitions.run_partitioned(sessionmaker, job_id, packs, partitions.worker_count(workers))
+        if done is not None:
+            return done
     batches = 0
     try:
         while max_batches is None or batches < max_batches:
             async with transaction(sessionmaker) as session:
                 more = await run_batch(session, job_id, packs)
             if not more:
-                if batches:  # this run wrote the job's last batches: fresh statistics for what it filled
-                    await _analyze_after(sessionmaker, job_id)
+                if batches and analyze:  # this run wrote the job's last batches: fresh statistics for what it filled
+                    await analyze_after(sessionmaker, job_id)
                 break
             batches += 1
             if on_batch is not None:
@@ -132,7 +168,7 @@ async def run_job(sessionmaker: async_sessionmaker[AsyncSession], job_id: str, p
 FILLED_TABLES = ("entitlements", "assessments", "entitlement_history")
 
 
-async def _analyze_after(sessionmaker: async_sessionmaker[AsyncSession], job_id: str) -> None:
+async def analyze_after(sessionmaker: async_sessionmaker[AsyncSession], job_id: str) -> None:
     """ANALYZE the tables a finished job filled (PostgreSQL; autovacuum's rule, so a job that changed
     little analyses nothing): a bulk recompute can multiply their rows, and plans made on the old
     statistics (or none) would scan them whole."""
