@@ -233,18 +233,78 @@ async def scale_job(engine, label: str, packs, batch_size: int, workers: int, me
     return job
 
 
-async def scale_size(postgres_url: str, n: int, batch_size: int, workers: int) -> dict:
+async def _seed_decided_range(url: str, after: str | None, upto: str | None, packs) -> int:
+    """Store the current entitlements and assessments of the snapshots in (after, upto] as a finished
+    job would have left them (``diff_household`` against nothing stored), without decisions: the state a
+    policy change starts from, minus the history and events the initial computation also wrote."""
+    from services.benefits.entitlements.service import diff_household, persist_changes
+    engine = make_engine(url)
+    sessionmaker = make_sessionmaker(engine)
+    written = 0
+    try:
+        while True:
+            async with transaction(sessionmaker) as session:
+                query = select(household_snapshots.c.household_id, household_snapshots.c.snapshot) \
+                    .order_by(household_snapshots.c.household_id).limit(CHUNK)
+                if after is not None:
+                    query = query.where(household_snapshots.c.household_id > after)
+                if upto is not None:
+                    query = query.where(household_snapshots.c.household_id <= upto)
+                rows = (await session.execute(query)).all()
+                if not rows:
+                    return written
+                now = dt.datetime.now(dt.timezone.utc)
+                changes = []
+                for row in rows:
+                    change = diff_household(row.snapshot, evaluate_json(row.snapshot, AS_OF, packs), [], [],
+                                            cause_event_id=None, actor="bench-seed", now=now)
+                    change.history, change.events = [], []
+                    changes.append(change)
+                await persist_changes(session, changes)
+            written += len(rows)
+            after = rows[-1].household_id
+    finally:
+        await engine.dispose()
+
+
+def _seed_decided_worker(url: str, after: str | None, upto: str | None, packs) -> int:
+    return asyncio.run(_seed_decided_range(url, after, upto, packs))
+
+
+async def seed_decided(engine, url: str, n: int, packs, workers: int) -> float:
+    """The decided state of every stored snapshot, ``workers`` processes over key ranges (seconds)."""
+    import concurrent.futures
+    import multiprocessing
+    start = time.perf_counter()
+    async with engine.connect() as conn:
+        ids = select(household_snapshots.c.household_id).order_by(household_snapshots.c.household_id)
+        bounds = [None] + [await conn.scalar(ids.offset(n * k // workers - 1).limit(1)) for k in range(1, workers)] \
+            + [None]
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        loop = asyncio.get_running_loop()
+        counts = await asyncio.gather(*(loop.run_in_executor(pool, _seed_decided_worker, url, bounds[k], bounds[k + 1],
+                                                             packs) for k in range(workers)))
+    assert sum(counts) == n, counts
+    return line("seed decided state (no events)", n, time.perf_counter() - start)
+
+
+async def scale_size(postgres_url: str, n: int, batch_size: int, workers: int, initial_job: bool = True) -> dict:
     database = f"jz_bench_scale_{uuid.uuid4().hex[:8]}"
     await admin_sql(postgres_url, f'CREATE DATABASE "{database}"')
     memory = BackendMemory(database)
     sampler = asyncio.create_task(memory.run())
-    engine = make_engine(make_url(postgres_url).set(database=database).render_as_string(hide_password=False))
+    url = make_url(postgres_url).set(database=database).render_as_string(hide_password=False)
+    engine = make_engine(url)
     try:
         print(f"\n{n} households on PostgreSQL ({database}), {workers} worker(s), batch {batch_size}", flush=True)
         await upgrade_to_head("benefits", engine)
         await seed(engine, n)
         packs = default_registry()
-        initial = await scale_job(engine, "initial (all new)", packs, batch_size, workers, memory)
+        if initial_job:
+            initial = await scale_job(engine, "initial (all new)", packs, batch_size, workers, memory)
+        else:
+            await seed_decided(engine, url, n, packs, workers)
+            initial = None
         pack, parameter, value = POLICY_CHANGE
         changed = packs.with_overrides(pack, {parameter: value})
         policy = await scale_job(engine, f"policy change ({parameter} {value})", changed, batch_size, workers, memory)
@@ -255,29 +315,31 @@ async def scale_size(postgres_url: str, n: int, batch_size: int, workers: int) -
         await admin_sql(postgres_url, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
 
-async def scale(postgres_url: str, sizes: list[int], batch_size: int, workers: int, baseline_n: int) -> None:
+async def scale(postgres_url: str, sizes: list[int], batch_size: int, workers: int, baseline_n: int,
+                initial_job: bool = True) -> None:
     print(f"bulk recompute at scale: sizes {sizes}, {workers} worker(s), batch {batch_size}, as of {AS_OF}",
           flush=True)
     base_old = baseline(baseline_n)
     base_new = baseline(baseline_n, "evaluate_json")
     results = []
     for n in sizes:
-        results.append(await scale_size(postgres_url, n, batch_size, workers))
+        results.append(await scale_size(postgres_url, n, batch_size, workers, initial_job))
     first = results[0]
     print(f"\nsummary (PostgreSQL, {workers} worker(s); same-run pure engine: {base_old:.0f}/s eval+model_dump, "
           f"{base_new:.0f}/s evaluate_json, one process):")
     print(f"  {'households':>10} {'job':<14} {'seconds':>9} {'households/s':>13} {'decisions':>10} "
           f"{'changed':>8} {'vs engine':>9} {'cost vs first':>14}")
+    labels = ("initial", "policy") if initial_job else ("policy",)
     for result in results:
-        for label in ("initial", "policy"):
+        for label in labels:
             job = result[label]
             cost = (job["seconds"] / first[label]["seconds"]) / (result["n"] / first["n"])
             print(f"  {result['n']:>10} {label:<14} {job['seconds']:>9.1f} {job['rate']:>13.0f} {job['decisions']:>10} "
                   f"{job['households_changed']:>8} {job['rate'] / base_new:>9.2f} "
                   f"{job['seconds'] / first[label]['seconds']:>6.2f}x ({cost:.2f})")
     for result in results:
-        rss = [result[label]["worker_rss"] for label in ("initial", "policy")]
-        backends = [max(result[label]["backend_rss"] or [0]) for label in ("initial", "policy")]
+        rss = [result[label]["worker_rss"] for label in labels]
+        backends = [max(result[label]["backend_rss"] or [0]) for label in labels]
         print(f"  peak RSS at {result['n']}: bench process {peak_rss_mb():.0f} MB (whole run), workers {rss} MB, "
               f"largest PostgreSQL backend {backends} MB")
 
@@ -293,12 +355,14 @@ if __name__ == "__main__":
     parser.add_argument("--sizes", default="100000,1000000", help="scale mode: households per run (comma-separated)")
     parser.add_argument("--workers", type=int, default=2, help="scale mode: worker processes (partitions)")
     parser.add_argument("--baseline-n", type=int, default=20_000, help="scale mode: households in the baseline")
+    parser.add_argument("--no-initial-job", action="store_true",
+                        help="scale mode: store the decided state directly (no events) instead of timing an initial job")
     args = parser.parse_args()
     if args.scale:
         if not args.postgres_url:
             parser.error("--scale needs --postgres-url (or JZ_BENCH_POSTGRES_URL)")
         asyncio.run(scale(args.postgres_url, [int(size) for size in args.sizes.split(",")], args.batch_size,
-                          args.workers, args.baseline_n))
+                          args.workers, args.baseline_n, not args.no_initial_job))
     else:
         chosen = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
         asyncio.run(main(args.n, chosen, args.postgres_url, args.batch_size))

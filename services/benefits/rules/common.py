@@ -17,7 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import to_jsonable_python
 
-from shared.money import ZERO, Money, format_yuan, yuan
+from shared.money import ZERO, Money, yuan
 from shared.policy.citations import span
 from shared.policy.programs import KNOWN_PROGRAMS  # noqa: F401 - re-exported for the rule families
 from shared.snapshot import Household, Person
@@ -166,8 +166,9 @@ def conditions_json(conditions) -> list[dict[str, Any]]:
 
 
 def entitlement_json(item) -> dict[str, Any]:
+    # ``entitlement`` stores the amount already rounded to the fen: its text is format_yuan's.
     return {"program": item.program, "person_id": item.person_id, "eligible": item.eligible,
-            "amount": format_yuan(item.amount), "unit": item.unit, "period": item.period,
+            "amount": str(item.amount), "unit": item.unit, "period": item.period,
             "explanation": conditions_json(item.explanation), "source": source_json(item.source)}
 
 
