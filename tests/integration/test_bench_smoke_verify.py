@@ -24,9 +24,12 @@ async def test_bench_verify_quick(databases):
     out = done.stdout
     assert done.returncode == 0, out[-3000:] + done.stderr[-3000:]
     assert "verified ok" in out and "NOT OK" not in out and "VERIFY FAILED" not in out, out
-    baseline = re.search(r"baseline: fetch \+ sha256 of stored bytes\s+2,000 in .*?" + RATE, out)
-    verify = re.search(r"verify_ledger \(hashes \+ signatures\)\s+2,000 in .*?" + RATE, out)
-    assert baseline and verify, out
+    baseline = re.search(r"baseline: fetch \+ sha256 of stored bytes\s+2,001 in .*?" + RATE, out)
+    verify = re.search(r"verify_ledger \(after the checkpoint\)\s+2,001 in .*?" + RATE, out)
+    full = re.search(r"verify_ledger --full \(every signature\)\s+2,001 in .*?" + RATE
+                     + r" verified ok, 2,001 signatures", out)
+    assert baseline and verify and full, out
+    assert "attest (checkpoint, once per record)       2,000 in" in out, out
     assert int(baseline.group(1).replace(",", "")) > 0 and int(verify.group(1).replace(",", "")) > 0
     summary = re.search(r"baseline ([\d,]+)/s\s+verify ([\d,]+)/s\s+ratio verify/baseline (\d+\.\d\d)", out)
     assert summary, out
