@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import json
 import os
 import sys
 import time
@@ -169,7 +170,8 @@ async def run_backend(name: str, url: str, n: int, rounds: int) -> dict:
         await engine.dispose()
 
 
-async def main(n: int, backends: list[str], postgres_url: str | None, rounds: int) -> bool:
+async def main(n: int, backends: list[str], postgres_url: str | None, rounds: int,
+               json_path: Path | None = None) -> bool:
     print(f"audit verify benchmark: {n:,} records, {CHAINS} chains, {rounds} round(s), "
           f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs", flush=True)
     results = await on_backends(backends, postgres_url, "audit", lambda name, url: run_backend(name, url, n, rounds))
@@ -180,6 +182,8 @@ async def main(n: int, backends: list[str], postgres_url: str | None, rounds: in
               f"verify --full {r['full']:,.0f}/s (ratio {r['full'] / r['baseline']:.2f})  "
               f"hash chain only {r['chain_only']:,.0f}/s (ratio {r['chain_only'] / r['baseline']:.2f})  "
               f"Ed25519 alone {r['signatures']:,.0f}/s  {'verified ok' if r['ok'] else 'VERIFY FAILED'}")
+    if json_path is not None:
+        json_path.write_text(json.dumps({backend: r for backend, r in results.items()}, indent=1), encoding="utf-8")
     return all(r["ok"] for r in results.values())
 
 
@@ -189,10 +193,11 @@ if __name__ == "__main__":
     parser.add_argument("--quick", action="store_true", help="2,000 records, one round (CI smoke run)")
     parser.add_argument("--rounds", type=int, default=None, help="timed rounds, best reported (default 2; --quick 1)")
     parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
+    parser.add_argument("--json", type=Path, help="also write the results (records/s per path, per backend) to this file")
     parser.add_argument("--postgres-url", default=os.environ.get("JZ_BENCH_POSTGRES_URL")
                         or os.environ.get("JZ_TEST_POSTGRES_URL"))
     args = parser.parse_args()
     count = args.n or (2_000 if args.quick else 50_000)
     chosen = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
-    if not asyncio.run(main(count, chosen, args.postgres_url, args.rounds or (1 if args.quick else 2))):
+    if not asyncio.run(main(count, chosen, args.postgres_url, args.rounds or (1 if args.quick else 2), args.json)):
         sys.exit(1)
