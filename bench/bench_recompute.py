@@ -192,10 +192,12 @@ POLICY_CHANGE = ("nankang-2020", "double_rice_oil.household_cap", Decimal(2400))
 
 
 class BackendMemory:
-    """Peak RSS (VmHWM) of the PostgreSQL backends serving one database, sampled from /proc."""
+    """Peak RSS (VmHWM) and CPU time of the PostgreSQL backends serving one database, from /proc."""
+
+    TICKS = os.sysconf("SC_CLK_TCK")
 
     def __init__(self, database: str) -> None:
-        self.database, self.peaks = database, {}
+        self.database, self.peaks, self.cpu, self.cpu_start = database, {}, {}, {}
 
     def sample(self) -> None:
         for status in Path("/proc").glob("[0-9]*/status"):
@@ -204,11 +206,13 @@ class BackendMemory:
                 if not cmdline.startswith("postgres:") or f" {self.database} " not in cmdline:
                     continue
                 text = status.read_text()
+                fields = (status.parent / "stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
                 continue
+            pid = int(status.parent.name)
+            self.cpu[pid] = (int(fields[11]) + int(fields[12])) / self.TICKS  # utime + stime
             for row in text.splitlines():
                 if row.startswith("VmHWM:"):
-                    pid = int(status.parent.name)
                     self.peaks[pid] = max(self.peaks.get(pid, 0), int(row.split()[1]) / 1024)
 
     async def run(self) -> None:
@@ -216,19 +220,38 @@ class BackendMemory:
             await asyncio.to_thread(self.sample)
             await asyncio.sleep(1)
 
-    def take(self) -> list[float]:
+    def take(self) -> tuple[list[float], float]:
+        """Peak RSS per backend and the CPU seconds backends used since the last take (then reset)."""
         peaks, self.peaks = sorted(self.peaks.values(), reverse=True), {}
-        return peaks
+        cpu = sum(seconds - self.cpu_start.get(pid, 0.0) for pid, seconds in self.cpu.items())
+        self.cpu_start = dict(self.cpu)
+        return peaks, cpu
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 async def scale_job(engine, label: str, packs, batch_size: int, workers: int, memory: BackendMemory) -> dict:
+    memory.sample()
     memory.take()
+    own = cpu_seconds()
     job = await timed_job(engine, label, packs, batch_size, workers)
     memory.sample()
-    job["worker_rss"] = [round(run["peak_rss_mb"]) for run in partitions.LAST_RUN] if workers > 1 else []
-    job["backend_rss"] = [round(mb) for mb in memory.take()]
+    runs = partitions.LAST_RUN if workers > 1 else []
+    job["worker_rss"] = [round(run["peak_rss_mb"]) for run in runs]
+    peaks, backend_cpu = memory.take()
+    job["backend_rss"] = [round(mb) for mb in peaks]
+    # CPU seconds of everything the job ran on (this process, the workers, PostgreSQL's backends): unlike
+    # the wall time, it does not grow when other work shares the machine.
+    job["cpu"] = {"bench": cpu_seconds() - own, "workers": sum(run.get("cpu_seconds", 0) for run in runs),
+                  "postgres": backend_cpu}
+    cpu = sum(job["cpu"].values())
     print(f"    wall {job['seconds']:.1f}s; peak RSS: this process {peak_rss_mb():.0f} MB, workers "
-          f"{job['worker_rss'] or '-'} MB, PostgreSQL backends {job['backend_rss'][:6]} MB", flush=True)
+          f"{job['worker_rss'] or '-'} MB, PostgreSQL backends {job['backend_rss'][:6]} MB; CPU "
+          + ", ".join(f"{name} {seconds:.1f}s" for name, seconds in job["cpu"].items())
+          + f" = {cpu * 1000 / job['processed']:.2f} ms per household", flush=True)
     partitions.LAST_RUN.clear()
     return job
 
@@ -328,7 +351,7 @@ async def scale(postgres_url: str, sizes: list[int], batch_size: int, workers: i
     print(f"\nsummary (PostgreSQL, {workers} worker(s); same-run pure engine: {base_old:.0f}/s eval+model_dump, "
           f"{base_new:.0f}/s evaluate_json, one process):")
     print(f"  {'households':>10} {'job':<14} {'seconds':>9} {'households/s':>13} {'decisions':>10} "
-          f"{'changed':>8} {'vs engine':>9} {'cost vs first':>14}")
+          f"{'changed':>8} {'vs engine':>9} {'cost vs first':>14} {'CPU ms/household':>17}")
     labels = ("initial", "policy") if initial_job else ("policy",)
     for result in results:
         for label in labels:
@@ -336,7 +359,8 @@ async def scale(postgres_url: str, sizes: list[int], batch_size: int, workers: i
             cost = (job["seconds"] / first[label]["seconds"]) / (result["n"] / first["n"])
             print(f"  {result['n']:>10} {label:<14} {job['seconds']:>9.1f} {job['rate']:>13.0f} {job['decisions']:>10} "
                   f"{job['households_changed']:>8} {job['rate'] / base_new:>9.2f} "
-                  f"{job['seconds'] / first[label]['seconds']:>6.2f}x ({cost:.2f})")
+                  f"{job['seconds'] / first[label]['seconds']:>6.2f}x ({cost:.2f}) "
+                  f"{sum(job['cpu'].values()) * 1000 / job['processed']:>17.2f}")
     for result in results:
         rss = [result[label]["worker_rss"] for label in labels]
         backends = [max(result[label]["backend_rss"] or [0]) for label in labels]

@@ -38,7 +38,8 @@ WORKERS_ENV = "JZ_RECOMPUTE_WORKERS"
 #: A job smaller than this many batches per worker runs in process: a worker's start-up (about a second
 #: of imports) would cost more than it saves.
 MIN_BATCHES_PER_WORKER = 2
-#: Per worker of the last partitioned run in this process: partition id, status, peak RSS (benchmarks).
+#: Per worker of the last partitioned run in this process: partition id, status, peak RSS, CPU seconds
+#: (benchmarks).
 LAST_RUN: list[dict[str, Any]] = []
 
 
@@ -142,7 +143,8 @@ def _worker(url: str, job_id: str, packs: PackRegistry | None, key: bytes | None
         result = asyncio.run(_run_partition(url, job_id, packs, key))
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which fails the job with it
         result = {"job": job_id, "status": "failed", "error": f"{type(exc).__name__}: {exc}"}
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    result["peak_rss_mb"], result["cpu_seconds"] = usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
     conn.send(result)
     conn.close()
 
