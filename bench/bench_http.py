@@ -24,7 +24,11 @@ req/s, p50, p99, non-2xx answers and the ratio of req/s to the bare route:
 * registry ``GET /v1/cadres?limit=1`` (staff token: the cheapest authenticated registry read);
 * benefits ``GET /v1/partners/whoami`` (partner token: token check, client status, nothing else);
 * registry ``GET /v1/households/hh-demo-0002``;
-* benefits ``GET /v1/households/hh-demo-0002/entitlements``.
+* benefits ``GET /v1/households/hh-demo-0002/entitlements``;
+* benefits ``POST /v1/credit/eligibility`` (bank token) and ``POST /v1/settlements/one-stop`` (insurer token):
+  the partner decisions, each a transaction writing its decision row and its access event to the outbox.
+  A wrk Lua script sends the bodies, cycling over the demo's people (``jingzhun_cli.demo.demo_households``),
+  each one-stop claim with a claim id of its own.
 
 The machine running wrk is the machine running the services: compare ratios measured in the same run,
 not req/s across runs. ``--json FILE`` also writes the rows as JSON (the CI smoke test reads it).
@@ -119,15 +123,68 @@ def parse_wrk(output: str) -> dict:
             "socket_errors": sum(int(n) for n in errors.groups()) if errors else 0}
 
 
-def run_wrk(url: str, *, duration_s: int, connections: int, threads: int, headers: dict[str, str]) -> dict:
+def run_wrk(url: str, *, duration_s: int, connections: int, threads: int, headers: dict[str, str],
+            script: Path | None = None, script_args: tuple[str, ...] = ()) -> dict:
     command = ["wrk", "--latency", "-t", str(threads), "-c", str(connections), "-d", f"{duration_s}s",
                "--timeout", "10s"]
     for name, value in headers.items():
         command += ["-H", f"{name}: {value}"]
-    result = subprocess.run([*command, url], capture_output=True, text=True, timeout=duration_s + 60)
+    if script is not None:
+        command += ["-s", str(script)]
+    result = subprocess.run([*command, url, *(["--", *script_args] if script and script_args else [])], capture_output=True,
+                            text=True, timeout=duration_s + 60)
     if result.returncode != 0:
         raise RuntimeError(f"wrk failed ({result.returncode}): {result.stderr or result.stdout}")
     return parse_wrk(result.stdout)
+
+
+# -- partner decisions: POST bodies from a wrk Lua script ---------------------------------------------
+
+DECISION_BODIES = {
+    # <ID> is the person, <CLAIM> a claim id no other request of the run uses
+    "eligibility": '{"id_number":"<ID>","amount":"20000.00","term_months":36,"purpose":"livestock"}',
+    "one-stop": '{"id_number":"<ID>","admission_date":"2020-05-01","discharge_date":"2020-05-08",'
+                '"hospital_level":2,"in_district":true,"total_cost":"20000.00","in_policy_cost":"18000.00",'
+                '"claim_id":"<CLAIM>"}',
+}
+
+
+def demo_id_numbers(households: int = 60) -> list[str]:
+    """ID numbers of the demo's people (deterministic: the district ``jingzhun demo-data`` loads)."""
+    from jingzhun_cli.demo import demo_households
+    return [member["id_number"] for _, body in demo_households()[:households] for member in body["members"]]
+
+
+def _lua_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def decision_script(kind: str, id_numbers: list[str]) -> str:
+    """A wrk script POSTing ``kind``'s JSON body, one person after another (each thread from its own start);
+    a one-stop claim id is the run's nonce (the script's argument), the thread and a counter."""
+    parts = re.split(r"(<ID>|<CLAIM>)", DECISION_BODIES[kind])
+    lua = {"<ID>": "id", "<CLAIM>": "nonce .. '-' .. tid .. '-' .. n"}
+    body = " .. ".join(lua.get(part) or _lua_string(part) for part in parts if part)
+    ids = ", ".join(_lua_string(number) for number in id_numbers)
+    return f"""-- bench_http: {kind} decisions
+local ids = {{{ids}}}
+local threads = 0
+n, tid, nonce = 0, 0, "0"
+function setup(thread)
+  threads = threads + 1
+  thread:set("tid", threads)
+end
+function init(args)
+  nonce = args[1] or "0"
+  wrk.method = "POST"
+  wrk.headers["Content-Type"] = "application/json"
+end
+function request()
+  n = n + 1
+  local id = ids[(n + tid * 17) % #ids + 1]
+  return wrk.format(nil, nil, nil, {body})
+end
+"""
 
 
 # -- processes ----------------------------------------------------------------------------------
@@ -255,33 +312,49 @@ async def drive(args, var_dir, ports, bare, system, log, mint_token, CommonSetti
         await wait_quiet(f"127.0.0.1:{ports['broker']}", args.consume_timeout, system, log)
         print(f"  system up; benefits and audit caught up on the demo in {time.perf_counter() - started:.0f} s",
               flush=True)
-        created = await client.post(url["benefits"] + "/v1/partners/clients", headers=admin,
-                                    json={"name": "bench-http bank", "scopes": ["credit"]})
-        created.raise_for_status()
-        credentials = created.json()
-        issued = await client.post(url["benefits"] + "/oauth/token", data={
-            "grant_type": "client_credentials", "client_id": credentials["client_id"],
-            "client_secret": credentials["client_secret"]})
-        issued.raise_for_status()
-        partner = issued.json()["access_token"]
+        async def partner_token(name: str, scope: str) -> str:
+            created = await client.post(url["benefits"] + "/v1/partners/clients", headers=admin,
+                                        json={"name": name, "scopes": [scope]})
+            created.raise_for_status()
+            credentials = created.json()
+            issued = await client.post(url["benefits"] + "/oauth/token", data={
+                "grant_type": "client_credentials", "client_id": credentials["client_id"],
+                "client_secret": credentials["client_secret"]})
+            issued.raise_for_status()
+            return issued.json()["access_token"]
 
-    targets = [  # key, URL, token
-        ("cheapest", url["registry"] + "/v1/cadres?limit=1", staff),
-        ("whoami", url["benefits"] + "/v1/partners/whoami", partner),
-        ("household", f"{url['registry']}/v1/households/{HOUSEHOLD}", staff),
-        ("entitlements", f"{url['benefits']}/v1/households/{HOUSEHOLD}/entitlements", staff),
+        partner = await partner_token("bench-http bank", "credit")
+        insurer = await partner_token("bench-http insurer", "settlement")
+
+    id_numbers = demo_id_numbers()
+    scripts = {}
+    for kind in DECISION_BODIES:
+        scripts[kind] = var_dir / f"{kind}.lua"
+        scripts[kind].write_text(decision_script(kind, id_numbers), encoding="utf-8")
+    targets = [  # key, URL, token, wrk script
+        ("cheapest", url["registry"] + "/v1/cadres?limit=1", staff, None),
+        ("whoami", url["benefits"] + "/v1/partners/whoami", partner, None),
+        ("household", f"{url['registry']}/v1/households/{HOUSEHOLD}", staff, None),
+        ("entitlements", f"{url['benefits']}/v1/households/{HOUSEHOLD}/entitlements", staff, None),
+        ("eligibility", url["benefits"] + "/v1/credit/eligibility", partner, scripts["eligibility"]),
+        ("one-stop", url["benefits"] + "/v1/settlements/one-stop", insurer, scripts["one-stop"]),
     ]
     targets = [t for t in targets if not args.only or t[0] in args.only]
     bare_url = url["bare"] + "/bare"
     # The bare route before and after the others: its mean is the baseline (the machine is shared and noisy).
-    plan = [("bare", bare_url, None), *targets, ("bare", bare_url, None)]
+    plan = [("bare", bare_url, None, None), *targets, ("bare", bare_url, None, None)]
     rows: list[Row] = []
-    for name, address, token in plan:
+    for name, address, token, script in plan:
+        if name == "bare" and rows and any(t[3] for t in targets):
+            # The decisions' events keep the relay and audit busy for a while: the bare route is measured again
+            # once they have caught up, as it was the first time.
+            await wait_quiet(f"127.0.0.1:{ports['broker']}", args.consume_timeout, system, log)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        run_wrk(address, duration_s=1, connections=args.connections, threads=args.threads, headers=headers)  # warm-up
+        run_wrk(address, duration_s=1, connections=args.connections, threads=args.threads, headers=headers,
+                script=script, script_args=("warm-up",))
         result = run_wrk(address, duration_s=args.duration, connections=args.connections, threads=args.threads,
-                         headers=headers)
-        rows.append(Row(name=name, path="/" + address.split("/", 3)[3], **result))
+                         headers=headers, script=script, script_args=("run",))
+        rows.append(Row(name=name, path=("POST /" if script else "/") + address.split("/", 3)[3], **result))
         print(f"  {name:<13} {rows[-1].rps:>8.0f} req/s", flush=True)
     first, last = rows[0], rows.pop()
     bare = Row(name="bare", path=first.path, rps=(first.rps + last.rps) / 2, p50_ms=(first.p50_ms + last.p50_ms) / 2,
@@ -314,7 +387,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds to wait for benefits to consume the demo")
     parser.add_argument("--json", type=Path, help="also write the rows to this file")
     parser.add_argument("--only", type=lambda text: set(text.split(",")),
-                        help="measure only these (comma-separated: cheapest, whoami, household, entitlements)")
+                        help="measure only these (comma-separated: cheapest, whoami, household, entitlements, "
+                             "eligibility, one-stop)")
     args = parser.parse_args(argv)
     args.duration = args.duration or (2 if args.quick else 10)
     if shutil.which("wrk") is None:

@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 ROOT = Path(__file__).resolve().parents[2]
 PATHS = ["/bare", "/v1/cadres?limit=1", "/v1/partners/whoami", "/v1/households/hh-demo-0002",
-         "/v1/households/hh-demo-0002/entitlements"]
+         "/v1/households/hh-demo-0002/entitlements", "POST /v1/credit/eligibility", "POST /v1/settlements/one-stop"]
 
 
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (apt-get install -y wrk)")
