@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -18,9 +19,9 @@ from shared.bus import broker_reachable
 from shared.clock import describe_evaluation_date
 from shared.config import InsecureConfiguration, ServiceSettings, refuse_insecure
 from shared.db import make_engine, make_sessionmaker, ping
-from shared.http_headers import SecurityHeadersMiddleware
+from shared.http_headers import ServiceEdge
 from shared.idempotency import install_idempotency
-from shared.logs import RequestIdMiddleware, configure_logging
+from shared.logs import configure_logging
 from shared.metrics import RequestMetrics
 from shared.migrate import upgrade_to_head
 from shared.openapi_docs import install_openapi_docs
@@ -80,9 +81,14 @@ def create_service_app(spec: ServiceSpec, settings: ServiceSettings, *, configur
         tasks = [asyncio.create_task(task(app), name=f"{spec.name}:{task.__name__}") for task in spec.background]
         app.state.background_tasks = tasks
         log.info("%s ready on %s:%s", spec.name, settings.host, settings.port)
+        # What startup built (modules, routes, schemas, policy packs: ~160,000 objects) lives as long as the
+        # process: out of the collector's reach, a full collection no longer walks it (~90 ms or more each,
+        # a stall of every request in flight). Given back at shutdown (tests start many apps in one process).
+        gc.freeze()
         try:
             yield
         finally:
+            gc.unfreeze()
             for hook in spec.on_shutdown:
                 await hook(app)
             for task in tasks:
@@ -98,13 +104,8 @@ def create_service_app(spec: ServiceSpec, settings: ServiceSettings, *, configur
     app.state.token_verifier = TokenVerifier(settings)
     app.state.readiness_warnings = spec.readiness_warnings
     if spec.idempotent_posts:
-        install_idempotency(app, spec.idempotent_posts)  # inside the request id: its log lines carry it
-    app.add_middleware(BodyLimitMiddleware, default_limit=settings.body_limit_bytes,  # outside idempotency
-                       route_limits=settings.body_limit_routes)
-    app.add_middleware(RequestIdMiddleware)
-    # Outermost: its headers reach every response, the problems the inner layers answer included.
-    app.add_middleware(SecurityHeadersMiddleware, metrics_token=settings.metrics_token)
-    install_problem_handlers(app)
+        install_idempotency(app, spec.idempotent_posts)  # inside the edge: its log lines carry the request id
+    install_problem_handlers(app, language_layer=False)  # the edge puts problems into the caller's language
 
     @app.get("/healthz", tags=["operations"], summary="Liveness: the process is serving")
     async def healthz() -> dict:
@@ -167,16 +168,67 @@ def create_service_app(spec: ServiceSpec, settings: ServiceSettings, *, configur
 
     for router in spec.routers:
         app.include_router(router)
+    flatten_routes(app)
     # Each app its own registry: with the process-global one, the first app built in a process owned the
     # request counters and later apps' /metrics (tests build hundreds of apps per process) missed their own.
     metrics_registry = CollectorRegistry()
     for collector in (ProcessCollector, PlatformCollector, GCCollector):
         collector(registry=metrics_registry)
-    # Request series: shared.metrics (the instrumentator's default series at a fraction of its per-request cost);
-    # the instrumentator only serves /metrics.
-    app.add_middleware(RequestMetrics, registry=metrics_registry, excluded_handlers=("/metrics",))
+    # One layer outside the routes (and outside idempotency): request metrics (the instrumentator's default
+    # series at a fraction of its per-request cost; the instrumentator only serves /metrics), problems in the
+    # caller's language, security headers and the /metrics guard, the request id and access line, the body
+    # limit (shared.http_headers.ServiceEdge: what five stacked layers did, issue 15).
+    app.add_middleware(ServiceEdge, metrics=RequestMetrics(registry=metrics_registry, excluded_handlers=("/metrics",)),
+                       body_limits=BodyLimitMiddleware(None, default_limit=settings.body_limit_bytes,
+                                                       route_limits=settings.body_limit_routes),
+                       metrics_token=settings.metrics_token)
     Instrumentator(registry=metrics_registry).expose(app, include_in_schema=True, tags=["operations"])
     return app
+
+
+def flatten_routes(app: FastAPI) -> None:
+    """Every route of the included routers as a route of the app itself, in the same order.
+
+    FastAPI (0.16x) keeps an included router as one entry that matches its routes again on every request, one
+    level per inclusion (a service's routers sit inside ``strict_query_parameters``' router): for whoami that
+    was about 40 % of the time a request spent in Python (issue 15). Each route is rebuilt here from what its
+    inclusion made of it (``_EffectiveRouteContext``: the path, tags, responses and dependencies of every
+    enclosing router merged in), so it answers, validates and documents exactly as before; the router then
+    tries each route once, as for a route declared on the app. Anything that is not an API route stays
+    included as it was. The OpenAPI document is unchanged (tests/unit/test_flat_routes.py).
+    """
+    from fastapi.routing import APIRoute, _IncludedRouter, _iter_routes_with_context
+
+    flat: list = []
+    for entry in app.router.routes:
+        if not isinstance(entry, _IncludedRouter):
+            flat.append(entry)
+            continue
+        contexts = list(_iter_routes_with_context([entry]))
+        if not all(isinstance(route, APIRoute) and context is not None and context.starlette_route is None
+                   for route, context in contexts):
+            flat.append(entry)  # a mount, a websocket or a plain route inside: left as FastAPI includes it
+            continue
+        for route, context in contexts:
+            flat.append(APIRoute(
+                context.path, context.endpoint, response_model=context.response_model,
+                status_code=context.status_code, tags=list(context.tags), dependencies=list(context.dependencies),
+                summary=context.summary, description=context.description,
+                response_description=context.response_description, responses=dict(context.responses),
+                deprecated=context.deprecated, name=context.name, methods=set(context.methods),
+                operation_id=context.operation_id, response_model_include=context.response_model_include,
+                response_model_exclude=context.response_model_exclude,
+                response_model_by_alias=context.response_model_by_alias,
+                response_model_exclude_unset=context.response_model_exclude_unset,
+                response_model_exclude_defaults=context.response_model_exclude_defaults,
+                response_model_exclude_none=context.response_model_exclude_none,
+                include_in_schema=context.include_in_schema, response_class=context.response_class,
+                dependency_overrides_provider=context.dependency_overrides_provider, callbacks=context.callbacks,
+                openapi_extra=context.openapi_extra, generate_unique_id_function=context.generate_unique_id_function,
+                strict_content_type=context.strict_content_type, max_body_size=context.max_body_size,
+                form_limits=getattr(route, "form_limits", None)))
+    app.router.routes[:] = flat
+    app.router._mark_routes_changed()
 
 
 async def _readiness_warnings(app: FastAPI) -> list[str]:

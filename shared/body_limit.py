@@ -68,40 +68,44 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.limit_for(scope["path"])
-        declared = _content_length(scope)
-        if declared is not None and declared > limit:
-            await _send_413(send, limit)
-            return
-        received = 0
-        exceeded = False
-        started = False
+        await call_within_limit(self.app, scope, receive, send, self.limit_for(scope["path"]))
 
-        async def counting_receive():
-            nonlocal received, exceeded
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    exceeded = True
-                    raise BodyTooLarge(limit)
-            return message
 
-        async def guarded_send(message) -> None:
-            nonlocal started
-            if exceeded and not started:
-                return  # the app's answer to the failed read (a 400 or 500) is replaced by the 413
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
+async def call_within_limit(app, scope, receive, send, limit: int) -> None:
+    """Runs ``app`` with at most ``limit`` bytes of request body, answering the 413 itself through ``send``."""
+    declared = _content_length(scope)
+    if declared is not None and declared > limit:
+        await _send_413(send, limit)
+        return
+    received = 0
+    exceeded = False
+    started = False
 
-        try:
-            await self.app(scope, counting_receive, guarded_send)
-        except Exception:
-            if not exceeded or started:
-                raise
+    async def counting_receive():
+        nonlocal received, exceeded
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                exceeded = True
+                raise BodyTooLarge(limit)
+        return message
+
+    async def guarded_send(message) -> None:
+        nonlocal started
         if exceeded and not started:
-            await _send_413(send, limit)
+            return  # the app's answer to the failed read (a 400 or 500) is replaced by the 413
+        if message["type"] == "http.response.start":
+            started = True
+        await send(message)
+
+    try:
+        await app(scope, counting_receive, guarded_send)
+    except Exception:
+        if not exceeded or started:
+            raise
+    if exceeded and not started:
+        await _send_413(send, limit)
 
 
 def _content_length(scope) -> int | None:

@@ -287,8 +287,7 @@ class ProblemLanguageMiddleware:
 
         async def send_localized(message) -> None:
             if message["type"] == "http.response.start":
-                content_type = next((v for k, v in message.get("headers", []) if k.lower() == b"content-type"), b"")
-                if content_type.split(b";")[0].strip().lower() == PROBLEM_MEDIA_TYPE.encode():
+                if is_problem_start(message.get("headers", [])):
                     held["start"] = message
                     return
             elif message["type"] == "http.response.body" and "start" in held:
@@ -305,19 +304,34 @@ class ProblemLanguageMiddleware:
 
     @staticmethod
     async def _answer(send, start: dict, body: bytes, lang: str) -> None:
-        try:
-            problem = json.loads(body)
-            if isinstance(problem, dict):
-                body = json.dumps(localize_problem(problem, lang), ensure_ascii=False).encode()
-        except (ValueError, UnicodeDecodeError):
-            pass  # not JSON after all: answered as it came
-        vary = [v.decode("latin-1") for k, v in start.get("headers", []) if k.lower() == b"vary"]
-        headers = [(k, v) for k, v in start.get("headers", [])
-                   if k.lower() not in (b"content-length", b"content-language", b"vary")]
-        vary_values = [part.strip() for value in vary for part in value.split(",") if part.strip()]
-        if "accept-language" not in {v.lower() for v in vary_values}:
-            vary_values.append("Accept-Language")
-        headers += [(b"content-length", str(len(body)).encode()), (b"content-language", lang.encode()),
-                    (b"vary", ", ".join(vary_values).encode("latin-1"))]
-        await send({**start, "headers": headers})
+        start, body = localized_answer(start, body, lang)
+        await send(start)
         await send({"type": "http.response.body", "body": body})
+
+
+_PROBLEM_MEDIA_TYPE_BYTES = PROBLEM_MEDIA_TYPE.encode()
+
+
+def is_problem_start(headers) -> bool:
+    """A response start's headers say ``application/problem+json`` (any parameters, any case)."""
+    content_type = next((v for k, v in headers if k.lower() == b"content-type"), b"")
+    return content_type.split(b";")[0].strip().lower() == _PROBLEM_MEDIA_TYPE_BYTES
+
+
+def localized_answer(start: dict, body: bytes, lang: str) -> tuple[dict, bytes]:
+    """A held problem's start message and body in ``lang``, with Content-Length, Content-Language and Vary."""
+    try:
+        problem = json.loads(body)
+        if isinstance(problem, dict):
+            body = json.dumps(localize_problem(problem, lang), ensure_ascii=False).encode()
+    except (ValueError, UnicodeDecodeError):
+        pass  # not JSON after all: answered as it came
+    vary = [v.decode("latin-1") for k, v in start.get("headers", []) if k.lower() == b"vary"]
+    headers = [(k, v) for k, v in start.get("headers", [])
+               if k.lower() not in (b"content-length", b"content-language", b"vary")]
+    vary_values = [part.strip() for value in vary for part in value.split(",") if part.strip()]
+    if "accept-language" not in {v.lower() for v in vary_values}:
+        vary_values.append("Accept-Language")
+    headers += [(b"content-length", str(len(body)).encode()), (b"content-language", lang.encode()),
+                (b"vary", ", ".join(vary_values).encode("latin-1"))]
+    return {**start, "headers": headers}, body

@@ -152,14 +152,7 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = None
-        for name, value in scope.get("headers", ()):
-            if name == b"x-request-id":
-                request_id = value.decode("latin-1")[:128]
-                break
-        # 32 hex digits as uuid4().hex gave, without a getrandom() call per request (tens of µs on some VMs);
-        # the module's generator is seeded from the OS at start and again in a forked child.
-        request_id = request_id or f"{random.getrandbits(128):032x}"
+        request_id = request_id_of(scope)
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         status = 500
@@ -174,11 +167,28 @@ class RequestIdMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            log = self.log
-            if log.isEnabledFor(logging.INFO):  # the record without Logger.info's search for the caller's frame
-                method, path = scope["method"], scope["path"]
-                fields = {"method": method, "path": path, "status": status,
-                          "ms": round((time.perf_counter() - started) * 1000, 2)}
-                log.handle(log.makeRecord(log.name, logging.INFO, __file__, 0, "%s %s %s", (method, path, status),
-                                          None, extra={"fields": fields}))
+            log_request(self.log, scope, status, started)
             request_id_var.reset(token)
+
+
+def request_id_of(scope) -> str:
+    """The caller's ``X-Request-ID`` (at most 128 characters), else a new one."""
+    for name, value in scope.get("headers", ()):
+        if name == b"x-request-id":
+            request_id = value.decode("latin-1")[:128]
+            if request_id:
+                return request_id
+            break
+    # 32 hex digits as uuid4().hex gave, without a getrandom() call per request (tens of µs on some VMs);
+    # the module's generator is seeded from the OS at start and again in a forked child.
+    return f"{random.getrandbits(128):032x}"
+
+
+def log_request(log: logging.Logger, scope, status: int, started: float) -> None:
+    """The request's access line (logger ``http``: method, path, status, ms since ``started``)."""
+    if log.isEnabledFor(logging.INFO):  # the record without Logger.info's search for the caller's frame
+        method, path = scope["method"], scope["path"]
+        fields = {"method": method, "path": path, "status": status,
+                  "ms": round((time.perf_counter() - started) * 1000, 2)}
+        log.handle(log.makeRecord(log.name, logging.INFO, __file__, 0, "%s %s %s", (method, path, status),
+                                  None, extra={"fields": fields}))

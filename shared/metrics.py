@@ -26,7 +26,8 @@ STATUS_CLASSES = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
 class RequestMetrics:
     """ASGI middleware recording every HTTP request but the excluded handlers (``/metrics`` itself)."""
 
-    def __init__(self, app, *, registry: CollectorRegistry, excluded_handlers: tuple[str, ...] = ("/metrics",)) -> None:
+    def __init__(self, app=None, *, registry: CollectorRegistry,
+                 excluded_handlers: tuple[str, ...] = ("/metrics",)) -> None:
         self.app = app
         self.excluded = frozenset(excluded_handlers)
         self.total = Counter("http_requests_total", "Total number of requests by method, status and handler.",
@@ -88,21 +89,25 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, send_counted)
         finally:
-            duration = max(time.perf_counter() - started, 0.0)
-            handler = self._handler(scope, root_path)
-            if handler not in self.excluded:
-                received = 0
-                for name, value in scope.get("headers", ()):
-                    if name == b"content-length":
-                        try:
-                            received = int(value)
-                        except ValueError:
-                            pass
-                        break
-                total, in_size, out_size, lowr = self._children(
-                    scope["method"], STATUS_CLASSES.get(int(status) // 100, f"{int(status) // 100}xx"), handler)
-                total.inc()
-                in_size.observe(received)
-                out_size.observe(sent)
-                self.highr.observe(duration)
-                lowr.observe(duration)
+            self.record(scope, root_path, status, sent, started)
+
+    def record(self, scope, root_path: str, status: int, sent: int, started: float) -> None:
+        """One request's series: ``status`` and ``sent`` (Content-Length) as answered, timed from ``started``."""
+        duration = max(time.perf_counter() - started, 0.0)
+        handler = self._handler(scope, root_path)
+        if handler not in self.excluded:
+            received = 0
+            for name, value in scope.get("headers", ()):
+                if name == b"content-length":
+                    try:
+                        received = int(value)
+                    except ValueError:
+                        pass
+                    break
+            total, in_size, out_size, lowr = self._children(
+                scope["method"], STATUS_CLASSES.get(int(status) // 100, f"{int(status) // 100}xx"), handler)
+            total.inc()
+            in_size.observe(received)
+            out_size.observe(sent)
+            self.highr.observe(duration)
+            lowr.observe(duration)

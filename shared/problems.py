@@ -38,14 +38,16 @@ def _loc(loc) -> list:
     return [part for part in loc]
 
 
-def install_problem_handlers(app: FastAPI) -> None:
+def install_problem_handlers(app: FastAPI, *, language_layer: bool = True) -> None:
     """Problem handlers, and the layer that puts every problem+json answer into the caller's language.
 
     The layer is added here, last, so it is the outermost middleware: it also sees the problems that other
-    middlewares (body limit, idempotency, metrics guard) answer themselves.
+    middlewares (body limit, idempotency, metrics guard) answer themselves. The services do that in their
+    one edge layer instead (``shared.http_headers.ServiceEdge``) and pass ``language_layer=False``.
     """
-    from shared.i18n import ProblemLanguageMiddleware
-    app.add_middleware(ProblemLanguageMiddleware)
+    if language_layer:
+        from shared.i18n import ProblemLanguageMiddleware
+        app.add_middleware(ProblemLanguageMiddleware)
 
     @app.exception_handler(Problem)
     async def _problem(_: Request, exc: Problem):

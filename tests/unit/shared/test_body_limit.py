@@ -90,5 +90,8 @@ def test_the_service_apps_install_the_limit_from_settings():
     from shared.config import RegistrySettings
     settings = RegistrySettings(body_limit_bytes=123, body_limit_routes={"/v1/imports": 456})
     app = create_app(settings)
-    found = [m for m in app.user_middleware if m.cls is BodyLimitMiddleware]
-    assert len(found) == 1 and found[0].kwargs == {"default_limit": 123, "route_limits": {"/v1/imports": 456}}
+    from shared.http_headers import ServiceEdge
+    found = [m for m in app.user_middleware if m.cls is ServiceEdge]  # the limit is one of the edge's layers
+    assert len(found) == 1
+    limits = found[0].kwargs["body_limits"]
+    assert (limits.default_limit, limits.exact, limits.templates) == (123, {"/v1/imports": 456}, [])
