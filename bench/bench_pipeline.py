@@ -1,7 +1,7 @@
 """Idle latency from a registry write to its audited decision, through the real processes.
 
 Starts broker, relay and the three services (SQLite, or PostgreSQL with --postgres URL),
-then writes households one at a time and waits for the `entitlement.granted` record in
+then writes households one at a time and waits for the `entitlements.decided` record in
 audit. Baseline in the same run: the registry write's own HTTP round trip.
 
     .venv/bin/python -m bench.bench_pipeline --n 30
@@ -50,7 +50,7 @@ async def measure(n: int, database_urls: dict[str, str]) -> None:
                 subject = f"household/{created.json()['id']}"
                 while True:
                     records = (await client.get(launcher.url("audit") + "/v1/audit/records",
-                                                params={"subject": subject, "type": "entitlement.granted",
+                                                params={"subject": subject, "type": "entitlements.decided",
                                                         "limit": 1})).json()["items"]
                     if records:
                         break

@@ -12,7 +12,7 @@ from datetime import date, datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.audit.monitoring.projection import MONITORING_PREFIX, project_monitoring
@@ -23,6 +23,7 @@ from shared.events import as_aware, utcnow
 
 log = logging.getLogger("audit.projections")
 
+DECIDED = "entitlements.decided"
 EXIT_ACTIONS = ("propose_exit", "approve_exit")
 EXITED_STATUSES = ("exited",)
 PAIR_WORDS = ("paired", "assigned", "created", "added", "started")
@@ -84,7 +85,10 @@ async def project_record(session: AsyncSession, record: dict) -> None:
     if type_ == "village.updated" and isinstance(data.get("village"), dict):
         await _upsert_village(session, data["village"], record, data.get("version") or 0, authoritative=True)
         return
-    if type_.startswith("entitlement."):
+    if type_ == DECIDED:
+        await _project_decided(session, record, data)
+        return
+    if type_.startswith("entitlement."):  # one event per entitlement: ledgers written before entitlements.decided
         await _project_entitlement(session, record, data)
         return
     if type_ == "assessment.changed":
@@ -321,33 +325,73 @@ async def _project_pairing_event(session: AsyncSession, record: dict, data: dict
 # ---------------------------------------------------------------- benefits decisions
 
 
+async def _project_decided(session: AsyncSession, record: dict, data: dict) -> None:
+    """One ``entitlements.decided`` record: every entitlement and assessment its household version decided,
+    folded as the one-per-entitlement events were (one decision row per listed entitlement)."""
+    entitlements = [item for item in data.get("entitlements") or [] if isinstance(item, dict)]
+    await _project_entitlements(session, record, data, entitlements)
+    for item in data.get("assessments") or []:
+        if isinstance(item, dict):
+            await _project_assessment(session, record, {**item, "household_version": data.get("household_version")})
+
+
 async def _project_entitlement(session: AsyncSession, record: dict, data: dict) -> None:
-    household_id, program = household_id_of(record), data.get("program")
-    if not isinstance(household_id, str) or not isinstance(program, str):
-        return
+    """An ``entitlement.granted|changed|revoked`` record (one entitlement per event)."""
     change = data.get("change") or record["type"].split(".", 1)[1]
-    before = data.get("before") if isinstance(data.get("before"), dict) else {}
-    after = data.get("after") if isinstance(data.get("after"), dict) else {}
-    person_id = data.get("person_id") or after.get("person_id") or before.get("person_id")
+    await _project_entitlements(session, record, data, [{**data, "change": change}])
+
+
+def _change_of(item: dict, before: dict, after: dict) -> str:
+    change = item.get("change")
+    if isinstance(change, str) and change:
+        return change[:16]
+    return "granted" if not before else "revoked" if not after else "changed"
+
+
+async def _project_entitlements(session: AsyncSession, record: dict, data: dict, items: list[dict]) -> None:
+    """The decision rows of one record (``item`` = position in its list) and the entitlements in force, with a
+    few statements whatever the number of items; an older version arriving late does not undo a newer one."""
+    household_id = household_id_of(record)
+    if not isinstance(household_id, str):
+        return
     when = parse_time(record.get("time")) or utcnow()
     version = data.get("household_version") if isinstance(data.get("household_version"), int) else None
-    decided = after if change != "revoked" else before
-    await session.execute(insert(audit_entitlement_decisions).values(
-        record_id=record["id"], household_id=household_id, program=program, person_id=person_id, change=change,
-        amount_fen=to_fen(decided.get("amount")), unit=decided.get("unit"), time=when))
-    key = (audit_entitlements.c.household_id == household_id) & (audit_entitlements.c.program == program) & \
-          (audit_entitlements.c.person_key == (person_id or ""))
-    current = (await session.execute(select(audit_entitlements.c.household_version).where(key))).first()
-    if current is not None and version is not None and current.household_version is not None \
-            and version < current.household_version:
-        return  # an older decision arriving late does not undo a newer one
-    await session.execute(delete(audit_entitlements).where(key))
-    if change != "revoked":
-        await session.execute(insert(audit_entitlements).values(
-            household_id=household_id, program=program, person_key=person_id or "", person_id=person_id,
-            amount_fen=to_fen(after.get("amount")), unit=after.get("unit"), period=after.get("period"),
-            pack=(data.get("policy") or {}).get("pack") if isinstance(data.get("policy"), dict) else None,
-            household_version=version, record_id=record["id"], event_id=record["event_id"], time=when))
+    pack = (data.get("policy") or {}).get("pack") if isinstance(data.get("policy"), dict) else None
+    decisions: list[dict] = []
+    current: dict[tuple[str, str], dict | None] = {}  # (program, person key) -> row in force, None if revoked
+    for index, item in enumerate(items):
+        program = item.get("program")
+        if not isinstance(program, str):
+            continue
+        before = item.get("before") if isinstance(item.get("before"), dict) else {}
+        after = item.get("after") if isinstance(item.get("after"), dict) else {}
+        change = _change_of(item, before, after)
+        person_id = item.get("person_id") or after.get("person_id") or before.get("person_id")
+        decided = after if change != "revoked" else before
+        decisions.append({"record_id": record["id"], "item": index, "household_id": household_id, "program": program,
+                          "person_id": person_id, "change": change, "amount_fen": to_fen(decided.get("amount")),
+                          "unit": decided.get("unit"), "time": when})
+        current[(program, person_id or "")] = None if change == "revoked" else {
+            "household_id": household_id, "program": program, "person_key": person_id or "", "person_id": person_id,
+            "amount_fen": to_fen(after.get("amount")), "unit": after.get("unit"), "period": after.get("period"),
+            "pack": pack, "household_version": version, "record_id": record["id"], "event_id": record["event_id"],
+            "time": when}
+    if not decisions:
+        return
+    await session.execute(insert(audit_entitlement_decisions), decisions)
+    e = audit_entitlements.c
+    stored = {(r.program, r.person_key): r.household_version for r in (await session.execute(
+        select(e.program, e.person_key, e.household_version).where(e.household_id == household_id))).all()}
+    if version is not None:
+        current = {key: row for key, row in current.items()
+                   if stored.get(key) is None or version >= stored[key]}
+    replaced = [key for key in current if key in stored]
+    if replaced:
+        await session.execute(delete(audit_entitlements).where(
+            e.household_id == household_id, tuple_(e.program, e.person_key).in_(replaced)))
+    rows = [row for row in current.values() if row is not None]
+    if rows:
+        await session.execute(insert(audit_entitlements), rows)
 
 
 async def _project_assessment(session: AsyncSession, record: dict, data: dict) -> None:

@@ -116,6 +116,9 @@ audit_entitlements = Table(
 audit_entitlement_decisions = Table(
     "audit_entitlement_decisions", metadata,
     Column("record_id", BigInteger, primary_key=True, autoincrement=False),
+    # position in the record's list: an ``entitlements.decided`` record lists several (0 for the older
+    # one-entitlement-per-event records)
+    Column("item", Integer, primary_key=True, autoincrement=False),
     Column("household_id", String(64), nullable=False),
     Column("program", String(64), nullable=False),
     Column("person_id", String(64), nullable=True),

@@ -10,14 +10,15 @@ from datetime import date, timedelta, timezone
 
 from fastapi import FastAPI
 from pydantic import ValidationError
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.benefits.entitlements.service import recompute_household, recompute_households
-from services.benefits.monitoring.service import record_observation
+from services.benefits.monitoring.service import _same as same_observation
+from services.benefits.monitoring.service import observation_of, record_observation
 from shared.policy import PackRegistry
-from services.benefits.tables import dead_letters, household_snapshots, processed_events, villages
-from services.benefits.partners.lookup import index_persons
+from services.benefits.tables import dead_letters, household_snapshots, income_observations, processed_events, villages
+from services.benefits.partners.lookup import index_persons, index_persons_many, person_rows
 from shared.bus import Consumer, PoisonMessage
 from shared.config import TOPIC_REGISTRY, BenefitsSettings
 from shared.dead_letters import durable_dead_letter_hook
@@ -25,6 +26,7 @@ from shared.db import transaction
 from shared.events import Envelope, utcnow
 from shared.signing import SignatureError, TrustedKeys, trusted_keys, verified_envelope
 from shared.clock import evaluation_date as clock_evaluation_date
+from shared.clock import today_in_china
 
 log = logging.getLogger("benefits.consumer")
 
@@ -120,6 +122,108 @@ async def _apply_village(session: AsyncSession, envelope: Envelope, as_of: date,
     return result.decisions
 
 
+def _household_snapshot(envelope: Envelope) -> dict | None:
+    if envelope.type.startswith(("household.", "person.")) and isinstance(envelope.data.get("household"), dict):
+        return envelope.data["household"]
+    return None
+
+
+async def apply_registry_events(session: AsyncSession, envelopes: list[Envelope], as_of: date,
+                                packs: PackRegistry | None = None) -> int:
+    """``apply_registry_event`` for each envelope in order, in the caller's transaction, with multi-row
+    statements: consecutive household events go as one group (``_apply_households``) while their
+    households and members' ID hashes are distinct; a household seen again, or any other event (a village
+    fan-out), closes the group first. Returns the decisions, as the calls one by one would."""
+    total, group, households, hashes = 0, [], set(), set()
+
+    async def flush() -> None:
+        nonlocal total, group
+        if group:
+            total += await _apply_households(session, group, as_of, packs)
+        group = []
+        households.clear()
+        hashes.clear()
+
+    for envelope in envelopes:
+        snapshot = _household_snapshot(envelope)
+        if snapshot is None:
+            await flush()
+            total += await apply_registry_event(session, envelope, as_of, packs)
+            continue
+        keys = {row["id_hash"] for row in person_rows(snapshot)}
+        if snapshot["id"] in households or keys & hashes:
+            await flush()
+        group.append(envelope)
+        households.add(snapshot["id"])
+        hashes.update(keys)
+    await flush()
+    return total
+
+
+async def _apply_households(session: AsyncSession, envelopes: list[Envelope], as_of: date,
+                            packs: PackRegistry | None) -> int:
+    """Household events of distinct households, in order: what ``apply_registry_event`` does for each
+    (processed-event check, newer-version check, snapshot, person index, status history, income history,
+    recompute), each step one or a few statements for the whole group."""
+    ids = [e.id for e in envelopes]
+    seen = set((await session.execute(select(processed_events.c.event_id)
+                                      .where(processed_events.c.event_id.in_(ids)))).scalars())
+    fresh = [e for e in envelopes if e.id not in seen]
+    if not fresh:
+        return 0
+    now = utcnow()
+    await session.execute(insert(processed_events), [{"event_id": e.id, "processed_at": now} for e in fresh])
+    snapshots = {e.id: e.data["household"] for e in fresh}
+    stored = dict((await session.execute(select(household_snapshots.c.household_id, household_snapshots.c.version)
+                                         .where(household_snapshots.c.household_id.in_(
+                                             [s["id"] for s in snapshots.values()])))).all())
+    newer = [e for e in fresh if stored.get(snapshots[e.id]["id"]) is None
+             or stored[snapshots[e.id]["id"]] < snapshots[e.id]["version"]]
+    if not newer:
+        return 0
+    inserts, updates, items = [], [], []
+    for envelope in newer:
+        snapshot = snapshots[envelope.id]
+        village = snapshot.get("village") or {}
+        values = {"version": snapshot["version"], "region_code": snapshot["region_code"],
+                  "village_code": village.get("code"), "township_code": village.get("township_code"),
+                  "status": snapshot["status"], "snapshot": snapshot, "updated_at": now}
+        if snapshot["id"] in stored:
+            updates.append({"b_household_id": snapshot["id"], **values})
+        else:
+            inserts.append({"household_id": snapshot["id"], **values})
+        items.append((snapshot, min(filter(None, (recorded_on(envelope), as_of)))))
+    if inserts:
+        await session.execute(insert(household_snapshots), inserts)
+    if updates:
+        await session.execute(update(household_snapshots)
+                              .where(household_snapshots.c.household_id == bindparam("b_household_id")), updates)
+    await index_persons_many(session, items)  # partner look-up by ID number, status history, insurers' roster
+    await _record_observations(session, items)  # income history for risk elimination
+    result = await recompute_households(session, [snapshot for snapshot, _ in items], as_of, cause_event_id=None,
+                                        packs=packs, causes={snapshots[e.id]["id"]: (e.id, e.actor) for e in newer})
+    return result.decisions
+
+
+async def _record_observations(session: AsyncSession, items: list[tuple[dict, date]]) -> None:
+    """``record_observation`` for many households (each once): one read of their last rows, one insert."""
+    o = income_observations.c
+    latest = (select(func.max(o.id)).where(o.household_id.in_([s["id"] for s, _ in items]))
+              .group_by(o.household_id).scalar_subquery())
+    last = {row.household_id: dict(row._mapping) for row in (await session.execute(
+        select(o.household_id, o.income_year, o.per_capita_net, o.living_members, o.rigid_total)
+        .where(o.id.in_(latest)))).all()}
+    now, rows = utcnow(), []
+    for snapshot, observed_on in items:
+        facts = observation_of(snapshot)
+        if snapshot["id"] in last and same_observation(last[snapshot["id"]], facts):
+            continue
+        rows.append({"household_id": snapshot["id"], "household_version": snapshot["version"],
+                     "observed_on": observed_on or today_in_china(), "recorded_at": now, **facts})
+    if rows:
+        await session.execute(insert(income_observations), rows)
+
+
 def trusted_event(raw: bytes, trusted: TrustedKeys) -> Envelope:
     """The registry event in ``raw`` once its signature checks out; a ``PoisonMessage`` saying why not.
 
@@ -154,8 +258,7 @@ def make_batch_handler(sessionmaker: async_sessionmaker[AsyncSession], settings:
         # One bad record fails the batch; the consumer then handles one by one and dead-letters just it.
         envelopes = [trusted_event(record.value, trusted) for record in records]
         async with transaction(sessionmaker) as session:
-            for envelope in envelopes:
-                await apply_registry_event(session, envelope, evaluation_date(settings), packs)
+            await apply_registry_events(session, envelopes, evaluation_date(settings), packs)
     return handle_batch
 
 

@@ -54,16 +54,18 @@ async def test_household_write_reaches_benefits_and_a_verifying_audit_chain(syst
                                         params={"subject": f"household/{household_id}", "limit": 500})
             items = response.json()["items"]
             types = {item["type"] for item in items}
-            programs = {item["data"].get("program") for item in items if item["type"] == "entitlement.granted"}
+            programs = {e["program"] for item in items if item["type"] == "entitlements.decided"
+                        for e in item["data"]["entitlements"] if e["change"] == "granted"}
             wanted = {"safety_net.dibao", "housing.renovation"}
             return items if "household.registered" in types and wanted <= programs else None
 
         records = await eventually(audited, timeout=60)
         latency = time.perf_counter() - started
         print(f"\ncold start: registry write → audited decision {latency * 1000:.0f} ms")
-        granted = [r for r in records if r["type"] == "entitlement.granted"]
-        assert {r["data"]["program"] for r in granted} >= {"safety_net.dibao", "housing.renovation"}
-        assert all(r["data"]["household_version"] == 1 for r in granted)
+        [decided] = [r for r in records if r["type"] == "entitlements.decided"]  # one event for version 1
+        granted = {e["program"]: e for e in decided["data"]["entitlements"] if e["change"] == "granted"}
+        assert set(granted) >= {"safety_net.dibao", "housing.renovation"}
+        assert granted["safety_net.dibao"]["after"]["amount"] == "940.00" and decided["data"]["household_version"] == 1
         registered = next(r for r in records if r["type"] == "household.registered")
         assert "********" in registered["data"]["household"]["members"][0]["id_number"]
 
@@ -81,10 +83,11 @@ async def test_household_write_reaches_benefits_and_a_verifying_audit_chain(syst
         async def revoked():
             response = await client.get(system.url("audit") + "/v1/audit/records",
                                         params={"subject": f"household/{household_id}",
-                                                "type": "entitlement.revoked"})
-            return response.json()["items"]
+                                                "type": "entitlements.decided"})
+            return [r for r in response.json()["items"] if r["data"]["household_version"] == 2]
 
-        revocations = await eventually(revoked, timeout=60, interval=0.02)
+        [decided] = await eventually(revoked, timeout=60, interval=0.02)
         print(f"idle: registry write → audited decision {(time.perf_counter() - started) * 1000:.0f} ms")
-        assert [r["data"]["program"] for r in revocations] == ["housing.renovation"]
-        assert revocations[0]["data"]["household_version"] == 2
+        revocations = [e for e in decided["data"]["entitlements"] if e["change"] == "revoked"]
+        assert [e["program"] for e in revocations] == ["housing.renovation"]
+        assert revocations[0]["before"]["amount"] == "24000.00" and revocations[0]["after"] is None

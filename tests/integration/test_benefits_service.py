@@ -104,9 +104,22 @@ async def decision_events(app) -> list[dict]:
     return [json.loads(p) for p in payloads]
 
 
+def decision_items(events: list[dict]) -> list[dict]:
+    """Every entitlement and assessment the ``entitlements.decided`` events list, each with its event's
+    envelope fields (household, cause, sequence, policy) beside it; other events are left out."""
+    items = []
+    for e in events:
+        if e["type"] != "entitlements.decided":
+            continue
+        common = {"household_id": e["data"]["household_id"], "cause_event_id": e["data"]["cause_event_id"],
+                  "policy": e["data"]["policy"], "sequence": e["sequence"], "event_id": e["id"]}
+        items += [{**common, **item} for item in e["data"]["entitlements"]]
+        items += [{**common, **item, "change": "assessed"} for item in e["data"]["assessments"]]
+    return items
+
+
 def decisions_of(events: list[dict]) -> set[tuple]:
-    return {(e["type"], e["data"].get("program") or e["data"].get("kind"), e["data"].get("person_id"))
-            for e in events}
+    return {(i["change"], i.get("program") or i.get("kind"), i.get("person_id")) for i in decision_items(events)}
 
 
 def expected_decisions(before: dict | None, after: dict) -> set[tuple]:
@@ -125,10 +138,10 @@ def expected_decisions(before: dict | None, after: dict) -> set[tuple]:
     for key in set(old_e) | set(new_e):
         if old_e.get(key) != new_e.get(key):
             change = "granted" if key not in old_e else "revoked" if key not in new_e else "changed"
-            found.add((f"entitlement.{change}", key[0], key[1]))
+            found.add((change, key[0], key[1]))
     for kind in new_a:
         if old_a.get(kind) != new_a[kind]:
-            found.add(("assessment.changed", kind, None))
+            found.add(("assessed", kind, None))
     return found
 
 
@@ -184,8 +197,18 @@ async def test_registry_change_produces_exactly_the_changed_decisions(service):
     v1 = household(household_id="hh-change", version=1)
     first = household_event(v1, "household.created")
     decisions = await apply(client.app, first)
-    assert decisions_of(await decision_events(client.app)) == expected_decisions(None, v1)
+    events = await decision_events(client.app)
+    assert [e["type"] for e in events] == ["entitlements.decided"]  # one event for the whole version
+    assert decisions_of(events) == expected_decisions(None, v1)
     assert decisions == len(expected_decisions(None, v1)) > 5
+    granted = {i["program"]: i["after"] for i in decision_items(events) if i["change"] == "granted"}
+    assert granted["industry.crop_livestock"]["amount"] == "4500.00" and granted["industry.crop_livestock"]["source"]
+    assert all(i["before"] is None and i["after"]["explanation"] for i in decision_items(events) if i["change"] == "granted")
+    async with client.app.state.sessionmaker() as session:
+        rows = (await session.execute(select(entitlement_history))).all()
+    assert sorted((r.program, r.person_id) for r in rows) == sorted(
+        (i["program"], i["person_id"]) for i in decision_items(events) if i["change"] == "granted")
+    assert {r.decision_event_id for r in rows} == {events[0]["id"]}
 
     v2 = household(household_id="hh-change", version=2, production__pigs_sheep=3,
                    production__land_rented_out={"farmland_mu": 0, "mountain_mu": 0})
@@ -193,13 +216,17 @@ async def test_registry_change_produces_exactly_the_changed_decisions(service):
     before = len(await decision_events(client.app))
     decisions = await apply(client.app, second)
     new_events = (await decision_events(client.app))[before:]
+    assert len(new_events) == 1 and new_events[0]["subject"] == "household/hh-change"
     assert decisions_of(new_events) == expected_decisions(v1, v2) == {
-        ("entitlement.changed", "industry.crop_livestock", None),
-        ("entitlement.revoked", "industry.land_transfer_out", None)}
-    changed = next(e for e in new_events if e["type"] == "entitlement.changed")
-    assert changed["data"]["before"]["amount"] == "4500.00" and changed["data"]["after"]["amount"] == "5000.00"
-    assert changed["data"]["cause_event_id"] == second.id and changed["sequence"] == 2
-    assert changed["data"]["policy"]["pack"] == "nankang-2020"
+        ("changed", "industry.crop_livestock", None),
+        ("revoked", "industry.land_transfer_out", None)}
+    assert decisions == 2 and new_events[0]["data"]["household_version"] == 2
+    changed = next(i for i in decision_items(new_events) if i["change"] == "changed")
+    assert changed["before"]["amount"] == "4500.00" and changed["after"]["amount"] == "5000.00"
+    assert changed["cause_event_id"] == second.id and changed["sequence"] == 2
+    assert changed["policy"]["pack"] == "nankang-2020"
+    revoked = next(i for i in decision_items(new_events) if i["change"] == "revoked")
+    assert revoked["after"] is None and revoked["before"]["explanation"]
 
     counts = await table_counts(client.app)
     # Redelivery of the same event, and a replayed old version under a new event id: nothing.
@@ -228,14 +255,14 @@ async def test_village_update_fans_out_to_its_households_only(service):
                      data={"village": village, "version": 2})
     decisions = await apply(client.app, event)
     new_events = (await decision_events(client.app))[before:]
-    assert decisions == len(new_events) > 0
-    assert {e["data"]["household_id"] for e in new_events} == {s["id"] for s in inside}
+    assert decisions == len(decision_items(new_events)) > 0
+    assert sorted(e["data"]["household_id"] for e in new_events) == sorted(s["id"] for s in inside)  # one each
     moved = [{**s, "village": village} for s in inside]
     for old, new in zip(inside, moved):
         mine = [e for e in new_events if e["data"]["household_id"] == old["id"]]
         assert decisions_of(mine) == expected_decisions(old, new)
-    transport = [e for e in new_events if e["data"]["program"] == "employment.transport"]
-    assert len(transport) == 3 and all(e["data"]["cause_event_id"] == event.id for e in transport)
+    transport = [i for i in decision_items(new_events) if i.get("program") == "employment.transport"]
+    assert len(transport) == 3 and all(i["cause_event_id"] == event.id for i in transport)
     assert await apply(client.app, event) == 0  # redelivered
 
 
@@ -262,7 +289,8 @@ async def test_registry_event_through_the_broker(databases, broker, tmp_path):
         await eventually(caught_up, timeout=60)
         events = await decision_events(app)
         assert decisions_of(events) == expected_decisions(None, v1) | expected_decisions(v1, v2)
-        assert len(events) == len(expected_decisions(None, v1)) + len(expected_decisions(v1, v2))
+        assert [e["sequence"] for e in events] == [1, 2]  # one event per version, the redelivery none
+        assert len(decision_items(events)) == len(expected_decisions(None, v1)) + len(expected_decisions(v1, v2))
         assert app.state.consumer.dead_lettered == 0
         current = (await client.get("/v1/households/hh-broker/entitlements")).json()
         assert current["household_version"] == 2
@@ -283,8 +311,8 @@ async def state_of(app) -> tuple:
         judged = sorted((r.household_id, r.kind, r.result) for r in (await session.execute(select(assessments))).all())
         history = Counter((r.household_id, r.program, r.person_id, r.change, json.dumps(r.after, sort_keys=True))
                           for r in (await session.execute(select(entitlement_history))).all())
-    events = Counter((e["type"], e["data"]["household_id"], e["data"].get("program") or e["data"].get("kind"),
-                      e["data"].get("person_id")) for e in await decision_events(app))
+    events = Counter((i["change"], i["household_id"], i.get("program") or i.get("kind"), i.get("person_id"))
+                     for i in decision_items(await decision_events(app)))
     return current, judged, history, events
 
 
@@ -379,12 +407,14 @@ async def test_policy_change_recompute_emits_only_what_changed_as_simulated(serv
     job = await done(after_change, started.json()["id"])
     assert job["status"] == "done" and job["processed"] == 40
     new_events = (await decision_events(after_change.app))[outbox_before:]
-    assert {e["data"].get("program") for e in new_events} <= {"industry.crop_livestock"}
-    assert all(e["type"] == "entitlement.changed" for e in new_events)
+    items = decision_items(new_events)
+    assert {e["type"] for e in new_events} == {"entitlements.decided"}
+    assert {i.get("program") for i in items} <= {"industry.crop_livestock"}
+    assert all(i["change"] == "changed" for i in items)
     crop = next(p for p in simulated["programs"] if p["program"] == "industry.crop_livestock")
-    assert job["decisions"] == len(new_events) == crop["households_affected"] == job["households_changed"]
-    assert all(e["data"]["after"]["amount"] == "5000.00" for e in new_events)
-    delta = sum(Decimal(e["data"]["after"]["amount"]) - Decimal(e["data"]["before"]["amount"]) for e in new_events)
+    assert job["decisions"] == len(items) == len(new_events) == crop["households_affected"] == job["households_changed"]
+    assert all(i["after"]["amount"] == "5000.00" for i in items)
+    delta = sum(Decimal(i["after"]["amount"]) - Decimal(i["before"]["amount"]) for i in items)
     assert str(delta) == crop["delta"]
 
 
@@ -574,3 +604,66 @@ async def test_entitlement_list_by_programme_and_area_with_cursor(service):
     assert other.status_code == 403
     bad = await client.get("/v1/entitlements", params={"cursor": "garbage!"})
     assert bad.status_code == 422 and bad.json()["errors"][0]["loc"] == ["query", "cursor"]
+
+
+# --- a partition's batch: multi-row statements, the same result as one event at a time -----------------
+
+def _rows(rows, drop: tuple[str, ...] = ()) -> list:
+    return sorted((json.dumps({k: v for k, v in r._mapping.items() if k not in drop}, sort_keys=True, default=str)
+                   for r in rows))
+
+
+async def _everything(app) -> dict:
+    from services.benefits.partners.tables import household_status_history, partner_sequences, person_lookup
+    from services.benefits.tables import income_observations
+    drop = ("id", "updated_at", "recorded_at", "processed_at", "at", "decision_event_id", "created_at")
+    async with app.state.sessionmaker() as session:
+        found = {t.name: _rows((await session.execute(select(t))).all(), drop)
+                 for t in (household_snapshots, processed_events, entitlements, entitlement_history, assessments,
+                           villages, person_lookup, household_status_history, income_observations,
+                           partner_sequences)}
+    found["events"] = [(e["type"], e["subject"], e["sequence"], json.dumps(e["data"], sort_keys=True))
+                       for e in await decision_events(app)]
+    return found
+
+
+async def test_a_batch_of_registry_events_equals_applying_them_one_by_one(service, databases):
+    from services.benefits.consumer import apply_registry_events
+    snapshots = [{**s, "version": 1} for s in generate_households(6, seed=3)]
+    for s in snapshots:
+        s["status"] = "registered"
+    created = [household_event(s, "household.created") for s in snapshots]
+    richer = copy.deepcopy(snapshots[0])
+    richer.update(version=2, income={"year": 2019, "per_capita_net": "9800.00"})
+    mover = snapshots[2]["members"][-1]
+    joined = copy.deepcopy(snapshots[1])  # a person moves from household 2 to household 1 ...
+    joined.update(version=2, members=joined["members"] + [copy.deepcopy(mover)])
+    left = copy.deepcopy(snapshots[2])  # ... and household 2 no longer lists them
+    left.update(version=2, members=[m for m in left["members"] if m["id"] != mover["id"]] or left["members"][:1])
+    died = copy.deepcopy(snapshots[5])
+    died.update(version=2, status="exited", exit_date="2020-03-01")
+    died["members"][0]["deceased"] = True
+    village = {**snapshots[4]["village"], "is_deep_poverty_village": not snapshots[4]["village"]["is_deep_poverty_village"]}
+    events = [*created[:4], created[1],  # a redelivery inside the batch
+              household_event(richer), household_event(joined), household_event(left),
+              household_event({**snapshots[3]}),  # an old version under a new event id
+              Envelope(source="registry", type="village.updated", subject=f"village/{village['code']}", sequence=2,
+                       data={"village": village, "version": 2}),
+              *created[4:], household_event(died),
+              household_event({**copy.deepcopy(richer), "version": 3, "status": "exited", "exit_date": "2020-05-01"})]
+    for event in events[6:8] + events[-2:]:  # recorded before the evaluation date: they date the changes
+        event.time = dt.datetime(2020, 4, 1, 3, tzinfo=dt.timezone.utc)
+    one_by_one, batched = await service(), await service(await databases.url("benefits_batched"))
+    async with transaction(one_by_one.app.state.sessionmaker) as session:
+        expected = sum([await apply_registry_event(session, e, AS_OF) for e in events])
+    async with transaction(batched.app.state.sessionmaker) as session:
+        decisions = await apply_registry_events(session, events, AS_OF)
+    assert decisions == expected > 20
+    state = await _everything(batched.app)
+    assert state == await _everything(one_by_one.app)
+    assert len([e for e in state["events"] if e[0] == "entitlements.decided"]) >= 8
+    assert len(state["processed_events"]) == len({e.id for e in events})
+    # applied again (a redelivered batch): nothing at all changes
+    async with transaction(batched.app.state.sessionmaker) as session:
+        assert await apply_registry_events(session, events, AS_OF) == 0
+    assert await _everything(batched.app) == state

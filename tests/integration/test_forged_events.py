@@ -105,9 +105,10 @@ async def test_forged_events_are_dead_lettered_by_benefits_and_audit_and_change_
             for raw in forged.values():
                 await producer.send_and_wait(TOPIC_REGISTRY, raw, key=household_id.encode())
             # ... and a decision benefits never made, signed with the registry's genuine key (audit only).
-            decision = Envelope(source="benefits", type="entitlement.granted", subject=f"household/{household_id}",
-                                data={"household_id": household_id, "program": "industry.machinery",
-                                      "change": "granted", "after": {"amount": "99999.00"}})
+            decision = Envelope(source="benefits", type="entitlements.decided", subject=f"household/{household_id}",
+                                data={"household_id": household_id, "assessments": [], "entitlements": [
+                                    {"program": "industry.machinery", "change": "granted", "before": None,
+                                     "after": {"amount": "99999.00"}}]})
             registry_key = event_signer(registry_settings)
             wire = json.loads(decision.model_copy(update={"signer": registry_key.signer}).to_bytes())
             wire["signature"] = wire["ledger_signature"] = registry_key.sign(envelope_signed_bytes(wire))

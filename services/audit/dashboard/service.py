@@ -433,16 +433,27 @@ async def entitlement_table(session: AsyncSession, household_id: str) -> Table:
     return Table("entitlements", "当前待遇", "Entitlements in force", ENTITLEMENT_COLUMNS, rows)
 
 
+def _entitlement_text(d: dict) -> str:
+    amounts = f"{d.get('amount_before') or '—'} → {d.get('amount_after') or '—'}"
+    change = CHANGE_LABELS.get(d.get("change"), d.get("change") or "")
+    return f"{program_name(d['program'])}（{d['program']}）{change} {amounts} {d.get('unit') or ''}".strip()
+
+
+def _assessment_text(d: dict) -> str:
+    return f"{d.get('kind')}: {'通过 (met)' if d.get('result') else '未通过 (not met)'} {', '.join(d.get('unmet') or [])}".strip()
+
+
 def decision_text(item: dict) -> str:
     d = item["decision"]
     if isinstance(d.get("monitoring"), dict):
         return f"监测帮扶 (monitoring): {d['monitoring'].get('line') or ''}"
+    if isinstance(d.get("entitlements"), list):  # entitlements.decided: everything one household version decided
+        return "; ".join([_entitlement_text(e) for e in d["entitlements"] if isinstance(e, dict) and e.get("program")]
+                         + [_assessment_text(a) for a in d.get("assessments") or [] if isinstance(a, dict)])
     if d.get("program"):
-        amounts = f"{d.get('amount_before') or '—'} → {d.get('amount_after') or '—'}"
-        change = CHANGE_LABELS.get(d.get("change"), d.get("change") or "")
-        return f"{program_name(d['program'])}（{d['program']}）{change} {amounts} {d.get('unit') or ''}".strip()
+        return _entitlement_text(d)
     if d.get("kind"):
-        return f"{d['kind']}: {'通过 (met)' if d.get('result') else '未通过 (not met)'} {', '.join(d.get('unmet') or [])}".strip()
+        return _assessment_text(d)
     parts = []
     if d.get("status"):
         parts.append(STATUS_LABELS.get(d["status"], d["status"]))

@@ -260,6 +260,8 @@ def decision_summary(record: dict) -> dict[str, Any]:
         if isinstance(data.get("visit"), dict):
             summary["visit"] = {k: data["visit"].get(k) for k in ("visit_id", "client_visit_id", "visited_at", "cadre_id")
                                 if k in data["visit"]}
+    elif record["type"] == "entitlements.decided":
+        summary.update(decided_summary(data))
     elif record["type"].startswith("entitlement."):
         before, after = data.get("before") or {}, data.get("after") or {}
         summary.update(program=data.get("program"), person_id=data.get("person_id"),
@@ -272,6 +274,26 @@ def decision_summary(record: dict) -> dict[str, Any]:
         summary.update(kind=data.get("kind"), result=after.get("result"), unmet=after.get("unmet"),
                        policy=(data.get("policy") or {}).get("pack"))
     return summary
+
+
+def decided_summary(data: dict) -> dict[str, Any]:
+    """One household version's decisions (``entitlements.decided``): programmes, what changed, amounts before
+    and after, the assessments' kinds and results, and the policy pack."""
+    items = [i for i in data.get("entitlements") or [] if isinstance(i, dict)]
+    assessed = [i for i in data.get("assessments") or [] if isinstance(i, dict)]
+    entitlements, changes = [], {"granted": 0, "changed": 0, "revoked": 0}
+    for item in items:
+        before, after = item.get("before") or {}, item.get("after") or {}
+        change = item.get("change") or ("granted" if not before else "revoked" if not after else "changed")
+        changes[change] = changes.get(change, 0) + 1
+        entitlements.append({"program": item.get("program"), "person_id": item.get("person_id"), "change": change,
+                             "amount_before": before.get("amount"), "amount_after": after.get("amount"),
+                             "unit": (after or before).get("unit"), "source": (after or before).get("source")})
+    return {"policy": (data.get("policy") or {}).get("pack"), "household_version": data.get("household_version"),
+            "programs": sorted({str(e["program"]) for e in entitlements if e["program"]}), "changes": changes,
+            "entitlements": entitlements, "kinds": [a.get("kind") for a in assessed],
+            "assessments": [{"kind": a.get("kind"), "result": (a.get("after") or {}).get("result"),
+                             "unmet": (a.get("after") or {}).get("unmet")} for a in assessed]}
 
 
 def _when(value) -> str:

@@ -30,7 +30,7 @@ def _check_subject_area(principal: Principal, row, household_id: str) -> None:
 
 @router.get("/records", summary="Ledger records, oldest first (ID numbers masked)")
 async def records(request: Request, subject: str | None = Query(None, examples=["household/hh-nk-0001"]),
-                  type: str | None = Query(None, examples=["entitlement.granted"]),
+                  type: str | None = Query(None, examples=["entitlements.decided"]),
                   since: datetime | None = None, until: datetime | None = None, actor: str | None = None,
                   chain_id: str | None = None, cursor: IdCursor = None,
                   limit: Annotated[int, Query(ge=1, le=1000)] = 100,

@@ -1,7 +1,9 @@
 """Keeps each household's current entitlements and assessments, and their history.
 
 Recomputing compares each new evaluation with what is stored and, for each
-difference, writes a history row and stages one decision event in the outbox, all in
+difference, writes a history row; a household version that changes anything stages
+one ``entitlements.decided`` event in the outbox listing every entitlement and
+assessment it granted, changed or revoked (each history row names that event), all in
 the caller's transaction. One code path serves a single household (registry events)
 and a whole batch (village fan-out, bulk recompute jobs): the current rows of the
 batch are read with one query per table, the diff is pure (`diff_household`), and
@@ -84,9 +86,16 @@ async def load_current(session: AsyncSession, household_ids: Sequence[str]) -> t
     return stored_entitlements, stored_assessments
 
 
+DECIDED = "entitlements.decided"
+
+
 @dataclass
 class HouseholdChanges:
-    """What recomputing one household changes: rows to drop, rows to (re)write, decisions."""
+    """What recomputing one household changes: rows to drop, rows to (re)write, decisions.
+
+    ``decisions`` counts the entitlements and assessments granted, changed or revoked (the items the
+    version's one ``entitlements.decided`` event lists); ``events`` are the outbox events staged: that
+    event, if anything changed, and a ``monitoring.risk_detected`` lead when one is due."""
     household_id: str
     entitlement_deletes: list[tuple[str, str, str]] = field(default_factory=list)  # (household, program, person)
     entitlement_inserts: list[dict] = field(default_factory=list)
@@ -94,10 +103,7 @@ class HouseholdChanges:
     assessment_inserts: list[dict] = field(default_factory=list)
     history: list[dict] = field(default_factory=list)
     events: list[Envelope] = field(default_factory=list)
-
-    @property
-    def decisions(self) -> int:
-        return len(self.events)
+    decisions: int = 0
 
     @property
     def writes(self) -> bool:
@@ -141,22 +147,14 @@ def diff_household(snapshot: dict, evaluation: dict, stored_entitlements: list, 
     new = {_key(e): e for e in evaluation["entitlements"] if e.get("eligible")}
     stored = {(r.program, r.person_key): r for r in stored_entitlements}
     old = {k: _entitlement_view(r) for k, r in stored.items()}
+    decided: list[dict] = []
     for key in sorted(set(old) | set(new)):
         before, after = old.get(key), new.get(key)
         if _material(before) == _material(after):
             continue
         change = "granted" if before is None else "revoked" if after is None else "changed"
-        data = {"household_id": household_id, "household_version": version, "program": key[0],
-                "person_id": key[1] or None, "change": change, "before": before, "after": after,
-                "policy": policy, "cause_event_id": cause_event_id}
-        envelope = Envelope(source="benefits", type=f"entitlement.{change}", subject=f"household/{household_id}",
-                            sequence=version, data=data, actor=actor)
-        changes.events.append(envelope)
-        changes.history.append({
-            "household_id": household_id, "program": key[0], "person_id": key[1] or None, "change": change,
-            "before": before, "after": after, "household_version": version, "pack": policy["pack"],
-            "pack_version": str(policy["version"]), "cause_event_id": cause_event_id,
-            "decision_event_id": envelope.id, "at": now})
+        decided.append({"program": key[0], "person_id": key[1] or None, "change": change,
+                        "before": before, "after": after})
     rows = {key: {"household_id": household_id, "program": e["program"], "person_key": key[1],
                   "person_id": e.get("person_id"), "eligible": True, "amount": Decimal(str(e["amount"])),
                   "unit": e["unit"], "period": e.get("period"), "household_version": version,
@@ -171,22 +169,31 @@ def diff_household(snapshot: dict, evaluation: dict, stored_entitlements: list, 
     previous_range = old_assessments.get("monitoring_range")
     lead = risk_detected_event(snapshot, evaluation, None if previous_range is None else previous_range.result,
                                trigger=trigger, actor=actor)
+    assessed: list[dict] = []
     assessment_rows = {}
     for item in evaluation["assessments"]:
         kind = item["kind"]
         previous = old_assessments.get(kind)
         if previous is None or previous.result != item["result"] or list(previous.unmet) != list(item["unmet"]):
             before = None if previous is None else {"result": previous.result, "unmet": previous.unmet}
-            changes.events.append(Envelope(
-                source="benefits", type="assessment.changed", subject=f"household/{household_id}",
-                sequence=version, actor=actor,
-                data={"household_id": household_id, "household_version": version, "kind": kind,
-                      "before": before, "after": item, "policy": policy, "cause_event_id": cause_event_id}))
+            assessed.append({"kind": kind, "before": before, "after": item})
         assessment_rows[kind] = {"household_id": household_id, "kind": kind, "result": item["result"],
                                  "unmet": item["unmet"], "explanation": item.get("explanation") or [],
                                  "source": item.get("source") or {}, "household_version": version,
                                  "updated_at": now}
-    if lead is not None:  # after the assessment.changed it comes with, in the same transaction
+    if decided or assessed:  # one event for the whole version; nothing when it changes nothing
+        envelope = Envelope(source="benefits", type=DECIDED, subject=f"household/{household_id}", sequence=version,
+                            actor=actor, data={"household_id": household_id, "household_version": version,
+                                               "policy": policy, "cause_event_id": cause_event_id,
+                                               "entitlements": decided, "assessments": assessed})
+        changes.events.append(envelope)
+        changes.decisions = len(decided) + len(assessed)
+        changes.history = [{
+            "household_id": household_id, "program": item["program"], "person_id": item["person_id"],
+            "change": item["change"], "before": item["before"], "after": item["after"], "household_version": version,
+            "pack": policy["pack"], "pack_version": str(policy["version"]), "cause_event_id": cause_event_id,
+            "decision_event_id": envelope.id, "at": now} for item in decided]
+    if lead is not None:  # after the decision it comes with, in the same transaction
         changes.events.append(lead)
     deletes, changes.assessment_inserts = _row_changes(old_assessments, assessment_rows, _ASSESSMENT_COMPARED)
     changes.assessment_deletes = [(household_id, kind) for kind in deletes]
@@ -233,16 +240,24 @@ async def persist_changes(session: AsyncSession, all_changes: list[HouseholdChan
 
 @dataclass
 class RecomputeResult:
+    """``decisions``: entitlements and assessments granted, changed or revoked (as before one event per
+    decision); ``events``: outbox events staged (one ``entitlements.decided`` per changed household
+    version, plus any ``monitoring.risk_detected`` leads)."""
     households: int = 0
     households_changed: int = 0
     decisions: int = 0
+    events: int = 0
 
 
 async def recompute_households(session: AsyncSession, snapshots: Sequence[dict], as_of: date, *,
                                cause_event_id: str | None, actor: str | None = None,
                                packs: PackRegistry | None = None,
-                               trigger: Trigger = "registry_change") -> RecomputeResult:
-    """Evaluate many households and persist what changed, in the caller's transaction."""
+                               trigger: Trigger = "registry_change",
+                               causes: dict[str, tuple[str, str | None]] | None = None) -> RecomputeResult:
+    """Evaluate many households and persist what changed, in the caller's transaction.
+
+    ``causes``: household id -> (cause event id, actor) where households of the batch have causes of
+    their own (a batch of registry events); the others take ``cause_event_id`` and ``actor``."""
     result = RecomputeResult(households=len(snapshots))
     if not snapshots:
         return result
@@ -254,13 +269,15 @@ async def recompute_households(session: AsyncSession, snapshots: Sequence[dict],
     for snapshot in snapshots:
         history = histories.get(snapshot["id"], []) if needs_history(snapshot) else None
         evaluation = evaluation_as_json(snapshot, as_of, packs, history)
+        cause, by = (causes or {}).get(snapshot["id"], (cause_event_id, actor))
         changes = diff_household(snapshot, evaluation, stored_entitlements.get(snapshot["id"], []),
                                  stored_assessments.get(snapshot["id"], []),
-                                 cause_event_id=cause_event_id, actor=actor, now=now, trigger=trigger)
+                                 cause_event_id=cause, actor=by, now=now, trigger=trigger)
         if changes.writes:
             all_changes.append(changes)
             result.households_changed += bool(changes.events)
             result.decisions += changes.decisions
+            result.events += len(changes.events)
     await persist_changes(session, all_changes)
     return result
 

@@ -14,7 +14,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, insert, select, union_all, update
+from sqlalchemy import and_, bindparam, delete, func, insert, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.benefits.partners.tables import household_status_history, partner_sequences, person_lookup
@@ -147,6 +147,71 @@ async def index_persons(session: AsyncSession, snapshot: dict, observed_on: dt.d
     status_since = await _record_status(session, snapshot, now, observed_on)
     new_rows = {row["id_hash"]: {**row, "status_since": status_since} for row in person_rows(snapshot)}
     old_rows = await stored_rows(session, snapshot["id"], list(new_rows))
+    changes, bump = _lookup_changes(snapshot, new_rows, old_rows, observed_on)
+    first = await next_sequence(session, "roster", len(bump)) if bump else 0
+    seqs = {key: first + index for index, key in enumerate(bump)}
+    for key, values, is_new in changes:
+        if key in seqs:
+            values["roster_seq"], values["roster_listed"] = seqs[key], True
+        values["updated_at"] = now
+        values.pop("id_hash", None)
+        if is_new:
+            await session.execute(insert(person_lookup).values(id_hash=key, **values))
+        else:
+            await session.execute(update(person_lookup).where(person_lookup.c.id_hash == key).values(**values))
+
+
+async def index_persons_many(session: AsyncSession, items: list[tuple[dict, dt.date | None]]) -> None:
+    """``index_persons`` for many household snapshots (each household at most once), in order, with a few
+    multi-row statements: the same rows, status history and roster sequence numbers as calling
+    ``index_persons`` for each in turn.
+
+    The stored rows every household may touch (its own, and those of the ID hashes it lists) are read
+    at once; each household's changes are then worked out in order against that state as the earlier
+    households left it (a person moving between two households of the batch), and written at the end.
+    """
+    if not items:
+        return
+    now = utcnow()
+    snapshots = [snapshot for snapshot, _ in items]
+    status_since = await _record_statuses(session, items, now)
+    wanted = {snapshot["id"]: {row["id_hash"]: {**row, "status_since": status_since[snapshot["id"]]}
+                               for row in person_rows(snapshot)} for snapshot in snapshots}
+    state = await stored_rows_many(session, [s["id"] for s in snapshots],
+                                   [key for rows in wanted.values() for key in rows])
+    originally = set(state)
+    bumped_count = 0
+    offsets: dict[str, int] = {}  # id_hash -> its latest roster number, relative to the batch's first
+    touched: dict[str, dict] = {}
+    for snapshot, observed_on in items:
+        household_id, new_rows = snapshot["id"], wanted[snapshot["id"]]
+        old_rows = {key: row for key, row in state.items() if row["household_id"] == household_id or key in new_rows}
+        changes, bumped = _lookup_changes(snapshot, new_rows, old_rows, observed_on or now.date())
+        for index, key in enumerate(bumped):
+            offsets[key] = bumped_count + index
+        bumped_count += len(bumped)
+        for key, values, _ in changes:
+            values.pop("id_hash", None)
+            values["updated_at"] = now
+            if key in bumped:
+                values["roster_listed"] = True
+            state[key] = touched[key] = values
+    first = await next_sequence(session, "roster", bumped_count) if bumped_count else 0
+    for key, offset in offsets.items():
+        touched[key]["roster_seq"] = first + offset
+    inserts = [{"id_hash": key, **values} for key, values in touched.items() if key not in originally]
+    updates = [{"b_id_hash": key, **values} for key, values in touched.items() if key in originally]
+    for start in range(0, len(inserts), 500):
+        await session.execute(insert(person_lookup), inserts[start:start + 500])
+    if updates:  # one executemany: the SET clause is every column the rows carry
+        await session.execute(update(person_lookup).where(person_lookup.c.id_hash == bindparam("b_id_hash")),
+                              updates)
+
+
+def _lookup_changes(snapshot: dict, new_rows: dict[str, dict], old_rows: dict[str, dict],
+                    observed_on: dt.date) -> tuple[list[tuple[str, dict, bool]], list[str]]:
+    """Pure: the rows to write for one snapshot (id_hash, values, insert?) and the keys whose roster
+    sequence moves, in order."""
     changes: list[tuple[str, dict, bool]] = []  # (id_hash, values, insert?)
     for key, old in old_rows.items():
         if key not in new_rows and old["household_id"] == snapshot["id"] and old["in_household"]:
@@ -165,17 +230,59 @@ async def index_persons(session: AsyncSession, snapshot: dict, observed_on: dt.d
         if (old is None and relevant) or (old is not None and _roster_view(old) != _roster_view(values)
                                           and (relevant or old["roster_listed"])):
             bump.append(key)
-    first = await next_sequence(session, "roster", len(bump)) if bump else 0
-    seqs = {key: first + index for index, key in enumerate(bump)}
-    for key, values, is_new in changes:
-        if key in seqs:
-            values["roster_seq"], values["roster_listed"] = seqs[key], True
-        values["updated_at"] = now
-        values.pop("id_hash", None)
-        if is_new:
-            await session.execute(insert(person_lookup).values(id_hash=key, **values))
-        else:
-            await session.execute(update(person_lookup).where(person_lookup.c.id_hash == key).values(**values))
+    return changes, bump
+
+
+async def stored_rows_many(session: AsyncSession, household_ids: list[str], id_hashes: list[str]) -> dict[str, dict]:
+    """id_hash -> stored row, for the rows of many households and ID hashes: ``stored_rows_queries``'
+    index probes (one per household, one per hash), ``PROBES_PER_STATEMENT`` to a statement."""
+    branches = ([select(person_lookup).where(person_lookup.c.household_id == h) for h in dict.fromkeys(household_ids)]
+                + [select(person_lookup).where(person_lookup.c.id_hash == k) for k in dict.fromkeys(id_hashes)])
+    found: dict[str, dict] = {}
+    for start in range(0, len(branches), PROBES_PER_STATEMENT):
+        chunk = branches[start:start + PROBES_PER_STATEMENT]
+        for row in (await session.execute(union_all(*chunk) if len(chunk) > 1 else chunk[0])).all():
+            found.setdefault(row.id_hash, dict(row._mapping))
+    return found
+
+
+def _status_entry(last, snapshot: dict, observed_on: dt.date) -> tuple[bool, dt.date | None]:
+    """Pure: (append a history row?, the current status's effective date) given the last stored entry."""
+    status, exit_date = snapshot["status"], _date(snapshot.get("exit_date"))
+    categories = sorted(snapshot.get("categories") or [])
+    if last is not None and (last.status, last.exit_date, sorted(last.categories or [])) == (status, exit_date,
+                                                                                              categories):
+        return False, last.effective_on
+    if last is None:
+        return True, None  # first status known: in force since ever
+    if status in ("exited", "monitored") and exit_date is not None and last.status in ("registered", "returned"):
+        return True, exit_date
+    if status == "monitored" and last.status == "exited" and "marginal" not in categories:
+        return True, last.effective_on  # monitoring after exit: still the exit's status, from the exit
+    return True, observed_on
+
+
+async def _record_statuses(session: AsyncSession, items: list[tuple[dict, dt.date | None]],
+                           now) -> dict[str, dt.date | None]:
+    """``_record_status`` for many households (each once): one read of their latest entries, one insert."""
+    h = household_status_history.c
+    ids = [snapshot["id"] for snapshot, _ in items]
+    latest = (select(h.household_id, func.max(h.version).label("version")).where(h.household_id.in_(ids))
+              .group_by(h.household_id).subquery())
+    last = {row.household_id: row for row in (await session.execute(
+        select(h.household_id, h.status, h.exit_date, h.categories, h.effective_on)
+        .join(latest, and_(h.household_id == latest.c.household_id, h.version == latest.c.version)))).all()}
+    since, rows = {}, []
+    for snapshot, observed_on in items:
+        append, since[snapshot["id"]] = _status_entry(last.get(snapshot["id"]), snapshot, observed_on or now.date())
+        if append:
+            rows.append({"household_id": snapshot["id"], "version": snapshot["version"], "status": snapshot["status"],
+                         "exit_date": _date(snapshot.get("exit_date")),
+                         "categories": sorted(snapshot.get("categories") or []),
+                         "effective_on": since[snapshot["id"]], "recorded_at": now})
+    if rows:
+        await session.execute(insert(household_status_history), rows)
+    return since
 
 
 async def _record_status(session: AsyncSession, snapshot: dict, now, observed_on: dt.date) -> dt.date | None:
@@ -185,22 +292,12 @@ async def _record_status(session: AsyncSession, snapshot: dict, now, observed_on
                household_status_history.c.categories, household_status_history.c.effective_on)
         .where(household_status_history.c.household_id == snapshot["id"])
         .order_by(household_status_history.c.version.desc()).limit(1))).first()
-    status, exit_date = snapshot["status"], _date(snapshot.get("exit_date"))
-    categories = sorted(snapshot.get("categories") or [])
-    if last is not None and (last.status, last.exit_date, sorted(last.categories or [])) == (status, exit_date,
-                                                                                              categories):
-        return last.effective_on
-    if last is None:
-        effective = None  # first status known: in force since ever
-    elif status in ("exited", "monitored") and exit_date is not None and last.status in ("registered", "returned"):
-        effective = exit_date
-    elif status == "monitored" and last.status == "exited" and "marginal" not in categories:
-        effective = last.effective_on  # monitoring after exit: still the exit's status, from the exit
-    else:
-        effective = observed_on
-    await session.execute(insert(household_status_history).values(
-        household_id=snapshot["id"], version=snapshot["version"], status=status, exit_date=exit_date,
-        categories=categories, effective_on=effective, recorded_at=now))
+    append, effective = _status_entry(last, snapshot, observed_on)
+    if append:
+        await session.execute(insert(household_status_history).values(
+            household_id=snapshot["id"], version=snapshot["version"], status=snapshot["status"],
+            exit_date=_date(snapshot.get("exit_date")), categories=sorted(snapshot.get("categories") or []),
+            effective_on=effective, recorded_at=now))
     return effective
 
 

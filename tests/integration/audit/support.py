@@ -63,25 +63,58 @@ def registry_event(type_: str, snap: dict, *, time: str = "2020-01-01T00:00:00",
                     time=t(time), data=data, actor=actor)
 
 
-def entitlement_event(hid: str, program: str, change: str, *, person_id: str | None = None, amount="500.00",
-                      version: int = 1, time: str = "2020-01-02T00:00:00", unit: str = "year") -> Envelope:
+POLICY = {"pack": "nankang-2020", "version": "2020.1", "chain": []}
+
+
+def entitlement_item(program: str, change: str, *, person_id: str | None = None, amount="500.00",
+                     unit: str = "year") -> dict:
+    """One entry of an ``entitlements.decided`` event's ``entitlements`` list."""
     item = {"program": program, "person_id": person_id, "eligible": True, "amount": amount, "unit": unit,
             "period": "2020", "explanation": [], "source": {"seed": "001", "lines": "L1"}}
     before, after = (None, item) if change == "granted" else (item, None) if change == "revoked" else (item, item)
-    return Envelope(source="benefits", type=f"entitlement.{change}", subject=f"household/{hid}", sequence=version,
+    return {"program": program, "person_id": person_id, "change": change, "before": before, "after": after}
+
+
+def assessment_item(result: bool, unmet=(), kind: str = "exit_readiness") -> dict:
+    return {"kind": kind, "before": None, "after": {"kind": kind, "result": result, "unmet": list(unmet)}}
+
+
+def decided_event(hid: str, entitlements=(), assessments=(), *, version: int = 1,
+                  time: str = "2020-01-02T00:00:00") -> Envelope:
+    """benefits' one event per household version, listing what it granted, changed or revoked."""
+    return Envelope(source="benefits", type="entitlements.decided", subject=f"household/{hid}", sequence=version,
                     time=t(time), actor="benefits-engine",
-                    data={"household_id": hid, "household_version": version, "program": program,
-                          "person_id": person_id, "change": change, "before": before, "after": after,
-                          "policy": {"pack": "nankang-2020", "version": "2020.1", "chain": []}})
+                    data={"household_id": hid, "household_version": version, "policy": POLICY,
+                          "cause_event_id": None, "entitlements": list(entitlements), "assessments": list(assessments)})
+
+
+def entitlement_event(hid: str, program: str, change: str, *, person_id: str | None = None, amount="500.00",
+                      version: int = 1, time: str = "2020-01-02T00:00:00", unit: str = "year") -> Envelope:
+    """A decision about one entitlement, as benefits publishes it (an ``entitlements.decided`` listing it)."""
+    return decided_event(hid, [entitlement_item(program, change, person_id=person_id, amount=amount, unit=unit)],
+                         version=version, time=time)
 
 
 def assessment_event(hid: str, result: bool, unmet=(), *, version: int = 1,
                      time: str = "2020-01-02T00:00:00") -> Envelope:
+    return decided_event(hid, assessments=[assessment_item(result, unmet)], version=version, time=time)
+
+
+def legacy_entitlement_event(hid: str, program: str, change: str, *, person_id: str | None = None, amount="500.00",
+                             version: int = 1, time: str = "2020-01-02T00:00:00", unit: str = "year") -> Envelope:
+    """The one-event-per-entitlement shape benefits published before ``entitlements.decided`` (ledgers keep it)."""
+    item = entitlement_item(program, change, person_id=person_id, amount=amount, unit=unit)
+    return Envelope(source="benefits", type=f"entitlement.{change}", subject=f"household/{hid}", sequence=version,
+                    time=t(time), actor="benefits-engine",
+                    data={"household_id": hid, "household_version": version, **item, "policy": POLICY})
+
+
+def legacy_assessment_event(hid: str, result: bool, unmet=(), *, version: int = 1,
+                            time: str = "2020-01-02T00:00:00") -> Envelope:
     return Envelope(source="benefits", type="assessment.changed", subject=f"household/{hid}", sequence=version,
                     time=t(time), actor="benefits-engine",
-                    data={"household_id": hid, "household_version": version, "kind": "exit_readiness",
-                          "before": None, "after": {"kind": "exit_readiness", "result": result, "unmet": list(unmet)},
-                          "policy": {"pack": "nankang-2020", "version": "2020.1"}})
+                    data={"household_id": hid, "household_version": version, **assessment_item(result, unmet),
+                          "policy": POLICY})
 
 
 def access_event(client: str, id_number: str, endpoint: str, *, time: str, eligible: bool | None = True,

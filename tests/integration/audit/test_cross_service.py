@@ -3,6 +3,7 @@ benefits handler → benefits outbox rows → audit ingest, all in-process on on
 from __future__ import annotations
 
 from datetime import date
+from decimal import Decimal
 
 from sqlalchemy import select
 
@@ -64,8 +65,14 @@ async def test_real_registry_and_benefits_events_drive_audit_rules(databases, tm
         assert [f["household_id"] for f in found] == [rich_id]  # positive; the poorer household is not flagged
         history = (await aud.get(f"/v1/audit/households/{rich_id}/history")).json()
         types = [i["type"] for i in history["items"]]
-        assert types[0] == "household.registered" and "entitlement.granted" in types
-        assert "assessment.changed" in types and all(i["intact"] for i in history["items"])
+        assert types[0] == "household.registered" and all(i["intact"] for i in history["items"])
+        decided = [i for i in history["items"] if i["type"] == "entitlements.decided"]
+        # one decision event per household version that changed something (created, then patched)
+        assert 1 <= len(decided) <= 2 and not {"entitlement.granted", "assessment.changed"} & set(types)
+        first = decided[0]["decision"]
+        assert first["changes"]["granted"] == len(first["entitlements"]) > 1 and first["policy"] == "nankang-2020"
+        assert first["programs"] == sorted({e["program"] for e in first["entitlements"]})
+        assert "exit_readiness" in first["kinds"] and all(e["amount_after"] for e in first["entitlements"])
         stats = (await aud.get("/v1/audit/stats/entitlements", params={"area_level": "county"})).json()
         assert stats["current"] and all(row["area"] == "360703" for row in stats["current"])
         assert (await aud.get("/v1/audit/verify")).json()["ok"]
@@ -74,3 +81,53 @@ async def test_real_registry_and_benefits_events_drive_audit_rules(databases, tm
         await rebuild(audit.state.sessionmaker)
         after = (await aud.get("/v1/supervision/anomalies", params={"as_of": "2020-06-30"})).json()["counts"]
         assert before == after and after["above_line_not_exited"] == 1
+
+
+async def test_one_registry_change_is_one_decided_event_listing_every_entitlement(databases, tmp_path):
+    """benefits stages one ``entitlements.decided`` for a household version that grants several entitlements;
+    audit folds it into one decision row per programme (stats by programme), and a redelivery is a no-op."""
+    common = dict(var_dir=tmp_path, kafka_bootstrap="127.0.0.1:1", log_json=False, run_consumer=False)
+    benefits = create_benefits(BenefitsSettings(database_url=await databases.url("benefits"), **common))
+    audit = create_audit(AuditSettings(database_url=await databases.url("audit"), **common),
+                         id_hash_key="k", checkpoint_schedule=False)
+    admin = mint_token(AuditSettings(**common), "admin")
+    snapshot = {**household_body(status="registered", income={"year": 2019, "per_capita_net": "3000.00"}),
+                "id": "hh-decided", "version": 1}
+    snapshot["members"] = [{**m, "id": f"p{i}"} for i, m in enumerate(snapshot["members"], 1)]
+    change = Envelope(source="registry", type="household.created", subject="household/hh-decided", sequence=1,
+                      data={"household": snapshot, "version": 1})
+    async with running_app(benefits), running_app(audit, admin) as aud:
+        async with transaction(benefits.state.sessionmaker) as session:
+            decisions = await apply_registry_event(session, change, date(2020, 6, 30))
+        events, _ = await drain(benefits, benefits_outbox, 0)
+        assert [e.type for _, e in events] == ["entitlements.decided"]
+        decided = events[0][1]
+        items = decided.data["entitlements"]
+        assert decided.subject == "household/hh-decided" and decided.sequence == 1
+        assert decided.data["cause_event_id"] == change.id and decided.data["household_version"] == 1
+        assert len(items) > 3 and decisions == len(items) + len(decided.data["assessments"])
+        assert all(i["change"] == "granted" and i["before"] is None and i["after"]["explanation"]
+                   and i["after"]["source"] for i in items)
+        programs = {i["program"] for i in items}
+        for _ in range(2):  # the second time is a redelivery: appended and projected once
+            async with transaction(audit.state.sessionmaker) as session:
+                await ingest(session, decided, "jz.benefits.v1:0", audit.state.settings)
+        stats = (await aud.get("/v1/audit/stats/entitlements", params={"area_level": "county"})).json()
+        current = {row["program"]: row for row in stats["current"]}
+        assert set(current) == programs
+        for program in programs:
+            mine = [i for i in items if i["program"] == program]
+            assert current[program]["entitlements"] == len(mine)
+            assert current[program]["amount"] == f"{sum(Decimal(i['after']['amount']) for i in mine):.2f}"
+        granted = {row["program"]: row["granted"] for row in stats["decisions"]}
+        assert granted == {p: sum(1 for i in items if i["program"] == p) for p in programs}
+        one = next(iter(sorted(programs)))
+        by_programme = (await aud.get("/v1/audit/stats/entitlements",
+                                      params={"area_level": "county", "program": one})).json()
+        assert [row["program"] for row in by_programme["current"]] == [one]
+        records = (await aud.get("/v1/audit/records", params={"type": "entitlements.decided"})).json()["items"]
+        assert len(records) == 1
+        # the read models are derived: replaying the ledger gives the same figures
+        await rebuild(audit.state.sessionmaker)
+        again = (await aud.get("/v1/audit/stats/entitlements", params={"area_level": "county"})).json()
+        assert again["current"] == stats["current"] and again["decisions"] == stats["decisions"]

@@ -127,7 +127,9 @@ async def test_case_file_gathers_every_part_from_three_services(system):
     ids = [r["id"] for r in decisions["items"]]
     assert ids == sorted(ids, reverse=True) and decisions["order"] == "newest_first"
     types = {r["type"] for r in decisions["items"]}
-    assert {"household.registered", "entitlement.granted"} <= types
+    assert {"household.registered", "entitlements.decided"} <= types
+    decided = [r for r in decisions["items"] if r["type"] == "entitlements.decided"]
+    assert {e["program"] for r in decided for e in r["data"]["entitlements"]} >= set(amounts)
     assert all(r["subject"] == f"household/{hid}" for r in decisions["items"])
     assert "360782197803150018" not in json.dumps(decisions)  # the ledger keeps masked numbers
 

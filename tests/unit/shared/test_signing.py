@@ -145,7 +145,7 @@ def test_unsigned_unknown_and_wrong_source_are_refused(tmp_path, registry_signer
 
 def test_a_key_created_after_start_up_is_found(tmp_path, trusted):
     late = event_signer(BenefitsSettings(var_dir=tmp_path))  # benefits starts after audit loaded its keys
-    signed = sign_envelope(envelope(source="benefits", type="entitlement.granted"), late)
+    signed = sign_envelope(envelope(source="benefits", type="entitlements.decided"), late)
     assert verified_envelope(signed.to_bytes(), trusted, ledger=True).signer == late.signer
 
 
