@@ -22,6 +22,7 @@ from services.benefits.credit.purposes import accepted_purposes, canonical_purpo
 from shared.policy import resolve_pack
 from services.benefits.partners.access import client_of, record_access
 from services.benefits.partners.lookup import FoundPerson, find_person, id_hash, status_history, status_on
+from services.benefits.partners.service import take_write_turn
 from services.benefits.partners.tables import (credit_claim_lines, credit_claims, credit_decisions,
                                                credit_loan_events, credit_loans, credit_subsidies_paid)
 from services.benefits.rules.common import post_exit_window_open
@@ -118,6 +119,7 @@ async def eligibility(session: AsyncSession, principal: Principal, body: dict, a
               "benchmark_rate": str(decision.benchmark_rate), "id_number": mask_id_number(body["id_number"]),
               "purpose": body["purpose"], "kind": body.get("kind", "new")}
     request_view = {k: (str(v) if isinstance(v, Decimal) else v) for k, v in body.items() if k != "id_number"}
+    await take_write_turn(session)
     await session.execute(insert(credit_decisions).values(
         decision_id=decision_id, client_id=client_of(principal), id_masked=result["id_number"],
         household_id=found.household_id if found else None, person_id=found.person_id if found else None,

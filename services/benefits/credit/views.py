@@ -10,6 +10,7 @@ from pydantic import AfterValidator, BaseModel, Field, model_validator
 from services.benefits.credit import service
 from services.benefits.credit.purposes import CODES, PURPOSES, purposes_table_markdown
 from services.benefits.partners.deps import partner_scope
+from services.benefits.partners.service import decision_transaction
 from shared.auth import Principal
 from shared.bounds import LedgerDate, PositiveMoney
 from shared.clock import evaluation_date, today_in_china
@@ -81,7 +82,7 @@ class EligibilityResponse(BaseModel):
 async def eligibility(request: Request, body: EligibilityRequest,
                       principal: Principal = Depends(partner_scope("credit"))) -> dict:
     settings: BenefitsSettings = request.app.state.settings
-    async with transaction(request.app.state.sessionmaker) as session:
+    async with decision_transaction(request.app.state) as session:
         return await service.eligibility(session, principal, body.model_dump(), as_of(request),
                                          settings.credit_decision_valid_days, today=today_in_china())
 

@@ -31,6 +31,7 @@ from shared.policy import resolve_pack
 from services.benefits.partners.access import client_of, record_access
 from services.benefits.partners.lookup import (FoundPerson, find_person, id_hash, next_sequence, status_history,
                                                status_on)
+from services.benefits.partners.service import take_write_turn
 from services.benefits.partners.tables import household_status_history, person_lookup, settlement_ytd, settlements
 from services.benefits.rules.common import RuleContext, _add_years
 from services.benefits.rules.health import HospitalBill, PersonContext, one_stop_settlement
@@ -207,6 +208,7 @@ async def one_stop(session: AsyncSession, principal: Principal, body: dict) -> d
     stored = await _stored(session, client_id, claim_id)
     if stored is not None:
         result = _replay(stored, digest)
+        await take_write_turn(session)
         await record_access(session, principal, scope=SCOPE, endpoint=endpoint, id_number=body["id_number"],
                             decision_id=result["settlement_id"], decision="replayed", eligible=result["eligible"])
         return result
@@ -222,6 +224,7 @@ async def one_stop(session: AsyncSession, principal: Principal, body: dict) -> d
     if covered and bill.in_district:
         household = Household.model_validate(found.snapshot)
         policy = resolve_pack(household.region_code, day)  # the bill is settled at discharge
+        await take_write_turn(session)
         ytd_before = await _lock_ytd(session, person_hash, day.year)
         stored = await _stored(session, client_id, claim_id)  # a concurrent resend may have won the lock
         if stored is not None:
@@ -244,19 +247,13 @@ async def one_stop(session: AsyncSession, principal: Principal, body: dict) -> d
     result.update(settlement_id=settlement_id, claim_id=claim_id, id_number=mask_id_number(body["id_number"]),
                   coverage_judged_on=body["admission_date"].isoformat())
     now = utcnow()
-    seq = await next_sequence(session, "settlements")
-    await session.execute(insert(settlements).values(
-        settlement_id=settlement_id, client_id=client_id, claim_id=claim_id, seq=seq, id_hash=person_hash,
-        id_masked=result["id_number"], household_id=found.household_id if found else None,
-        person_id=found.person_id if found else None, year=day.year, eligible=result["eligible"],
-        total_cost=total, patient_pays=patient_pays, body_hash=digest, request=request_view, result=result,
-        created_at=now))
     person_ref = {"household_id": found.household_id, "person_id": found.person_id} if found else None
     envelope = Envelope(source="benefits", type="settlement.decided", time=now, actor=principal.subject,
                         subject=f"household/{found.household_id}" if found else f"client/{client_id}",
                         data={**{k: v for k, v in result.items()}, "client_id": client_id,
                               "bill": {k: (v.isoformat() if isinstance(v, dt.date) else str(v))
                                        for k, v in request_view.items()}, **(person_ref or {})})
+    await take_write_turn(session)
     await add_to_outbox(session, outbox, TOPIC_BENEFITS, found.household_id if found else client_id, envelope)
     paid = total - patient_pays
     await record_access(session, principal, scope=SCOPE, endpoint=endpoint, id_number=body["id_number"],
@@ -264,6 +261,16 @@ async def one_stop(session: AsyncSession, principal: Principal, body: dict) -> d
                         person=person_ref, eligible=result["eligible"],
                         outcome={"paid": format_yuan(paid), "patient_pays": format_yuan(patient_pays),
                                  "total_cost": format_yuan(total), "reasons": result["reasons"]})
+    # Last: on PostgreSQL the sequence's row stays locked from here to the commit, and every settlement waits
+    # for it (seq order is commit order: the records feed's cursor never skips a row committed later). The
+    # events above were staged first so that the lock is not held across their statements (issue 15).
+    seq = await next_sequence(session, "settlements")
+    await session.execute(insert(settlements).values(
+        settlement_id=settlement_id, client_id=client_id, claim_id=claim_id, seq=seq, id_hash=person_hash,
+        id_masked=result["id_number"], household_id=found.household_id if found else None,
+        person_id=found.person_id if found else None, year=day.year, eligible=result["eligible"],
+        total_cost=total, patient_pays=patient_pays, body_hash=digest, request=request_view, result=result,
+        created_at=now))
     log.info("settlement decided", extra={"fields": {"client_id": client_id, "settlement_id": settlement_id,
                                                      "id_number": result["id_number"],
                                                      "eligible": result["eligible"]}})

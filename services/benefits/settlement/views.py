@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from services.benefits.credit.views import IdNumber, Ident, as_of
 from services.benefits.partners.deps import partner_scope
+from services.benefits.partners.service import decision_transaction
 from services.benefits.settlement import service
 from shared.auth import Principal
 from shared.bounds import LedgerDate, NonNegativeMoney, PositiveMoney
@@ -73,7 +74,7 @@ class OneStopResponse(BaseModel):
                          "false` and nothing else about them. Idempotent by `claim_id`.")
 async def one_stop(request: Request, body: OneStopRequest,
                    principal: Principal = Depends(partner_scope("settlement"))) -> dict:
-    async with transaction(request.app.state.sessionmaker) as session:
+    async with decision_transaction(request.app.state) as session:
         return await service.one_stop(session, principal, body.model_dump())
 
 
