@@ -148,6 +148,10 @@ class CommonSettings(BaseSettings):
     # and benefits; required in production; embedded default var/keys/identity.key (0600).
     identity_key: str | None = None
 
+    # The relay's longest wait between passes while its outbox stays empty (shared/outbox_relay.py): a commit
+    # wakes it at once (PostgreSQL NOTIFY; SQLite: the database file changed), this is the safety net.
+    outbox_idle_poll_max_s: float = Field(2.0, gt=0)
+
     @property
     def dev_key_file(self) -> Path:
         return self.var_dir / "dev-jwt-key.pem"
@@ -168,6 +172,10 @@ class ServiceSettings(CommonSettings):
     # Required in production; embedded default var/keys/<service>-events.pem, created 0600.
     event_signing_key_file: Path | None = None
     run_consumer: bool = True
+    # Worker processes of this service behind one port (JZ_REGISTRY_WORKERS, …; shared/launcher.py
+    # service_command): each runs the app and a consumer over its own share of the partitions. PostgreSQL only:
+    # with SQLite the launcher keeps 1 (its writers take turns on one file lock).
+    workers: int = Field(1, ge=1, le=64)
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -118,6 +118,12 @@ class LaunchConfig:
         env.update(self.extra_env)
         return env
 
+    def workers(self, service: str) -> int:
+        """``JZ_<SERVICE>_WORKERS`` as the children see it, but 1 on SQLite: its writers take turns on one file lock,
+        so more processes only wait for each other (and the embedded default stays one process per service)."""
+        count = configured_workers(service, self.child_env())
+        return 1 if count > 1 and self.database_url(service).startswith("sqlite") else count
+
     def evaluation_date_lines(self) -> list[str]:
         """What the startup banner says about the policy date benefits and audit judge on, and who set it:
         the demo's fixed date must be visible, not discovered from a 2020 answer."""
@@ -137,10 +143,132 @@ class LaunchConfig:
         return [f"{line}, for {service}" for service, line in said.items()]
 
 
-def service_command(service: str, port: int, host: str = "127.0.0.1") -> list[str]:
-    """How a service runs: uvicorn without its ``server`` banner (no version hints for scanners)."""
+def uvicorn_options() -> list[str]:
+    return ["--no-access-log", "--no-server-header", "--log-level", "warning"]
+
+
+def service_command(service: str, port: int, host: str = "127.0.0.1", workers: int | None = None) -> list[str]:
+    """How a service runs: uvicorn without its ``server`` banner (no version hints for scanners).
+
+    ``workers`` (default ``JZ_<SERVICE>_WORKERS``, else 1) above 1: ``python -m shared.launcher serve``, which runs
+    that many uvicorn processes on one listening socket (``serve_workers``)."""
+    workers = configured_workers(service) if workers is None else workers
+    if workers > 1:
+        return [sys.executable, "-m", "shared.launcher", "serve", service, "--host", host, "--port", str(port),
+                "--workers", str(workers)]
     return [sys.executable, "-m", "uvicorn", "--factory", f"services.{service}.app:create_app",
-            "--host", host, "--port", str(port), "--no-access-log", "--no-server-header", "--log-level", "warning"]
+            "--host", host, "--port", str(port), *uvicorn_options()]
+
+
+def configured_workers(service: str, env: dict[str, str] | None = None) -> int:
+    """``JZ_<SERVICE>_WORKERS`` from ``env`` (default: this process's environment), ≥ 1."""
+    env = os.environ if env is None else env
+    raw = env.get(f"JZ_{service.upper()}_WORKERS") or "1"
+    try:
+        return max(1, int(raw))
+    except ValueError as exc:
+        raise LaunchError(f"JZ_{service.upper()}_WORKERS must be a whole number, not {raw!r}") from exc
+
+
+def worker_share(member: str, index: int, workers: int) -> str:
+    """Worker ``index`` of ``workers``' part of the consumer member ``member`` ("a/b": partitions p % b == a):
+    the partitions with p % b == a and (p // b) % workers == index, written as one member "a + b*index / b*workers".
+    The workers' shares are disjoint and together exactly ``member``'s."""
+    a, b = (int(part) for part in member.split("/"))
+    return f"{a + b * index}/{b * workers}"
+
+
+def serve_workers(service: str, host: str, port: int, workers: int) -> int:
+    """Run ``workers`` uvicorn processes of ``service`` on one listening socket (the kernel spreads connections).
+
+    Each worker runs the whole app, background tasks included; what must not run once per worker is arranged
+    through its environment (docs/performance-writes.md, "Workers"):
+
+    * its consumers take a disjoint share of this process's partitions (``worker_share`` of the configured
+      ``consumer_member``): one consumer per partition set, offsets committed as before;
+    * audit's checkpoint scheduler and its start/stop checkpoints run in worker 0 only;
+    * worker 0 starts alone and the others once it answers ``/healthz``, so files it creates at first start (the
+      embedded profile's keys under var/) exist before the others read them.
+
+    When a worker exits, the others are stopped and its exit code returned (the supervisor above, the launcher
+    or Kubernetes, restarts the whole set). SIGTERM / SIGINT are passed to every worker."""
+    import socket
+    import subprocess
+
+    member = service_settings(service).consumer_member
+    listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((host, port))
+    listener.listen(2048)
+    listener.set_inheritable(True)
+    command = [sys.executable, "-m", "uvicorn", "--factory", f"services.{service}.app:create_app",
+               "--fd", str(listener.fileno()), *uvicorn_options()]
+    prefix = f"JZ_{service.upper()}_"
+    children: list[subprocess.Popen] = []
+    stopping = False
+
+    def stop_all(*_args) -> None:
+        nonlocal stopping
+        stopping = True
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop_all)
+    signal.signal(signal.SIGINT, stop_all)
+    try:
+        for index in range(workers):
+            env = {**os.environ, prefix + "CONSUMER_MEMBER": worker_share(member, index, workers),
+                   prefix + "WORKERS": "1"}
+            if index > 0:
+                env["JZ_AUDIT_CHECKPOINT_SCHEDULE"] = "false"
+            children.append(subprocess.Popen(command, env=env, pass_fds=(listener.fileno(),),
+                                             preexec_fn=_die_with_parent))
+            if index == 0 and not _answers_healthz(host, port, children[0]):
+                break
+            if stopping:
+                break
+        while True:
+            for child in children:
+                code = child.poll()
+                if code is not None:
+                    stop_all()
+                    for other in children:
+                        try:
+                            other.wait(30)
+                        except subprocess.TimeoutExpired:
+                            other.kill()
+                            other.wait()
+                    return 0 if stopping and code in (0, -signal.SIGTERM) else (code or 1)
+            time.sleep(0.2)
+    finally:
+        listener.close()
+
+
+def _die_with_parent() -> None:
+    """Linux: a worker gets SIGTERM when the ``serve`` process dies (even by SIGKILL), so none is left holding
+    the port."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _answers_healthz(host: str, port: int, first, timeout: float = 120.0) -> bool:
+    """Until the first worker answers /healthz (True), exits, or the timeout passes (False)."""
+    address = f"http://{'[' + host + ']' if ':' in host else host}:{port}/healthz"
+    if host in ("0.0.0.0", "::"):
+        address = f"http://127.0.0.1:{port}/healthz"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and first.poll() is None:
+        try:
+            if httpx.get(address, timeout=2.0).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    return False
 
 
 def relay_command() -> list[str]:
@@ -213,7 +341,10 @@ class SystemLauncher:
             await self._add("relay", relay_command())
             await self._start_signin()
             for service in SERVICES:
-                await self._add(service, service_command(service, self.config.ports[service]))
+                workers = self.config.workers(service)
+                if workers != configured_workers(service, self.config.child_env()):
+                    self.say(f"{service}: 1 worker (JZ_{service.upper()}_WORKERS applies on PostgreSQL only)")
+                await self._add(service, service_command(service, self.config.ports[service], workers=workers))
             await self._wait_healthy()
         except BaseException:
             await self.kill_all()
@@ -509,3 +640,25 @@ class SystemLauncher:
 
 async def _zero(lag_coro) -> bool:
     return await lag_coro == 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m shared.launcher serve SERVICE --host H --port P --workers N`` (what service_command gives)."""
+    import argparse
+    parser = argparse.ArgumentParser(prog="python -m shared.launcher")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run a service as several uvicorn workers on one socket")
+    serve.add_argument("service", choices=SERVICES)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, required=True)
+    serve.add_argument("--workers", type=int, help="default JZ_<SERVICE>_WORKERS, else 1")
+    args = parser.parse_args(argv)
+    workers = configured_workers(args.service) if args.workers is None else max(1, args.workers)
+    if workers == 1:  # plain uvicorn, as service_command gives it
+        command = service_command(args.service, args.port, args.host, workers=1)
+        os.execv(command[0], command)
+    return serve_workers(args.service, args.host, args.port, workers)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

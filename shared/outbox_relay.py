@@ -1,6 +1,8 @@
 """Publishes outbox rows to Kafka, in order per key, and refills a fresh broker with what is unapplied.
 
-Wake-up: PostgreSQL ``LISTEN jz_outbox`` (the writer's ``pg_notify``) or a short poll.
+Wake-up: PostgreSQL ``LISTEN jz_outbox`` (the writer's ``pg_notify``, sent with its row), on SQLite a change of
+the database file (two ``stat`` calls per ``outbox_poll_interval_s``); while the outbox stays empty the passes
+themselves back off to one per ``outbox_idle_poll_max_s`` (the safety net for a lost notification).
 Claiming: a relay takes a lane with a transaction-scoped advisory lock and its rows with
 ``FOR UPDATE SKIP LOCKED``, so two relays never publish the same row, nor rows of one
 key out of order.
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from datetime import timedelta
 
@@ -32,7 +35,7 @@ from shared.bus import kafka_client_options, make_producer
 from shared.config import OUTBOX_TOPICS, CommonSettings
 from shared.db import make_sessionmaker
 from shared.events import utcnow
-from shared.outbox import define_outbox, define_relay_epochs
+from shared.outbox import NOTIFY_CHANNEL, define_outbox, define_relay_epochs
 
 log = logging.getLogger("relay")
 
@@ -66,6 +69,10 @@ class OutboxRelay:
         self._next_beat = 0.0
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._listening = False  # PostgreSQL: LISTEN is up, so a commit wakes the relay
+        self._unapplied = True  # the last sweep found published rows not yet applied (unknown: assume so)
+        database = engine.url.database if engine.dialect.name == "sqlite" else None
+        self._database_file = database if database and database != ":memory:" and not database.startswith("file:") else None
         self.published = 0
         self.replays: list[tuple[str, int]] = []  # (topic, rows) per adopted broker epoch
 
@@ -213,6 +220,7 @@ class OutboxRelay:
             places = (await conn.execute(
                 select(_OUTBOX.c.topic, _OUTBOX.c.kafka_partition).where(
                     _OUTBOX.c.applied_at.is_(None), _OUTBOX.c.kafka_partition.is_not(None)).distinct())).all()
+        self._unapplied = bool(places)
         if not places:
             return 0
         topics = {place.topic for place in places}
@@ -332,35 +340,90 @@ class OutboxRelay:
         while not self._stopping.is_set():
             try:
                 conn = await asyncpg.connect(dsn)
-                await conn.add_listener("jz_outbox", lambda *_: self._wake.set())
+                await conn.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
+                conn.add_termination_listener(lambda *_: self._listening_lost())
+                self._listening = True
+                self._wake.set()  # a commit may have gone unheard while not listening: look once
                 try:
-                    await self._stopping.wait()
+                    while not self._stopping.is_set() and not conn.is_closed():
+                        try:
+                            await asyncio.wait_for(self._stopping.wait(), 5.0)
+                        except asyncio.TimeoutError:
+                            pass
                 finally:
+                    self._listening = False
                     await conn.close()
             except Exception:  # noqa: BLE001
+                self._listening = False
                 await asyncio.sleep(1)
+
+    def _listening_lost(self) -> None:
+        self._listening = False
+        self._wake.set()
+
+    def _idle_wait(self, wait: float) -> float:
+        """The next wait after a pass that published nothing: doubling up to ``outbox_idle_poll_max_s`` when a
+        commit wakes the relay anyway (PostgreSQL while listening; SQLite, whose file changes are watched),
+        bounded by the sweep while published rows wait to be applied (a fresh broker is found by the sweep)."""
+        interval = self.settings.outbox_poll_interval_s
+        if self.is_postgres and not self._listening:
+            return interval
+        longest = self.settings.outbox_idle_poll_max_s
+        if self._unapplied:
+            longest = min(longest, self.settings.relay_sweep_interval_s)
+        return max(interval, min(wait * 2, longest))
+
+    def _file_stamp(self) -> tuple | None:
+        """SQLite: what changes whenever any process commits to the database (the file and its WAL)."""
+        if self._database_file is None:
+            return None
+        stamp = []
+        for path in (self._database_file, self._database_file + "-wal"):
+            try:
+                info = os.stat(path)
+                stamp.append((info.st_mtime_ns, info.st_size))
+            except OSError:
+                stamp.append(None)
+        return tuple(stamp)
+
+    async def _pause(self, wait: float, stamp: tuple | None) -> None:
+        """Until woken, ``wait`` has passed, or (SQLite) the database changed since ``stamp`` was taken, looked at
+        every ``outbox_poll_interval_s`` (two stat calls instead of a query per outbox)."""
+        deadline = time.monotonic() + wait
+        step = wait if stamp is None else self.settings.outbox_poll_interval_s
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=min(step, remaining))
+                break
+            except asyncio.TimeoutError:
+                pass
+            if stamp is not None and self._file_stamp() != stamp:
+                break
+        self._wake.clear()
 
     async def run(self, *, drain_on_stop: bool = True) -> None:
         listener = asyncio.create_task(self._listen())
-        backoff = self.settings.outbox_poll_interval_s
+        interval = self.settings.outbox_poll_interval_s
+        wait = interval
         try:
             await self.purge_expired()
             while not self._stopping.is_set():
                 self._heartbeat()
+                stamp = self._file_stamp()  # before the pass: a commit during it is seen as a change
                 try:
-                    await self.publish_pending()
-                    backoff = self.settings.outbox_poll_interval_s
+                    published = await self.publish_pending()
+                    wait = interval if published else self._idle_wait(wait)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # noqa: BLE001 - broker down: keep rows, retry later
                     log.warning("%s: publish failed (%s); will retry", self.name, exc)
                     await self._drop_producer()
-                    backoff = min(max(backoff * 2, 0.2), 5.0)
-                try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=backoff)
-                except asyncio.TimeoutError:
-                    pass
-                self._wake.clear()
+                    wait = min(max(wait * 2, 0.2), 5.0)
+                    stamp = None  # retry after the backoff even if nothing changes
+                await self._pause(wait, stamp)
             if drain_on_stop:
                 await self._drain()
         finally:

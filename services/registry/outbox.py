@@ -11,18 +11,29 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.registry.tables import outbox
 from shared.config import TOPIC_REGISTRY
 from shared.events import Envelope
-from shared.outbox import add_to_outbox
+from shared.outbox import add_to_outbox, outbox_row
 from shared.personal_data import event_form, identity_hasher
+
+
+def household_envelope(event_type: str, snapshot: dict, *, actor: str | None, extra: dict | None = None) -> Envelope:
+    data = event_form({"household": snapshot, "version": snapshot["version"], **(extra or {})},
+                      identity_hasher())
+    return Envelope(source="registry", type=event_type, subject=f"household/{snapshot['id']}",
+                    sequence=snapshot["version"], data=data, actor=actor)
 
 
 async def publish_household_event(session: AsyncSession, event_type: str, snapshot: dict, *,
                                   actor: str | None, extra: dict | None = None) -> Envelope:
-    data = event_form({"household": snapshot, "version": snapshot["version"], **(extra or {})},
-                      identity_hasher())
-    envelope = Envelope(source="registry", type=event_type, subject=f"household/{snapshot['id']}",
-                        sequence=snapshot["version"], data=data, actor=actor)
+    envelope = household_envelope(event_type, snapshot, actor=actor, extra=extra)
     await add_to_outbox(session, outbox, TOPIC_REGISTRY, snapshot["id"], envelope)
     return envelope
+
+
+def household_event_row(session: AsyncSession, event_type: str, snapshot: dict, *, actor: str | None,
+                        now=None) -> dict:
+    """``publish_household_event``'s outbox row, for a caller that writes it in its own statement."""
+    envelope = household_envelope(event_type, snapshot, actor=actor)
+    return outbox_row(session, TOPIC_REGISTRY, snapshot["id"], envelope, now=now)
 
 
 async def publish_village_event(session: AsyncSession, event_type: str, village: dict, version: int, *,

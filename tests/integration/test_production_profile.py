@@ -215,6 +215,15 @@ async def test_a_first_jwks_fetch_that_times_out_answers_503_not_a_hang(tmp_path
 
 # -- deployment files give production what it refuses to start without ------------------------------------
 
+def _no_server_header(command: list[str], service: str) -> bool:
+    """uvicorn run without its ``server`` header: directly, or through ``shared.launcher serve`` (the workers),
+    which starts uvicorn with ``uvicorn_options()``."""
+    from shared.launcher import uvicorn_options
+    if command[:4] == ["python", "-m", "shared.launcher", "serve"]:
+        return command[4] == service and "--no-server-header" in uvicorn_options()
+    return "--no-server-header" in command
+
+
 def test_compose_and_k8s_provide_the_production_settings():
     from pathlib import Path
 
@@ -226,7 +235,7 @@ def test_compose_and_k8s_provide_the_production_settings():
         assert env["JZ_PROFILE"] == "production" and env["JZ_JWT_JWKS_URL"]
         assert str(env["JZ_METRICS_TOKEN"]).startswith("${JZ_METRICS_TOKEN"), name  # from outside, no default
         assert env["JZ_PARTNER_JWKS_URL"] == "http://benefits:8002/.well-known/jwks.json"
-        assert "--no-server-header" in compose[name]["command"], name
+        assert _no_server_header(compose[name]["command"], name), compose[name]["command"]
     benefits = compose["benefits"]
     assert benefits["environment"]["JZ_BENEFITS_PARTNER_SIGNING_KEY_FILE"] == "/run/secrets/partner_signing_key"
     assert "partner_signing_key" in benefits["secrets"]
@@ -239,7 +248,7 @@ def test_compose_and_k8s_provide_the_production_settings():
         [container] = k8s[name]["containers"]
         env = {e["name"]: e for e in container.get("env", [])}
         assert env["JZ_METRICS_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "jingzhun-metrics", name
-        assert "--no-server-header" in container["command"], name
+        assert _no_server_header(container["command"], name), container["command"]
     [container] = k8s["benefits"]["containers"]
     key_file = {e["name"]: e for e in container["env"]}["JZ_BENEFITS_PARTNER_SIGNING_KEY_FILE"]["value"]
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}

@@ -3,21 +3,27 @@ version, keeps the old one and stages its event in the same transaction."""
 from __future__ import annotations
 
 import base64
+import json
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import date
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import delete, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import delete, insert, select, text, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.registry.households.facts import facts_of, record_facts
 from services.registry.households.merge_patch import apply_merge_patch, changed_paths
-from services.registry.outbox import publish_household_event, publish_household_events_bulk
+from services.registry.outbox import household_event_row, publish_household_event, publish_household_events_bulk
 from services.registry.tables import household_versions, households, pairings, person_index
 from shared.auth import Principal
+from shared.db import json_dumps
 from shared.events import utcnow
 from shared.idcard import InvalidIdNumber, check_consistency, mask_id_number, validate_id_number
+from shared.outbox import NOTIFY_CHANNEL, is_postgres
 from shared.person_categories import derive_person_categories
 from shared.personal_data import masked_snapshot
 from shared.problems import Problem
@@ -168,16 +174,113 @@ async def create_household(session: AsyncSession, body: dict[str, Any], principa
     household_id = household_id or new_household_id()
     snapshot = _validated_snapshot(body, household_id, 1)
     check_area(principal, snapshot)
+    note = "created with status by admin (ledger import)" if snapshot["status"] != "candidate" else None
+    if is_postgres(session):
+        await _insert_new_household(session, snapshot, principal, note)
+        return snapshot
+    # SQLite: a no-op write first takes the database's write lock, so no other create claims a member between
+    # the checks below and the inserts (two concurrent creates of one person were a 409 and a 500).
+    await session.execute(update(households).where(households.c.id == household_id)
+                          .values(version=households.c.version))
     if await session.scalar(select(households.c.id).where(households.c.id == household_id)):
         raise Problem(409, "Household exists", f"Household {household_id} already exists.")
     await _claim_persons(session, household_id, snapshot["members"])
     now = utcnow()
     await session.execute(insert(households).values(id=household_id, created_by=principal.subject,
                                                     created_at=now, updated_at=now, **_row_values(snapshot)))
-    note = "created with status by admin (ledger import)" if snapshot["status"] != "candidate" else None
     await _record_version(session, snapshot, "household.registered", [], principal.subject, note)
     await publish_household_event(session, "household.registered", snapshot, actor=principal.subject)
     return snapshot
+
+
+#: A registration on PostgreSQL as one statement (one round trip): the same checks and rows as the SQLite path
+#: above. Nothing is written when the id exists or a living member is taken (``taken``, ``existing``); a member
+#: claimed by a transaction that commits while this one runs makes the person index's primary key refuse the
+#: statement as a whole. The relay's wake-up is part of it (delivered at commit).
+_CREATE_SQL = text("""
+WITH taken AS (
+    SELECT id_number, household_id FROM person_index WHERE id_number = ANY(CAST(:numbers AS VARCHAR[]))
+), existing AS (
+    SELECT id FROM households WHERE id = :id
+), household AS (
+    INSERT INTO households (id, version, region_code, village_code, township_code, status, categories, snapshot,
+                            created_by, created_at, updated_at)
+    SELECT CAST(:id AS VARCHAR), CAST(:version AS INTEGER), CAST(:region_code AS VARCHAR),
+           CAST(:village_code AS VARCHAR), CAST(:township_code AS VARCHAR), CAST(:status AS VARCHAR),
+           CAST(:categories AS VARCHAR), CAST(:snapshot AS JSON), CAST(:actor AS VARCHAR),
+           CAST(:now AS TIMESTAMPTZ), CAST(:now AS TIMESTAMPTZ)
+    WHERE NOT EXISTS (SELECT 1 FROM taken) AND NOT EXISTS (SELECT 1 FROM existing)
+    RETURNING id
+), persons AS (
+    INSERT INTO person_index (id_number, household_id, person_id)
+    SELECT claimed.number, household.id, claimed.person
+    FROM household, unnest(CAST(:numbers AS VARCHAR[]), CAST(:person_ids AS VARCHAR[])) AS claimed(number, person)
+), version AS (
+    INSERT INTO household_versions (household_id, version, event_type, changed_paths, snapshot, actor, note, at)
+    SELECT household.id, CAST(:version AS INTEGER), 'household.registered', CAST('[]' AS JSON),
+           CAST(:snapshot AS JSON), CAST(:actor AS VARCHAR), CAST(:note AS TEXT), CAST(:now AS TIMESTAMPTZ)
+    FROM household
+), event AS (
+    INSERT INTO outbox (event_id, topic, key, lane, payload, created_at, attempts)
+    SELECT CAST(:event_id AS VARCHAR), CAST(:topic AS VARCHAR), household.id, CAST(:lane AS INTEGER),
+           CAST(:payload AS TEXT), CAST(:now AS TIMESTAMPTZ), 0
+    FROM household
+)
+SELECT (SELECT count(*) FROM household) AS created, EXISTS (SELECT 1 FROM existing) AS existed,
+       (SELECT json_agg(json_build_array(id_number, household_id)) FROM taken) AS taken,
+       (SELECT pg_notify(:channel, CAST(:topic AS TEXT)) FROM household) AS notified
+""")
+
+
+async def _insert_new_household(session: AsyncSession, snapshot: dict, principal: Principal,
+                                note: str | None) -> None:
+    now = utcnow()
+    living = _living(snapshot["members"])
+    event = household_event_row(session, "household.registered", snapshot, actor=principal.subject, now=now)
+    values = _row_values(snapshot)
+    params = {"id": snapshot["id"], "version": values["version"], "region_code": values["region_code"],
+              "village_code": values["village_code"], "township_code": values["township_code"],
+              "status": values["status"], "categories": values["categories"], "snapshot": json_dumps(snapshot),
+              "actor": principal.subject, "now": now, "note": note, "numbers": list(living),
+              "person_ids": list(living.values()), "event_id": event["event_id"], "topic": event["topic"],
+              "lane": event["lane"], "payload": event["payload"], "channel": NOTIFY_CHANNEL}
+    for attempt in (1, 2):
+        try:
+            row = (await session.execute(_CREATE_SQL, params)).one()
+            break
+        except IntegrityError:
+            # A member or the id was claimed by a transaction that committed meanwhile. On its own connection
+            # (AUTOCOMMIT, the API's create) nothing was written: once more, and the checks above see it.
+            if attempt == 2 or not session.info.get(AUTOCOMMIT):
+                raise
+    if row.existed:
+        raise Problem(409, "Household exists", f"Household {snapshot['id']} already exists.")
+    if row.taken:
+        taken = json.loads(row.taken) if isinstance(row.taken, str) else row.taken
+        raise Problem(409, "Person already in another household",
+                      "A living person belongs to at most one household.",
+                      type_="https://jingzhun.dev/problems/person-conflict",
+                      conflicts=[{"id_number": mask_id_number(number), "household_id": other}
+                                 for number, other in taken])
+
+
+#: ``session.info`` key: the session runs each statement as its own transaction (single_statement_session).
+AUTOCOMMIT = "autocommit"
+
+
+@asynccontextmanager
+async def single_statement_session(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """A session for work that is one statement on PostgreSQL (``create_household``): that statement is its own
+    transaction (AUTOCOMMIT), so no BEGIN and COMMIT round trips around it. Elsewhere (SQLite) ``transaction``."""
+    async with sessionmaker() as session:
+        if not is_postgres(session):
+            async with session.begin():
+                yield session
+            return
+        await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        session.info[AUTOCOMMIT] = True
+        yield session
+        await session.commit()
 
 
 async def load_household(session: AsyncSession, household_id: str, principal: Principal,

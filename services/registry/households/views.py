@@ -56,7 +56,7 @@ CREATE_EXAMPLES = {
                         409: {"description": "A member already lives in another household"}})
 async def create_household(request: Request, body: Annotated[HouseholdCreate, Body(openapi_examples=CREATE_EXAMPLES)],
                            principal: Principal = Depends(require_scopes("registry:write"))) -> JSONResponse:
-    async with transaction(request.app.state.sessionmaker) as session:
+    async with service.single_statement_session(request.app.state.sessionmaker) as session:
         snapshot = await service.create_household(session, body.model_dump(mode="json", exclude_unset=True),
                                                   principal)
     return _snapshot_response(snapshot, principal, 201, {"Location": f"/v1/households/{snapshot['id']}"})
