@@ -103,3 +103,21 @@ def test_k8s_apis_serve_without_consumers_and_consumers_scale_with_partitions():
         assert not set(service["spec"]["selector"].items()) <= set(labels.items()), svc
     kustomization = yaml.safe_load((ROOT / "deploy" / "k8s" / "kustomization.yaml").read_text(encoding="utf-8"))
     assert "consumers.yaml" in kustomization["resources"]
+
+
+def test_connections_the_workers_accept_send_at_once():
+    """uvicorn wraps an inherited --fd as AF_UNIX, so asyncio leaves Nagle on for what it accepts; the listening
+    socket carries TCP_NODELAY to every accepted connection instead (without it: ~40 ms per request)."""
+    import socket
+
+    from shared.launcher import listening_socket
+    listener = listening_socket("127.0.0.1", 0)
+    client = socket.create_connection(listener.getsockname())
+    try:
+        accepted, _ = listener.accept()
+        with accepted:
+            assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+            assert listener.get_inheritable()
+    finally:
+        client.close()
+        listener.close()
