@@ -31,9 +31,10 @@ test-postgres: install
 	JZ_TEST_POSTGRES_URL=$${JZ_TEST_POSTGRES_URL:-postgresql+asyncpg://postgres@127.0.0.1:5432/postgres} \
 	JZ_REQUIRE_POSTGRES=1 $(BIN)/pytest -q -rs
 
+# Every throughput benchmark (issue 15) and one table against same-run baselines and targets; PostgreSQL and wrk
+# (apt-get install -y wrk). About an hour on two cores; `$(BIN)/python -m bench.all --quick` runs each one small.
 bench: install
-	$(BIN)/python -m bench.bench_engine
-	$(BIN)/python -m bench.bench_http
+	$(BIN)/python -m bench.all $(BENCH_ARGS)
 
 clean:
 	rm -rf var .pytest_cache test-artifacts

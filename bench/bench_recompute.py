@@ -39,6 +39,7 @@ import argparse
 import asyncio
 import datetime as dt
 import itertools
+import json
 import os
 import random
 import resource
@@ -343,7 +344,7 @@ async def scale_size(postgres_url: str, n: int, batch_size: int, workers: int, i
 
 
 async def scale(postgres_url: str, sizes: list[int], batch_size: int, workers: int, baseline_n: int,
-                initial_job: bool = True) -> None:
+                initial_job: bool = True, json_path: str | None = None) -> None:
     print(f"bulk recompute at scale: sizes {sizes}, {workers} worker(s), batch {batch_size}, as of {AS_OF}",
           flush=True)
     base_old = baseline(baseline_n)
@@ -370,6 +371,10 @@ async def scale(postgres_url: str, sizes: list[int], batch_size: int, workers: i
         backends = [max(result[label]["backend_rss"] or [0]) for label in labels]
         print(f"  peak RSS at {result['n']}: bench process {peak_rss_mb():.0f} MB (whole run), workers {rss} MB, "
               f"largest PostgreSQL backend {backends} MB")
+    if json_path:  # for bench.all's one table
+        with open(json_path, "w", encoding="utf-8") as out:
+            json.dump({"workers": workers, "engine_eval_json_rate": base_new, "engine_model_dump_rate": base_old,
+                       "bench_rss_mb": peak_rss_mb(), "sizes": results}, out, indent=1, default=str)
 
 
 if __name__ == "__main__":
@@ -385,12 +390,13 @@ if __name__ == "__main__":
     parser.add_argument("--baseline-n", type=int, default=20_000, help="scale mode: households in the baseline")
     parser.add_argument("--no-initial-job", action="store_true",
                         help="scale mode: store the decided state directly (no events) instead of timing an initial job")
+    parser.add_argument("--json", help="scale mode: also write the sizes' results and the baselines to this file")
     args = parser.parse_args()
     if args.scale:
         if not args.postgres_url:
             parser.error("--scale needs --postgres-url (or JZ_BENCH_POSTGRES_URL)")
         asyncio.run(scale(args.postgres_url, [int(size) for size in args.sizes.split(",")], args.batch_size,
-                          args.workers, args.baseline_n, not args.no_initial_job))
+                          args.workers, args.baseline_n, not args.no_initial_job, args.json))
     else:
         chosen = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
         asyncio.run(main(args.n, chosen, args.postgres_url, args.batch_size))
