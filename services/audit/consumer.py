@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.audit.ledger.service import (CHECKPOINT_CHAIN, append_event, append_events, chain_heads, chain_id_for,
                                           create_checkpoint, latest_checkpoint)
-from services.audit.projections import parse_time, project_record
+from services.audit.projections import parse_time, project_record, project_records
 from services.audit.tables import dead_letters
 from shared.bus import Consumer, PoisonMessage
 from shared.config import TOPICS, AuditSettings
@@ -60,8 +60,9 @@ def make_handler(sessionmaker, settings: AuditSettings):
 
 
 def make_batch_handler(sessionmaker, settings: AuditSettings):
-    """A partition's records in one transaction: one chain-head read, one multi-row append,
-    then the projections in order; the same ledger as appending them one by one."""
+    """A partition's records in one transaction: one chain-head read, one multi-row append, then the
+    projections in order, their read models read and written once for the batch (``project_records``);
+    the same ledger and read models as handling them one by one."""
     trusted = trusted_keys(settings)
 
     async def handle_batch(records) -> None:
@@ -69,8 +70,7 @@ def make_batch_handler(sessionmaker, settings: AuditSettings):
         envelopes = [trusted_event(record.value, trusted) for record in records]
         chain_id = chain_id_for(records[0].topic, records[0].partition)
         async with transaction(sessionmaker) as session:
-            for written in await append_events(session, envelopes, chain_id, settings.hash_algorithm):
-                await project_record(session, written)
+            await project_records(session, await append_events(session, envelopes, chain_id, settings.hash_algorithm))
     return handle_batch
 
 
