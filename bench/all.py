@@ -54,11 +54,12 @@ def commands(args, out: Path) -> dict[str, list[str]]:
     py = [sys.executable, "-m"]
     quick = args.quick
     return {
-        "http": py + ["bench.bench_http", "--json", str(out / "http.json")] + (["--quick"] if quick else []),
+        "http": py + ["bench.bench_http", "--json", str(out / "http.json"), "--workers", str(args.workers)]
+        + (["--quick"] if quick else []),
         "create": py + ["bench.bench_registry_create", "--json", str(out / "create.json"),
                         "--workers", str(args.workers)] + (["--quick"] if quick else []),
         "pipeline": py + ["bench.bench_pipeline_sustained", "--json", str(out / "pipeline.json"), "--backend",
-                          "postgres" if args.postgres_url else "sqlite"]
+                          "postgres" if args.postgres_url else "sqlite", "--workers", str(args.workers)]
         + (["--n", "200", "--clients", "4"] if quick else ["--n", str(args.pipeline_n)]),
         "recompute": py + ["bench.bench_recompute", "--scale", "--json", str(out / "recompute.json"),
                            "--workers", str(args.workers)]

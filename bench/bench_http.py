@@ -189,12 +189,15 @@ end
 
 # -- processes ----------------------------------------------------------------------------------
 
-def child_env(var_dir: Path, database_urls: dict[str, str]) -> dict[str, str]:
+def child_env(var_dir: Path, database_urls: dict[str, str], workers: int = 1) -> dict[str, str]:
+    """The system's environment: none of the caller's ``JZ_*``; ``workers`` uvicorn processes per service
+    (``JZ_<SERVICE>_WORKERS``; the launcher keeps 1 on SQLite)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("JZ_")}
     env.update({"JZ_VAR_DIR": str(var_dir), "JZ_BENEFITS_PARTNER_RATE_LIMIT_ENABLED": "false",
                 "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))})
     for service, url in database_urls.items():
         env[f"JZ_{service.upper()}_DATABASE_URL"] = url
+        env[f"JZ_{service.upper()}_WORKERS"] = str(workers)
     return env
 
 
@@ -266,7 +269,7 @@ async def measure(args, var_dir: Path, database_urls: dict[str, str]) -> list[Ro
     from shared.broker import free_port
     from shared.config import CommonSettings
 
-    env = child_env(var_dir, database_urls)
+    env = child_env(var_dir, database_urls, args.workers)
     log = var_dir / "system.log"
     ports = {name: free_port() for name in ("bare", "registry", "benefits", "audit", "broker")}
     print("loading the demo district (jingzhun demo-data) ...", flush=True)
@@ -367,7 +370,8 @@ async def drive(args, var_dir, ports, bare, system, log, mint_token, CommonSetti
 
 
 def table(rows: list[Row], *, backend: str, args) -> str:
-    lines = [f"{args.duration} s per path, wrk -c {args.connections} -t {args.threads}, one uvicorn worker per service, "
+    workers = "one uvicorn worker" if backend == "SQLite" or args.workers == 1 else f"{args.workers} uvicorn workers"
+    lines = [f"{args.duration} s per path, wrk -c {args.connections} -t {args.threads}, {workers} per service, "
              f"{backend}; {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
              f"Python {platform.python_version()}",
              f"{'path':<48} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'vs bare':>8}"]
@@ -386,6 +390,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--consume-timeout", type=float, default=300.0,
                         help="seconds to wait for benefits to consume the demo")
     parser.add_argument("--json", type=Path, help="also write the rows to this file")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="uvicorn processes per service (PostgreSQL only; the bare route stays one)")
     parser.add_argument("--only", type=lambda text: set(text.split(",")),
                         help="measure only these (comma-separated: cheapest, whoami, household, entitlements, "
                              "eligibility, one-stop)")

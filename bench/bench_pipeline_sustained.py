@@ -243,7 +243,11 @@ async def measure(args, database_urls: dict[str, str]) -> Run:
     log = open(var_dir / "system.log", "w", encoding="utf-8")  # noqa: SIM115 - closed below
     config = LaunchConfig(var_dir=var_dir, ports={s: free_port() for s in ("registry", "benefits", "audit")},
                           broker_port=free_port(), database_urls=database_urls,
-                          extra_env={"PYTHONPATH": str(ROOT), "JZ_LOG_LEVEL": "WARNING"},
+                          extra_env={"PYTHONPATH": str(ROOT), "JZ_LOG_LEVEL": "WARNING",
+                                     # uvicorn processes per service, each consuming its share of the partitions
+                                     # (the launcher keeps 1 on SQLite)
+                                     **{f"JZ_{s.upper()}_WORKERS": str(args.workers)
+                                        for s in ("registry", "benefits", "audit")}},
                           log_sink=lambda name, line: log.write(f"{name} | {line}\n"))
     launcher = SystemLauncher(config)
     print(f"{backend}: starting the system (var dir {var_dir})", flush=True)
@@ -308,8 +312,9 @@ async def measure(args, database_urls: dict[str, str]) -> Run:
     return run
 
 
-def table(runs: list[Run]) -> str:
-    lines = [f"sustained pipeline, one process per service, {platform.processor() or platform.machine()}, "
+def table(runs: list[Run], workers: int = 1) -> str:
+    processes = "one process per service" if workers == 1 else f"{workers} processes per service on PostgreSQL"
+    lines = [f"sustained pipeline, {processes}, {platform.processor() or platform.machine()}, "
              f"{os.cpu_count()} CPUs, Python {platform.python_version()}",
              f"{'backend/source':<18} {'households':>10} {'writes/s':>9} {'end-to-end/s':>13} {'ceiling/s':>10} "
              f"{'ratio':>6} {'peak lag 1st/2nd half':>22} {'lag':>9} {'events/hh':>13}"]
@@ -342,6 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=1800.0)
     parser.add_argument("--quick", action="store_true", help="30 households on SQLite, 4 clients (CI smoke)")
     parser.add_argument("--json", help="also write the runs as JSON here")
+    parser.add_argument("--workers", type=int, default=1, help="processes per service (PostgreSQL only)")
     args = parser.parse_args(argv)
     if args.quick:
         args.n, args.clients, args.sample, args.print_every = min(args.n, 30), 4, 0.5, 5.0
@@ -366,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
         return runs
 
     runs = asyncio.run(go())
-    print(table(runs))
+    print(table(runs, args.workers))
     if args.json:
         Path(args.json).write_text(json.dumps([{**run.__dict__, "end_to_end": run.end_to_end, "ceiling": run.ceiling,
                                                 "write_rate": run.write_rate, "lag_trend": run.lag_trend()}
