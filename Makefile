@@ -32,7 +32,7 @@ test-postgres: install
 	JZ_REQUIRE_POSTGRES=1 $(BIN)/pytest -q -rs
 
 # Every throughput benchmark (issue 15) and one table against same-run baselines and targets; PostgreSQL and wrk
-# (apt-get install -y wrk). About an hour on two cores; `$(BIN)/python -m bench.all --quick` runs each one small.
+# (apt-get install -y wrk). About an hour and a half on two cores (the 1M policy change alone 40+ minutes); `$(BIN)/python -m bench.all --quick` runs each one small.
 bench: install
 	$(BIN)/python -m bench.all $(BENCH_ARGS)
 

@@ -1,6 +1,6 @@
 """Every throughput benchmark of issue 15 in one run, and one table of project vs same-run baseline vs target.
 
-    make bench                                   # the full run (PostgreSQL; about an hour on two cores)
+    make bench                                   # the full run (PostgreSQL; about an hour and a half on two cores)
     .venv/bin/python -m bench.all --quick        # each benchmark small (a few minutes): the table's shape, not numbers
     .venv/bin/python -m bench.all --only http,verify
 
