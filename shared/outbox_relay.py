@@ -171,6 +171,13 @@ class OutboxRelay:
                 if self.is_postgres:  # wait until no lane batch is in flight, keep new ones out
                     await session.execute(text("SELECT pg_advisory_xact_lock(:ns, :all)"),
                                           {"ns": _ADVISORY_NAMESPACE, "all": _ALL_LANES})
+                else:
+                    # SQLite: a write first, so this transaction holds the database's write lock before it reads
+                    # which epochs are adopted. Without it the driver began the transaction only at the first
+                    # UPDATE: two relays could both read "not adopted" and replay the same rows twice
+                    # (test_two_relays_adopting_one_fresh_broker_replay_once, seen under load).
+                    await session.execute(update(_RELAY_EPOCHS).where(_RELAY_EPOCHS.c.topic == "")
+                                          .values(epoch=_RELAY_EPOCHS.c.epoch))
                 topics = await self._outbox_topics(session)
                 epochs = await ensure_markers(self.settings.kafka_bootstrap, sorted(topics), self.settings,
                                               reader=self._epoch_reader(), by=self.name)

@@ -153,6 +153,24 @@ async def test_a_restart_with_everything_applied_replays_nothing_and_a_partial_o
 
 
 async def test_two_relays_adopting_one_fresh_broker_replay_once(databases, tmp_path):
+    await _two_relays_adopt_one_fresh_broker(databases, tmp_path)
+
+
+async def test_two_relays_reading_the_epochs_at_the_same_moment_replay_once(databases, tmp_path, monkeypatch):
+    """Both relays read the broker's epoch markers, slowly, before either has adopted them: on SQLite the
+    first one's adoption used to start its transaction only at its first write, so both read "not adopted"
+    and replayed every row twice (seen on a loaded CI machine)."""
+    import shared.outbox_relay
+
+    async def slow_markers(*args, **kwargs):
+        found = await ensure_markers(*args, **kwargs)
+        await asyncio.sleep(0.3)
+        return found
+    monkeypatch.setattr(shared.outbox_relay, "ensure_markers", slow_markers)
+    await _two_relays_adopt_one_fresh_broker(databases, tmp_path)
+
+
+async def _two_relays_adopt_one_fresh_broker(databases, tmp_path) -> None:
     engine = await _outbox_engine(databases)
     total = await _stage_events(engine, versions_per_key=3)
     first = BrokerProcess()

@@ -39,14 +39,16 @@ async def test_idle_relay_backs_off_and_a_commit_wakes_it(databases, tmp_path):
         idle_passes = len(relay.passes)
         # Polling every 50 ms would be about 50 passes; backing off to 0.8 s leaves a handful.
         assert 2 <= idle_passes <= 12, relay.passes
+        # Timed from before the commit: the wake-up can start a pass before this coroutine runs again (on a
+        # loaded machine the pass that saw the row began before a clock read after the commit).
+        committing = time.monotonic()
         async with transaction(make_sessionmaker(engine)) as session:
             await add_to_outbox(session, outbox, TOPIC_REGISTRY, "hh-1", Envelope(
                 source="registry", type="household.updated", subject="household/hh-1", sequence=1, data={}))
-        committed = time.monotonic()
-        deadline = committed + 0.6  # well inside the 0.8 s the relay had backed off to
-        while time.monotonic() < deadline and not any(at > committed and pending for at, pending in relay.passes):
+        deadline = time.monotonic() + 0.6  # well inside the 0.8 s the relay had backed off to
+        while time.monotonic() < deadline and not any(at > committing and pending for at, pending in relay.passes):
             await asyncio.sleep(0.02)
-        assert any(at > committed and pending == 1 for at, pending in relay.passes), relay.passes[idle_passes - 2:]
+        assert any(at > committing and pending == 1 for at, pending in relay.passes), relay.passes[idle_passes - 2:]
     finally:
         relay.stop()
         await running
