@@ -58,6 +58,22 @@ def restrict_sidecar_files(path: Path) -> None:
             continue
 
 
+def _wal_mode(cursor, attempts: int = 5) -> None:
+    """``PRAGMA journal_mode=WAL`` on a new SQLite connection. Twice in a full local suite run (never alone) a
+    new connection to a database other processes were writing got SQLITE_NOTADB ("file is not a database")
+    here; the cause is not found. It is tried again a few times, 0.1 s apart; a file that really is not a
+    database still fails, after about half a second (tests/unit/shared/test_db_wal_retry.py)."""
+    import sqlite3
+    for attempt in range(attempts):
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.DatabaseError as exc:
+            if "not a database" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.1)
+
+
 def make_engine(url: str, **kwargs) -> AsyncEngine:
     if is_sqlite(url):
         database = make_url(url).database
@@ -72,7 +88,7 @@ def make_engine(url: str, **kwargs) -> AsyncEngine:
             # WAL lets the relay and the API read while another writer commits;
             # busy_timeout makes concurrent writers wait instead of failing.
             cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
+            _wal_mode(cursor)
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.execute("PRAGMA foreign_keys=ON")
