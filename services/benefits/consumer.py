@@ -14,8 +14,7 @@ from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.benefits.entitlements.service import recompute_household, recompute_households
-from services.benefits.monitoring.service import _same as same_observation
-from services.benefits.monitoring.service import observation_of, record_observation
+from services.benefits.monitoring.service import observation_of, record_observation, same_observation
 from shared.policy import PackRegistry
 from services.benefits.tables import dead_letters, household_snapshots, income_observations, processed_events, villages
 from services.benefits.partners.lookup import index_persons, index_persons_many, person_rows

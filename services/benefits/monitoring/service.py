@@ -50,7 +50,7 @@ async def record_observation(session: AsyncSession, snapshot: dict, observed_on:
                income_observations.c.living_members, income_observations.c.rigid_total)
         .where(income_observations.c.household_id == snapshot["id"])
         .order_by(income_observations.c.id.desc()).limit(1))).first()
-    if last is not None and _same(dict(last._mapping), facts):
+    if last is not None and same_observation(dict(last._mapping), facts):
         return False
     await session.execute(insert(income_observations).values(
         household_id=snapshot["id"], household_version=snapshot["version"],
@@ -58,7 +58,7 @@ async def record_observation(session: AsyncSession, snapshot: dict, observed_on:
     return True
 
 
-def _same(stored: dict, facts: dict) -> bool:
+def same_observation(stored: dict, facts: dict) -> bool:
     def norm(value):
         return None if value is None else Decimal(str(value))
     return (stored["income_year"] == facts["income_year"] and stored["living_members"] == facts["living_members"]
