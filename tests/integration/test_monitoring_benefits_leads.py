@@ -202,6 +202,10 @@ async def test_elimination_answer_over_the_stored_history(databases, tmp_path):
         assert (await client.get(url, params={"as_of": "not-a-date"})).status_code == 422
         before = (await client.get(url, params={"as_of": "2020-06-30"})).json()
         assert before["eligible"] is False and before["unmet"] == ["in_force"]
+        # A day before every policy pack (the national one starts 2014) has no rule: 422 naming as_of, not 500.
+        ancient = await client.get(url, params={"as_of": "1990-01-01"})
+        assert ancient.status_code == 422 and ancient.headers["content-type"].startswith("application/problem+json")
+        assert ancient.json()["errors"][0]["loc"] == ["query", "as_of"] and "1990-01-01" in ancient.json()["detail"]
 
         area = {"Authorization": "Bearer " + mint_token(settings, "benefits:read", area="360702")}
         hidden = await client.get(url, headers=area)

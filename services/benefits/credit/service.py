@@ -61,18 +61,33 @@ class CreditDecision:
     reasons: list[str]
 
 
-def decide(found: FoundPerson | None, request: LoanRequest, kind: str, as_of: dt.date) -> CreditDecision:
+def policy_on(region_code: str, day: dt.date, field: str = "date"):
+    """The policy pack in force for ``region_code`` on ``day``, or 422: a loan dated before
+    (or after) every published pack has no rule to be judged by, and that is the caller's
+    date, not a server error."""
+    try:
+        return resolve_pack(region_code, day)
+    except LookupError:
+        problem = _reject(422, "no_policy_in_force",
+                          f"No credit policy is in force on {day.isoformat()} for this borrower's region.")
+        problem.extra["errors"] = [{"loc": ["body", field], "msg": "no policy in force on this date",
+                                    "type": "no_policy_in_force"}]
+        raise problem from None
+
+
+def decide(found: FoundPerson | None, request: LoanRequest, kind: str, as_of: dt.date,
+           field: str = "date") -> CreditDecision:
     """Eligibility of a borrower for a new loan, an extension or a renewal, on ``as_of``.
 
     The rule is ``rules.credit.microloan_eligibility``, the same function that produces the
     office's ``credit.microloan`` entitlement; a deceased person is treated as unknown.
     """
     if found is None or found.person.get("deceased"):
-        policy = resolve_pack("", as_of)
+        policy = policy_on("", as_of, field)
         household = None
     else:
         household = Household.model_validate(found.snapshot)
-        policy = resolve_pack(household.region_code, as_of)
+        policy = policy_on(household.region_code, as_of, field)
     decision = microloan_eligibility(household, request, policy, as_of, kind)
     eligible = decision.eligible
     return CreditDecision(
@@ -138,7 +153,7 @@ async def eligibility(session: AsyncSession, principal: Principal, body: dict, a
 def subsidised_until(loan) -> dt.date:
     """Last day the subsidy runs: the loan term, or the COVID extension (001 L739)."""
     if loan.covid_extension and loan.extended_to is not None:
-        policy = resolve_pack(loan.region_code or "", loan.due_on)  # the rule of the year the loan fell due
+        policy = policy_on(loan.region_code or "", loan.due_on, "due_date")  # the rule of the year the loan fell due
         months = int(policy.param("credit.covid_extension_months", Decimal(0)))
         return min(loan.extended_to, _add_months(loan.due_on, months)) - dt.timedelta(days=1)
     return loan.due_on - dt.timedelta(days=1)
@@ -343,7 +358,7 @@ async def _check_extension(loan, body: dict) -> None:
     if new_due <= current:
         raise _reject(422, "extension_not_later", "The new due date must be after the current one.")
     if body.get("covid"):
-        policy = resolve_pack(loan.region_code or "", body["date"])
+        policy = policy_on(loan.region_code or "", body["date"])
         months = int(policy.param("credit.covid_extension_months", Decimal(0)))
         due_from = policy.param("credit.covid_extension_due_from", None)
         if months <= 0 or due_from is None:
@@ -364,7 +379,7 @@ def _eligible_on(day: dt.date, history: list, region_code: str) -> bool:
     if entry.status in ("registered", "returned"):
         return True
     if entry.status in ("exited", "monitored") and "marginal" not in (entry.categories or []):
-        policy = resolve_pack(region_code, day)
+        policy = policy_on(region_code, day, "quarter")
         household = _WindowView(entry.exit_date)
         return post_exit_window_open(household, policy, day)
     return False
@@ -388,7 +403,6 @@ def _periods(days: list[dt.date]) -> list[tuple[dt.date, dt.date]]:
 async def loan_quarter_subsidy(session: AsyncSession, loan, year: int, quarter: int) -> tuple[Decimal, int, list]:
     """(subsidy, eligible days, periods) for one loan and quarter."""
     start, end = quarter_bounds(year, quarter)
-    policy = resolve_pack(loan.region_code or "", end)
     last = subsidised_until(loan)
     if loan.defaulted_on is not None:
         last = min(last, loan.defaulted_on - dt.timedelta(days=1))
@@ -409,6 +423,7 @@ async def loan_quarter_subsidy(session: AsyncSession, loan, year: int, quarter: 
         day += dt.timedelta(days=1)
     if not days:
         return ZERO, 0, []
+    policy = policy_on(loan.region_code or "", end, "quarter")  # a subsidised day had a pack; so has the quarter's end
     periods = _periods(days)
     amount = interest_subsidy(schedule, Decimal(policy.param("credit.benchmark_rate")),
                               (year, quarter), periods,

@@ -31,4 +31,10 @@ async def elimination(request: Request, household_id: str, as_of: AsOf = None,
         if snapshot is None or not principal.sees_area(service.area_of(snapshot)):
             raise Problem(404, "Household not known to benefits",
                           f"No registry event for {household_id} has been processed yet.")
-        return await service.elimination_answer(session, snapshot, day, getattr(request.app.state, "packs", None))
+        try:
+            return await service.elimination_answer(session, snapshot, day,
+                                                    getattr(request.app.state, "packs", None))
+        except LookupError as exc:  # a day before every pack of the household's region (e.g. 1990)
+            raise Problem(422, "Invalid request", f"该日期无适用政策包。/ {exc}",
+                          type_="https://jingzhun.dev/problems/validation",
+                          errors=[{"loc": ["query", "as_of"], "msg": str(exc)}]) from None

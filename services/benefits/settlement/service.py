@@ -119,7 +119,10 @@ def coverage_on(day: dt.date, *, history, region_code: str, identified_year: int
     entry = status_on(history, day)
     if entry is None:
         return NOT_COVERED
-    policy = resolve(region_code, day)
+    try:
+        policy = resolve(region_code, day)
+    except LookupError:  # before every pack of the region (the national one starts 2014): no programme yet
+        return NOT_COVERED
     if not policy.enabled(PROGRAM):
         return NOT_COVERED
     until = deceased_on if deceased else None
@@ -223,7 +226,12 @@ async def one_stop(session: AsyncSession, principal: Principal, body: dict) -> d
     total = yuan(bill.total_cost)
     if covered and bill.in_district:
         household = Household.model_validate(found.snapshot)
-        policy = resolve_pack(household.region_code, day)  # the bill is settled at discharge
+        try:
+            policy = resolve_pack(household.region_code, day)  # the bill is settled at discharge
+        except LookupError as exc:  # a discharge before every pack of the region: no rule settles it
+            raise Problem(422, "Invalid request", f"该日期无适用政策包。/ {exc}",
+                          type_="https://jingzhun.dev/problems/validation",
+                          errors=[{"loc": ["body", "discharge_date"], "msg": str(exc)}]) from None
         await take_write_turn(session)
         ytd_before = await _lock_ytd(session, person_hash, day.year)
         stored = await _stored(session, client_id, claim_id)  # a concurrent resend may have won the lock

@@ -251,3 +251,21 @@ async def test_exit_window_closing_mid_quarter(databases, tmp_path):
         assert q2["lines"][0]["status"] == "approved"
         q3 = await claim(partners.bank, "W-2020Q3", 2019, 3, [("W-1", interest("10000", 92))])
         assert q3["lines"][0]["status"] == "approved"
+
+
+@pytest.mark.parametrize("id_number", [FARMER_ID, UNKNOWN_ID], ids=["registered", "unknown"])
+async def test_a_loan_dated_before_every_policy_pack_is_422_and_stores_nothing(partners, id_number):
+    """Found by the API fuzzer in CI: an issuance dated 1978 asked for a pack that does not exist and
+    answered 500. No rule can judge it; the bank's date is what is wrong."""
+    body = {"report_id": "r-1978", "loan_id": "L-1978", "event": "issuance", "date": "1978-03-15",
+            "id_number": id_number, "amount": "36000.00", "due_date": "2007-05-01", "purpose": "livestock"}
+    response = await partners.bank.post("/v1/credit/loans", json=body)
+    assert response.status_code == 422, response.text
+    problem = response.json()
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert problem["code"] == "no_policy_in_force" and "1978-03-15" in problem["detail"]
+    assert problem["errors"][0]["loc"] == ["body", "date"]
+    # Nothing was kept: the same report_id with a date in force is a first report, not a conflicting resend.
+    fixed = await partners.bank.post("/v1/credit/loans", json=body | {"date": "2019-11-15", "due_date": "2021-11-15"})
+    assert fixed.status_code == 200, fixed.text
+    assert fixed.json()["loan"]["issued_on"] == "2019-11-15" and "replayed" not in fixed.json()

@@ -102,3 +102,11 @@ async def test_roster_lists_covered_people_and_changes_since_cursor(partners):
     later = (await partners.insurer.get("/v1/settlements/roster", params={"cursor": changes["next_cursor"]})).json()
     assert len(later["items"]) == 4 and all(i["covered"] for i in later["items"])
     assert ELDERLY_ID not in str(later)
+
+
+async def test_a_stay_before_every_policy_pack_is_not_covered(partners):
+    """Found by the API fuzzer in CI: a 2010 admission asked for a pack that does not exist and answered
+    500. Before the national pack (2014) there was no programme, so the stay is simply not covered."""
+    result = await settle(partners.insurer, "INS-2010", admission_date="2010-01-01", discharge_date="2010-01-05")
+    assert result["eligible"] is False and result["reasons"] == ["not_covered"]
+    assert Decimal(result["patient_pays"]) == Decimal("20000.00")
