@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime, timezone
+from decimal import Decimal
 from typing import Annotated
 
 from pydantic import AfterValidator, Field, WithJsonSchema
@@ -54,12 +55,22 @@ QueryDate = Annotated[date, AfterValidator(check_date)]
 Name = Annotated[str, AfterValidator(check_name)]
 FreeText = Annotated[str, AfterValidator(check_free_text)]
 
-_UNSIGNED_AMOUNT = {"type": "string", "pattern": r"^\d+(\.\d{1,2})?$", "examples": ["450.00"]}
+#: The largest amount the money columns hold (NUMERIC(14, 2)): about a trillion yuan, beyond any real loan,
+#: bill or claim. A larger one is refused as input; PostgreSQL would otherwise refuse it at the insert (500)
+#: and SQLite store it (found by the API fuzzer).
+MONEY_MAX = Decimal("999999999999.99")
+_UNSIGNED_AMOUNT = {"type": "string", "pattern": r"^\d{1,12}(\.\d{1,2})?$", "examples": ["450.00"]}
 #: Prices, wages, costs: 0 or more. Paid amounts (loans, repayments, a stay's total cost): more than 0.
-NonNegativeMoney = Annotated[Money, Field(ge=0), WithJsonSchema(_UNSIGNED_AMOUNT)]
-PositiveMoney = Annotated[Money, Field(gt=0), WithJsonSchema({**_UNSIGNED_AMOUNT, "description": "大于 0 / more than 0"})]
+NonNegativeMoney = Annotated[Money, Field(ge=0, le=MONEY_MAX), WithJsonSchema(_UNSIGNED_AMOUNT)]
+PositiveMoney = Annotated[Money, Field(gt=0, le=MONEY_MAX),
+                          WithJsonSchema({**_UNSIGNED_AMOUNT, "description": "大于 0 / more than 0"})]
+#: Either sign (a claimed amount the service judges itself), within the columns' range.
+BoundedMoney = Annotated[Money, Field(ge=-MONEY_MAX, le=MONEY_MAX),
+                         WithJsonSchema({"type": "string", "pattern": r"^-?\d{1,12}(\.\d{1,2})?$",
+                                         "examples": ["450.00"]})]
 
-__all__ = ["DATE_MAX", "DATE_MIN", "FreeText", "LedgerDate", "Name", "NonNegativeMoney", "PositiveMoney", "QueryDate",
+__all__ = ["BoundedMoney", "DATE_MAX", "DATE_MIN", "FreeText", "LedgerDate", "MONEY_MAX", "Name", "NonNegativeMoney",
+           "PositiveMoney", "QueryDate",
            "YEAR_MAX", "YEAR_MIN", "Year", "check_date", "check_free_text", "check_name"]
 
 

@@ -12,7 +12,7 @@ from services.benefits.credit.purposes import CODES, PURPOSES, purposes_table_ma
 from services.benefits.partners.deps import partner_scope
 from services.benefits.partners.service import decision_transaction
 from shared.auth import Principal
-from shared.bounds import LedgerDate, PositiveMoney
+from shared.bounds import MONEY_MAX, BoundedMoney, LedgerDate, PositiveMoney
 from shared.clock import evaluation_date, today_in_china
 from shared.config import BenefitsSettings
 from shared.db import transaction
@@ -43,7 +43,7 @@ def as_of(request: Request) -> dt.date:
 
 class EligibilityRequest(BaseModel):
     id_number: IdNumber
-    amount: Money = Field(examples=["50000.00"])
+    amount: BoundedMoney = Field(examples=["50000.00"])
     term_months: int = Field(ge=1, le=600, examples=[36])
     purpose: str = Field(min_length=1, max_length=64, examples=["livestock"], description=PURPOSE_DESCRIPTION,
                          json_schema_extra=PURPOSE_SCHEMA)
@@ -127,7 +127,7 @@ async def report_loan(request: Request, body: LoanReport,
 
 class ClaimLine(BaseModel):
     loan_id: Ident
-    claimed_amount: Money
+    claimed_amount: BoundedMoney
 
 
 class InterestClaim(BaseModel):
@@ -135,6 +135,13 @@ class InterestClaim(BaseModel):
     year: int = Field(ge=2014, le=2100)
     quarter: int = Field(ge=1, le=4)
     lines: list[ClaimLine] = Field(min_length=1, max_length=2000)
+
+    @model_validator(mode="after")
+    def total_within_range(self) -> "InterestClaim":
+        # Each line is within range, 2,000 of them may not be: the claim's total is stored too.
+        if sum(abs(line.claimed_amount) for line in self.lines) > MONEY_MAX:
+            raise ValueError(f"申报金额合计超出上限 {MONEY_MAX} / the lines' amounts add up to more than {MONEY_MAX}")
+        return self
 
 
 @router.post("/v1/credit/interest-claims", summary="Quarterly interest-subsidy claim, decided line by line",

@@ -7,7 +7,7 @@ masked form.
 from __future__ import annotations
 
 from sqlalchemy import (BigInteger, Boolean, Column, Date, DateTime, Index, Integer, JSON, Numeric, String,
-                        Table, Text, UniqueConstraint)
+                        Table, Text, UniqueConstraint, text)
 
 from services.benefits.tables import metadata
 
@@ -182,7 +182,9 @@ settlements = Table(
     Column("settlement_id", String(40), primary_key=True),
     Column("client_id", String(64), nullable=False),
     Column("claim_id", String(80), nullable=False),
-    Column("seq", BigInteger, nullable=False, unique=True),
+    # The records feed's position, given after commit by ``settlement.service.sequence_settlements`` (null
+    # until then), so that concurrent settlements do not queue on one sequence row (issue 15).
+    Column("seq", BigInteger, nullable=True, unique=True),
     Column("id_hash", String(64), nullable=False, index=True),
     Column("id_masked", String(18), nullable=False),
     Column("household_id", String(40), nullable=True),
@@ -196,6 +198,8 @@ settlements = Table(
     Column("result", JSON, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("client_id", "claim_id", name="uq_settlements_claim"),
+    Index("ix_settlements_unsequenced", "created_at", "settlement_id",
+          postgresql_where=text("seq IS NULL"), sqlite_where=text("seq IS NULL")),
 )
 
 # Year-to-date out-of-pocket per person: the row lock orders two stays of one person.

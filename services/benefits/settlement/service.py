@@ -24,7 +24,7 @@ import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.policy import resolve_pack
@@ -32,12 +32,14 @@ from services.benefits.partners.access import client_of, record_access
 from services.benefits.partners.lookup import (FoundPerson, find_person, id_hash, next_sequence, status_history,
                                                status_on)
 from services.benefits.partners.service import take_write_turn
-from services.benefits.partners.tables import household_status_history, person_lookup, settlement_ytd, settlements
+from services.benefits.partners.tables import (household_status_history, partner_sequences, person_lookup,
+                                              settlement_ytd, settlements)
 from services.benefits.rules.common import RuleContext, _add_years
 from services.benefits.rules.health import HospitalBill, PersonContext, one_stop_settlement
 from services.benefits.rules.safety_net import patient_safety_net
 from services.benefits.tables import outbox
 from shared.auth import Principal
+from shared.bounds import MONEY_MAX
 from shared.config import TOPIC_BENEFITS
 from shared.db import json_dumps
 from shared.events import Envelope, utcnow
@@ -240,6 +242,9 @@ async def one_stop(session: AsyncSession, principal: Principal, body: dict) -> d
         dibao, tekun = patient_safety_net(RuleContext(household, policy, day), found.person_id)
         person = PersonContext(registered=True, dibao=dibao, tekun=tekun)
         computed = one_stop_settlement(bill, person, policy, ytd_before)
+        if ytd_before + computed.patient_pays > MONEY_MAX:  # the year's column (NUMERIC(14, 2)) would overflow
+            raise Problem(422, "Invalid request", f"The year's out-of-pocket total would exceed {MONEY_MAX}.", type_="https://jingzhun.dev/problems/validation",
+                          errors=[{"loc": ["body", "total_cost"], "msg": "year-to-date total out of range"}])
         result = {**computed.to_json(), "reasons": [], "policy": {"pack": policy.pack, "version": policy.version}}
         await session.execute(update(settlement_ytd).where(settlement_ytd.c.id_hash == person_hash,
                                                            settlement_ytd.c.year == day.year)
@@ -269,12 +274,10 @@ async def one_stop(session: AsyncSession, principal: Principal, body: dict) -> d
                         person=person_ref, eligible=result["eligible"],
                         outcome={"paid": format_yuan(paid), "patient_pays": format_yuan(patient_pays),
                                  "total_cost": format_yuan(total), "reasons": result["reasons"]})
-    # Last: on PostgreSQL the sequence's row stays locked from here to the commit, and every settlement waits
-    # for it (seq order is commit order: the records feed's cursor never skips a row committed later). The
-    # events above were staged first so that the lock is not held across their statements (issue 15).
-    seq = await next_sequence(session, "settlements")
+    # No feed position yet (seq is null): ``sequence_settlements`` gives it after commit, so settlements
+    # do not wait for each other on one sequence row (issue 15).
     await session.execute(insert(settlements).values(
-        settlement_id=settlement_id, client_id=client_id, claim_id=claim_id, seq=seq, id_hash=person_hash,
+        settlement_id=settlement_id, client_id=client_id, claim_id=claim_id, seq=None, id_hash=person_hash,
         id_masked=result["id_number"], household_id=found.household_id if found else None,
         person_id=found.person_id if found else None, year=day.year, eligible=result["eligible"],
         total_cost=total, patient_pays=patient_pays, body_hash=digest, request=request_view, result=result,
@@ -373,6 +376,36 @@ async def coverage_lookup(session: AsyncSession, principal: Principal, id_number
                         decision=f"lookup: {counts['submitted']} submitted, {covered} covered",
                         outcome={**counts, "as_of": as_of.isoformat(), "persons": list(persons.values())})
     return {"as_of": as_of.isoformat(), "items": items, **counts}
+
+
+#: Settlements given their feed position per transaction by ``sequence_settlements``.
+SEQUENCE_BATCH = 1000
+
+
+async def sequence_settlements(session: AsyncSession, batch: int = SEQUENCE_BATCH) -> int:
+    """Give up to ``batch`` committed settlements without a feed position theirs; how many got one.
+
+    Run in its own transaction, committed before the feed is read. The sequence row's lock is taken
+    first, so sequencing transactions follow one another, each numbering after the last: the positions
+    committed at any moment are 1..N with no gap, and a settlement committed later gets a larger one. A
+    reader whose cursor is at N therefore never skips a row (what seq-in-commit-order gave before, without
+    every settlement queuing on the row; issue 15). Order within a batch: created_at, then id."""
+    unsequenced = select(settlements.c.settlement_id).where(settlements.c.seq.is_(None))
+    if await session.scalar(unsequenced.limit(1)) is None:
+        return 0  # nothing to number: no lock, no write (a row committed from now on waits for the next read)
+    await take_write_turn(session)
+    await session.execute(update(partner_sequences).where(partner_sequences.c.name == "settlements")
+                          .values(value=partner_sequences.c.value))  # the lock, before anything is read
+    pending = (await session.execute(
+        unsequenced.order_by(settlements.c.created_at, settlements.c.settlement_id).limit(batch))).scalars().all()
+    if not pending:
+        return 0
+    first = await next_sequence(session, "settlements", len(pending))
+    await session.execute(update(settlements).where(settlements.c.settlement_id == bindparam("b_id"))
+                          .values(seq=bindparam("b_seq")),
+                          [{"b_id": settlement_id, "b_seq": first + offset}
+                           for offset, settlement_id in enumerate(pending)])
+    return len(pending)
 
 
 async def records_page(session: AsyncSession, principal: Principal, cursor: int, limit: int) -> dict:

@@ -135,5 +135,9 @@ async def coverage_lookup(request: Request, body: CoverageLookup,
 async def records(request: Request, cursor: Annotated[str | None, Query(pattern=r"^\d{1,18}$")] = None,
                   limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                   principal: Principal = Depends(partner_scope("settlement"))) -> dict:
+    while True:  # the settlements committed so far get their positions first, each batch committed
+        async with decision_transaction(request.app.state) as session:
+            if await service.sequence_settlements(session) < service.SEQUENCE_BATCH:
+                break
     async with transaction(request.app.state.sessionmaker) as session:
         return await service.records_page(session, principal, int(cursor or 0), limit)

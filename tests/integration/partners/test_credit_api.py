@@ -269,3 +269,27 @@ async def test_a_loan_dated_before_every_policy_pack_is_422_and_stores_nothing(p
     fixed = await partners.bank.post("/v1/credit/loans", json=body | {"date": "2019-11-15", "due_date": "2021-11-15"})
     assert fixed.status_code == 200, fixed.text
     assert fixed.json()["loan"]["issued_on"] == "2019-11-15" and "replayed" not in fixed.json()
+
+
+async def test_amounts_beyond_the_money_columns_are_422_not_a_database_error(partners):
+    """Found by the API fuzzer: a trillion-yuan loan was stored on SQLite and overflowed NUMERIC(14, 2) on
+    PostgreSQL (500); two in-range claim lines could add up past the claim total's column."""
+    too_big = await partners.bank.post("/v1/credit/loans", json={
+        "report_id": "r-big", "loan_id": "L-big", "event": "issuance", "date": "2019-11-15", "id_number": FARMER_ID,
+        "amount": "1000000000000.00", "due_date": "2021-11-15", "purpose": "livestock"})
+    assert too_big.status_code == 422, too_big.text
+    assert too_big.json()["errors"][0]["loc"][-1] == "amount"
+    largest = await partners.bank.post("/v1/credit/loans", json={
+        "report_id": "r-max", "loan_id": "L-max", "event": "issuance", "date": "2019-11-15", "id_number": FARMER_ID,
+        "amount": "999999999999.99", "due_date": "2021-11-15", "purpose": "livestock"})
+    assert largest.status_code == 200 and largest.json()["loan"]["principal"] == "999999999999.99"
+    summed = await partners.bank.post("/v1/credit/interest-claims", json={
+        "claim_id": "C-big", "year": 2020, "quarter": 1,
+        "lines": [{"loan_id": "L-max", "claimed_amount": "600000000000.00"},
+                  {"loan_id": "L-other", "claimed_amount": "600000000000.00"}]})
+    assert summed.status_code == 422, summed.text
+    assert "999999999999.99" in summed.text
+    loans = await partners.bank.post("/v1/credit/loans", json={
+        "report_id": "r-big", "loan_id": "L-big", "event": "issuance", "date": "2019-11-15", "id_number": FARMER_ID,
+        "amount": "36000.00", "due_date": "2021-11-15", "purpose": "livestock"})
+    assert loans.status_code == 200 and "replayed" not in loans.json()  # the refused report left nothing behind

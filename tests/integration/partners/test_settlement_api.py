@@ -110,3 +110,55 @@ async def test_a_stay_before_every_policy_pack_is_not_covered(partners):
     result = await settle(partners.insurer, "INS-2010", admission_date="2010-01-01", discharge_date="2010-01-05")
     assert result["eligible"] is False and result["reasons"] == ["not_covered"]
     assert Decimal(result["patient_pays"]) == Decimal("20000.00")
+
+
+async def test_a_settlement_does_not_wait_for_the_sequence_row(partners):
+    """Issue 15: every one-stop used to lock the ``settlements`` sequence row until its commit, so the
+    province's settlements went one at a time. Now the feed position is given after commit: a settlement
+    completes while another transaction holds that row."""
+    from sqlalchemy import select
+
+    from services.benefits.partners.tables import partner_sequences
+    async with partners.app.state.sessionmaker() as holder:
+        async with holder.begin():
+            query = select(partner_sequences.c.value).where(partner_sequences.c.name == "settlements")
+            if holder.bind.dialect.name == "postgresql":
+                query = query.with_for_update()
+            await holder.execute(query)
+            result = await asyncio.wait_for(settle(partners.insurer, "INS-NOWAIT"), timeout=20)
+    assert result["eligible"] is True
+    records = (await partners.insurer.get("/v1/settlements")).json()["items"]
+    assert [(r["claim_id"], r["seq"]) for r in records] == [("INS-NOWAIT", 1)]
+
+
+async def test_the_records_feed_never_skips_a_settlement_committed_while_it_is_read(partners):
+    """Writers and a cursor-following reader at once: the reader ends with every settlement exactly once,
+    and the positions are 1..N without a gap (a position is given only to committed rows, in turns)."""
+    seen: list[dict] = []
+    cursor: str | None = None
+    writing = True
+
+    async def read_feed() -> None:
+        nonlocal cursor
+        while True:
+            params = {"limit": 7} | ({"cursor": cursor} if cursor else {})
+            page = await partners.insurer.get("/v1/settlements", params=params)
+            assert page.status_code == 200, page.text
+            body = page.json()
+            seen.extend(body["items"])
+            cursor = body["next_cursor"] or cursor
+            if not writing and not body["more"] and not body["items"]:
+                return
+            await asyncio.sleep(0)
+
+    async def write(index: int) -> None:
+        await settle(partners.insurer, f"INS-F{index}", admission_date="2020-07-01", discharge_date="2020-07-02",
+                     total_cost=str(100 + index), in_policy_cost="50")
+
+    reader = asyncio.create_task(read_feed())
+    for start in range(0, 60, 12):
+        await asyncio.gather(*(write(index) for index in range(start, start + 12)))
+    writing = False
+    await asyncio.wait_for(reader, timeout=60)
+    assert sorted(r["claim_id"] for r in seen) == sorted(f"INS-F{i}" for i in range(60))
+    assert [r["seq"] for r in seen] == list(range(1, 61))
