@@ -97,8 +97,14 @@ def make_engine(url: str, **kwargs) -> AsyncEngine:
                 restrict_sidecar_files(Path(database))
 
         return engine
+    # Ten connections per process, kept; a request past the tenth in flight waits for one. With 20 more as
+    # overflow, each such request opened a connection (a PostgreSQL backend, an SSL attempt) and closed it on
+    # return: under 50 connections of partner decisions the workers spent their time in that churn (one-stop
+    # 61 -> 114/s, eligibility 214 -> 324/s, household reads 0.08 -> 0.13 of the bare route when it went;
+    # issue 15). Keeping 25 instead exhausted PostgreSQL's 100 connections across six workers. Nothing holds
+    # one connection while it waits for a second (the benchmark's 25 requests in flight per worker would hang).
     kwargs.setdefault("pool_size", 10)
-    kwargs.setdefault("max_overflow", 20)
+    kwargs.setdefault("max_overflow", 0)
     ping_after_idle_s = kwargs.pop("ping_after_idle_s", PING_AFTER_IDLE_S)
     # orjson reads the JSON columns back (the same values as json.loads, several times faster: stored
     # entitlements' explanations and sources were 13 % of a policy recompute); json_dumps still writes them.
