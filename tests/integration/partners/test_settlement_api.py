@@ -162,3 +162,27 @@ async def test_the_records_feed_never_skips_a_settlement_committed_while_it_is_r
     await asyncio.wait_for(reader, timeout=60)
     assert sorted(r["claim_id"] for r in seen) == sorted(f"INS-F{i}" for i in range(60))
     assert [r["seq"] for r in seen] == list(range(1, 61))
+
+
+async def test_a_year_to_date_total_past_its_column_is_422_and_settles_nothing(partners):
+    """Each bill is within range, a person's year-to-date out-of-pocket may not be: NUMERIC(14, 2) would
+    overflow on PostgreSQL (a 500) at the update. Refused before any write."""
+    import datetime as dt
+
+    from sqlalchemy import insert, select
+
+    from services.benefits.partners.lookup import id_hash
+    from services.benefits.partners.tables import settlement_ytd, settlements
+    from shared.db import transaction
+    async with transaction(partners.app.state.sessionmaker) as session:
+        await session.execute(insert(settlement_ytd).values(
+            id_hash=id_hash(FARMER_ID), year=2020, out_of_pocket=Decimal("999999999000.00"), stays=40,
+            updated_at=dt.datetime.now(dt.timezone.utc)))
+    response = await partners.insurer.post("/v1/settlements/one-stop", json={
+        "id_number": FARMER_ID, **BILL, "claim_id": "INS-YTD"})
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["loc"] == ["body", "total_cost"]
+    async with partners.app.state.sessionmaker() as session:
+        assert (await session.execute(select(settlements.c.claim_id))).all() == []
+        stays = await session.scalar(select(settlement_ytd.c.stays).where(settlement_ytd.c.year == 2020))
+    assert stays == 40
