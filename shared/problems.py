@@ -65,6 +65,17 @@ def install_problem_handlers(app: FastAPI, *, language_layer: bool = True) -> No
         return problem_response(Problem(422, "Invalid request", "The request body or parameters are invalid.",
                                         type_="https://jingzhun.dev/problems/validation", errors=errors))
 
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    @app.exception_handler(PoolTimeout)
+    async def _busy(_: Request, exc: PoolTimeout):
+        # Every pooled database connection stayed in use for the pool's timeout: overload, not a fault of
+        # the request. The pool has no overflow (shared.db.make_engine), so this is how overload shows.
+        import logging
+        logging.getLogger("app").warning("database pool exhausted: %s", exc)
+        return problem_response(Problem(503, "Service busy", "Every database connection is in use; retry shortly.",
+                                        type_="https://jingzhun.dev/problems/busy"), {"Retry-After": "1"})
+
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception):
         import logging
