@@ -84,3 +84,27 @@ async def test_known_parameters_still_work_and_q_is_refused(databases, tmp_path)
         # writes are not checked here (their query strings are not filters)
         health = await client.get("/healthz", params={"zz": "1"})
         assert health.status_code == 200
+
+
+async def test_a_nul_character_in_the_query_or_path_is_422_in_every_service(databases, tmp_path):
+    """Found by fuzzing on PostgreSQL: ``GET /v1/audit/records?subject=%00`` reached the database, whose text
+    refuses NUL (a 500); SQLite would have stored it. Refused at the edge of every service."""
+    from services.audit.app import create_app as create_audit
+    from services.benefits.app import create_app as create_benefits
+    from services.registry.app import create_app as create_registry
+    from shared.auth import mint_token
+    from shared.config import AuditSettings, BenefitsSettings, RegistrySettings
+    from tests.helpers import running_app
+
+    cases = [(create_audit, AuditSettings, "audit", "audit:read", "/v1/audit/records?subject=household%2F%00x"),
+             (create_audit, AuditSettings, "audit", "audit:read", "/v1/supervision/partner-access?client_id=%00"),
+             (create_registry, RegistrySettings, "registry", "registry:read", "/v1/households?village_code=36%00"),
+             (create_benefits, BenefitsSettings, "benefits", "benefits:read", "/v1/households/hh%00x/entitlements")]
+    for create, settings_class, service, scope, url in cases:
+        settings = settings_class(var_dir=tmp_path / service, database_url=await databases.url(service),
+                                  kafka_bootstrap="127.0.0.1:1", log_json=False)
+        async with running_app(create(settings), mint_token(settings, scope)) as client:
+            response = await client.get(url, headers={"Accept-Language": "en"})
+        assert response.status_code == 422, (url, response.text)
+        assert response.headers["content-type"] == "application/problem+json"
+        assert [e["type"] for e in response.json()["errors"]] == ["nul_character"], url
