@@ -74,6 +74,27 @@ def _wal_mode(cursor, attempts: int = 5) -> None:
             time.sleep(0.1)
 
 
+class NulInText(ValueError):
+    """A statement's text parameter holds a NUL character (U+0000)."""
+
+
+def refuse_nul_text(engine: AsyncEngine) -> None:
+    """No text with a NUL character is written or looked up, on either database.
+
+    PostgreSQL's text refuses it (a request whose id or filter held one was a 500, found by fuzzing on
+    PostgreSQL); SQLite stores it, and the file would then hold what the other database cannot. Checked once,
+    at the statement, for whatever path the value came by (a body field, a query filter, an event). JSON
+    columns are not affected: json_dumps writes a NUL as the escape ``\\u0000``. Raised before the statement
+    runs, so the caller's transaction rolls back whole; the services answer it 422
+    (``shared.problems``)."""
+    @event.listens_for(engine.sync_engine, "before_cursor_execute")
+    def _refuse(_conn, _cursor, _statement, parameters, _context, executemany) -> None:
+        for row in (parameters if executemany else (parameters,)) if parameters else ():
+            for value in (row.values() if isinstance(row, dict) else row):
+                if value.__class__ is str and "\x00" in value:
+                    raise NulInText("a text value holds a NUL character (U+0000)")
+
+
 def make_engine(url: str, **kwargs) -> AsyncEngine:
     if is_sqlite(url):
         database = make_url(url).database
@@ -96,6 +117,7 @@ def make_engine(url: str, **kwargs) -> AsyncEngine:
             if on_disk:  # WAL just created -wal and -shm beside the file
                 restrict_sidecar_files(Path(database))
 
+        refuse_nul_text(engine)
         return engine
     # Ten connections per process, kept; a request past the tenth in flight waits for one. With 20 more as
     # overflow, each such request opened a connection (a PostgreSQL backend, an SSL attempt) and closed it on
@@ -111,6 +133,7 @@ def make_engine(url: str, **kwargs) -> AsyncEngine:
     engine = create_async_engine(url, json_serializer=json_dumps, json_deserializer=orjson.loads, **kwargs)
     if not kwargs.get("pool_pre_ping"):
         ping_idle_connections(engine, ping_after_idle_s)
+    refuse_nul_text(engine)
     return engine
 
 

@@ -66,6 +66,13 @@ def install_problem_handlers(app: FastAPI, *, language_layer: bool = True) -> No
                                         type_="https://jingzhun.dev/problems/validation", errors=errors))
 
     from sqlalchemy.exc import TimeoutError as PoolTimeout
+    from shared.db import NulInText
+
+    @app.exception_handler(NulInText)
+    async def _nul(_: Request, exc: NulInText):
+        return problem_response(Problem(422, "Invalid request", "Text with a NUL character (U+0000) cannot be stored "
+                                        "or looked up.", type_="https://jingzhun.dev/problems/validation",
+                                        errors=[{"loc": ["body"], "msg": "NUL character", "type": "nul_character"}]))
 
     @app.exception_handler(PoolTimeout)
     async def _busy(_: Request, exc: PoolTimeout):

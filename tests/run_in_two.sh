@@ -13,11 +13,13 @@ trap 'rm -rf "$out"' EXIT
 # fuzz) go with A to keep the halves even.
 # The benchmark smokes and the OpenAPI example replay (about 6 minutes together) go with A as well: on the
 # last local run half B took 26 minutes to A's 17.
-HALF_A=(tests/unit tests/e2e tests/integration/test_openapi_fuzz.py tests/integration/audit
+HALF_A=(tests/unit tests/e2e tests/integration/test_openapi_fuzz.py tests/integration/test_openapi_fuzz_postgres.py
+        tests/integration/audit
         tests/integration/test_chaos.py tests/integration/test_broker_epochs.py tests/integration/registry/dci
         tests/integration/test_bench_smoke_http.py tests/integration/test_bench_smoke_verify.py
         tests/integration/test_openapi_docs.py)
-HALF_B=(tests/integration --ignore=tests/integration/test_openapi_fuzz.py --ignore=tests/integration/audit
+HALF_B=(tests/integration --ignore=tests/integration/test_openapi_fuzz.py
+        --ignore=tests/integration/test_openapi_fuzz_postgres.py --ignore=tests/integration/audit
         --ignore=tests/integration/test_chaos.py --ignore=tests/integration/test_broker_epochs.py
         --ignore=tests/integration/registry/dci --ignore=tests/integration/test_bench_smoke_http.py
         --ignore=tests/integration/test_bench_smoke_verify.py --ignore=tests/integration/test_openapi_docs.py)

@@ -440,3 +440,17 @@ async def test_cancelling_the_only_measure_for_a_cause_uncovers_it_and_closed_ob
     after = (await office.get(f"/v1/monitoring/objects/{obj['id']}")).json()
     assert {m["id"]: m["status"] for m in after["measures"]} == {ids["illness"]: "in_progress",
                                                                   ids["accident"]: "cancelled"}
+
+
+async def test_a_nul_character_in_a_body_field_is_422_and_writes_nothing(office):
+    """Found by fuzzing on PostgreSQL: a lead id holding U+0000 reached the database, whose text refuses it
+    (a 500). Refused at the statement on both databases (shared.db.refuse_nul_text), the transaction whole."""
+    household = await new_household(office, status="exited", exit_date="2019-12-01")
+    refused = await office.post("/v1/monitoring/objects", json={"lead_id": "ab\u0000c", "category": "unstable_exited"})
+    assert refused.status_code == 422, refused.text
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert refused.json()["errors"][0]["type"] == "nul_character"
+    lead = await office.post("/v1/monitoring/leads", json=lead_body(household["id"], notes="第一行\u0000第二行"))
+    assert lead.status_code == 422, lead.text
+    listed = (await office.get("/v1/monitoring/leads", params={"household_id": household["id"]})).json()
+    assert listed["items"] == []  # nothing of the refused lead was kept
