@@ -33,6 +33,7 @@ from typing import Any
 
 from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.datastructures import Headers, UploadFile
 from starlette.formparsers import MultiPartParser
@@ -41,7 +42,7 @@ from starlette.routing import compile_path
 from shared.db import transaction
 from shared.events import as_aware
 from shared.idempotency_table import define_idempotency_keys
-from shared.problems import Problem, problem_response
+from shared.problems import BUSY_HEADERS, Problem, busy_problem, problem_response
 
 log = logging.getLogger("idempotency")
 
@@ -274,7 +275,11 @@ class IdempotencyMiddleware:
         route = f"POST {scope['path']}"
         fingerprint = request_fingerprint("POST", scope["path"], scope.get("query_string", b""),
                                           await canonical_body(Headers(scope=scope), body))
-        outcome = await store.reserve(caller, key, route, fingerprint, now, purge=self._purge_due())
+        try:
+            outcome = await store.reserve(caller, key, route, fingerprint, now, purge=self._purge_due())
+        except PoolTimeout:  # outside the app's exception handlers: answered here, as the app would
+            await problem_response(busy_problem(), BUSY_HEADERS)(scope, receive, send)
+            return
         if isinstance(outcome, Problem):
             await problem_response(outcome, getattr(outcome, "headers", None))(scope, receive, send)
             return

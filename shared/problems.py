@@ -38,6 +38,16 @@ def _loc(loc) -> list:
     return [part for part in loc]
 
 
+def busy_problem() -> Problem:
+    """503: every pooled database connection stayed in use for the pool's timeout (overload)."""
+    return Problem(503, "Service busy", "Every database connection is in use; retry shortly.",
+                   type_="https://jingzhun.dev/problems/busy")
+
+
+#: The busy answer's headers: a retry is what the caller should do.
+BUSY_HEADERS = {"Retry-After": "1"}
+
+
 def install_problem_handlers(app: FastAPI, *, language_layer: bool = True) -> None:
     """Problem handlers, and the layer that puts every problem+json answer into the caller's language.
 
@@ -80,8 +90,7 @@ def install_problem_handlers(app: FastAPI, *, language_layer: bool = True) -> No
         # the request. The pool has no overflow (shared.db.make_engine), so this is how overload shows.
         import logging
         logging.getLogger("app").warning("database pool exhausted: %s", exc)
-        return problem_response(Problem(503, "Service busy", "Every database connection is in use; retry shortly.",
-                                        type_="https://jingzhun.dev/problems/busy"), {"Retry-After": "1"})
+        return problem_response(busy_problem(), BUSY_HEADERS)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception):

@@ -22,11 +22,14 @@ async def test_a_request_that_finds_every_connection_taken_is_503_busy(databases
     app = create_registry(settings)
     small = make_engine(url, pool_size=1, pool_timeout=0.3)
     try:
-        async with running_app(app, mint_token(settings, "registry:read")) as client:
+        async with running_app(app, mint_token(settings, "registry:read registry:write")) as client:
             app.state.sessionmaker = async_sessionmaker(small, expire_on_commit=False)
             async with small.connect() as held:  # the only connection, kept busy
                 await held.execute(text("SELECT 1"))
                 busy = await client.get("/v1/households/hh-none", headers={"Accept-Language": "zh-CN"})
+                # An idempotent write finds the pool busy in the idempotency layer, before the app's handlers.
+                keyed = await client.post("/v1/cadres", json={"name": "钟干部"},
+                                          headers={"Idempotency-Key": "k-busy-1"})
             after = await client.get("/v1/households/hh-none")
     finally:
         await small.dispose()
@@ -35,3 +38,5 @@ async def test_a_request_that_finds_every_connection_taken_is_503_busy(databases
     assert busy.headers["content-type"] == "application/problem+json"
     assert busy.json()["type"] == "https://jingzhun.dev/problems/busy" and busy.json()["title"] == "服务繁忙"
     assert after.status_code == 404  # the connection back in the pool: answered as usual
+    assert keyed.status_code == 503 and keyed.headers["retry-after"] == "1", keyed.text
+    assert keyed.json()["type"] == "https://jingzhun.dev/problems/busy"
