@@ -75,7 +75,21 @@ async def _envelope(request: Request) -> tuple[Any, Any, Any]:
     if not isinstance(body, dict) or "header" not in body or "message" not in body:
         raise EnvelopeError("err.request.bad", "The body must be an object with header and message.",
                             "请求体须为含 header 与 message 的对象。")
+    if _holds_nul(body):  # no text with U+0000 is stored or looked up (shared.db.refuse_nul_text): refused now,
+        # not when the worker answers it later (the DCI fuzz found an unsubscribe code holding one)
+        raise EnvelopeError("err.request.bad", "A text value holds a NUL character (U+0000).",
+                            "文本中含有 NUL 字符（U+0000）。")
     return body.get("signature"), body["header"], body["message"]
+
+
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(key) or _holds_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(item) for item in value)
+    return False
 
 
 async def _receive(request: Request, action: str, *, sync: bool) -> JSONResponse:

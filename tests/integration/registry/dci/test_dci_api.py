@@ -192,6 +192,21 @@ async def test_a_malformed_message_is_an_err(dci, message):
     assert response.json()["message"]["ack_status"] == "ERR"
 
 
+async def test_a_text_value_with_a_nul_character_is_an_err_and_nothing_is_stored(dci):
+    """Found by the DCI fuzz: an accepted request whose codes held U+0000 failed later, in the worker, when
+    the database refused the look-up. Refused at once, in the spec's shape."""
+    partner = Partner(dci, dci.settings)
+    await register(dci, partner)
+    message = search_message(by_id_number(HEAD_NUMBER), transaction_id="t-nul")
+    message["search_request"][0]["reference_id"] = "ref\u0000-1"
+    response = await partner.post("/registry/search", partner.header("search"), message)
+    assert response.status_code == 400, response.text
+    error = response.json()["message"]["error"]
+    assert error["code"] == "err.request.bad" and "NUL" in error["message"], error
+    async with dci.app.state.sessionmaker() as session:
+        assert (await session.execute(select(dci_deliveries))).first() is None
+
+
 async def test_tokens_scopes_and_senders_are_checked_in_the_spec_error_shape(dci):
     partner = Partner(dci, dci.settings)
     await register(dci, partner)
