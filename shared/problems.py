@@ -38,6 +38,12 @@ def _loc(loc) -> list:
     return [part for part in loc]
 
 
+def no_policy_pack_problem(exc: LookupError, loc: list[str]) -> Problem:
+    """422: no policy pack is in force on the date at ``loc`` (``shared.policy`` found none)."""
+    return Problem(422, "Invalid request", f"该日期无适用政策包。/ {exc}",
+                   type_="https://jingzhun.dev/problems/validation", errors=[{"loc": loc, "msg": str(exc)}])
+
+
 def busy_problem() -> Problem:
     """503: every pooled database connection stayed in use for the pool's timeout (overload)."""
     return Problem(503, "Service busy", "Every database connection is in use; retry shortly.",

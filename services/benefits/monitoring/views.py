@@ -9,7 +9,7 @@ from services.benefits.consumer import evaluation_date
 from services.benefits.monitoring import service
 from shared.auth import Principal, require_scopes
 from shared.bounds import QueryDate
-from shared.problems import PROBLEM_RESPONSES, Problem
+from shared.problems import PROBLEM_RESPONSES, Problem, no_policy_pack_problem
 
 router = APIRouter(tags=["monitoring"], responses=PROBLEM_RESPONSES)
 AsOf = Annotated[QueryDate | None, Query(description="The day the criteria are judged on (months above the range "
@@ -35,6 +35,4 @@ async def elimination(request: Request, household_id: str, as_of: AsOf = None,
             return await service.elimination_answer(session, snapshot, day,
                                                     getattr(request.app.state, "packs", None))
         except LookupError as exc:  # a day before every pack of the household's region (e.g. 1990)
-            raise Problem(422, "Invalid request", f"该日期无适用政策包。/ {exc}",
-                          type_="https://jingzhun.dev/problems/validation",
-                          errors=[{"loc": ["query", "as_of"], "msg": str(exc)}]) from None
+            raise no_policy_pack_problem(exc, ["query", "as_of"]) from None

@@ -15,7 +15,7 @@ from services.benefits.recompute.service import get_job
 from shared.auth import Principal, require_scopes
 from shared.bounds import IdCursor
 from shared.policy.publication import diff_pack, pack_text_of
-from shared.problems import PROBLEM_RESPONSES, Problem
+from shared.problems import PROBLEM_RESPONSES, Problem, no_policy_pack_problem
 
 router = APIRouter(tags=["policies"], responses=PROBLEM_RESPONSES)
 
@@ -91,9 +91,7 @@ async def simulate_policy_pack(request: Request, body: SimulateRequest,
     except service.PublicationRejected as exc:
         raise _rejected(exc) from None
     except LookupError as exc:
-        raise Problem(422, "Invalid request", f"该日期无适用政策包。/ {exc}",
-                      type_="https://jingzhun.dev/problems/validation",
-                      errors=[{"loc": ["body", "as_of"], "msg": str(exc)}]) from None
+        raise no_policy_pack_problem(exc, ["body", "as_of"]) from None
 
 
 @router.post("/v1/policies:publish", status_code=201, summary="Publish a pack with an effective date (admin)")

@@ -46,7 +46,7 @@ from shared.events import Envelope, utcnow
 from shared.idcard import mask_id_number
 from shared.money import ZERO, format_yuan, yuan
 from shared.outbox import add_to_outbox
-from shared.problems import Problem
+from shared.problems import Problem, no_policy_pack_problem
 from shared.snapshot import Household
 
 log = logging.getLogger("benefits.settlement")
@@ -231,9 +231,7 @@ async def one_stop(session: AsyncSession, principal: Principal, body: dict) -> d
         try:
             policy = resolve_pack(household.region_code, day)  # the bill is settled at discharge
         except LookupError as exc:  # a discharge before every pack of the region: no rule settles it
-            raise Problem(422, "Invalid request", f"该日期无适用政策包。/ {exc}",
-                          type_="https://jingzhun.dev/problems/validation",
-                          errors=[{"loc": ["body", "discharge_date"], "msg": str(exc)}]) from None
+            raise no_policy_pack_problem(exc, ["body", "discharge_date"]) from None
         await take_write_turn(session)
         ytd_before = await _lock_ytd(session, person_hash, day.year)
         stored = await _stored(session, client_id, claim_id)  # a concurrent resend may have won the lock
